@@ -1,0 +1,198 @@
+#include "cli/options.hpp"
+
+#include <climits>
+#include <sstream>
+
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+
+#include "duet_build_config.h"
+
+namespace duet {
+
+std::vector<std::string> bundled_plugins() {
+  std::vector<std::string> names;
+  std::istringstream list(DUET_BUNDLED_PLUGINS);
+  for (std::string name; std::getline(list, name, ',');)
+    if (!name.empty())
+      names.push_back(name);
+  return names;
+}
+
+namespace {
+
+// "/extra=DIR": the URL must be a clean absolute path other than "/".
+std::string check_mount(const std::string &spec) {
+  auto eq = spec.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+    return "expected /URL=DIR, e.g. --mount /media=/srv/media";
+  std::string url = spec.substr(0, eq);
+  if (url[0] != '/')
+    return "the URL part must start with '/'";
+  while (url.size() > 1 && url.back() == '/')
+    url.pop_back();
+  if (url == "/")
+    return "'/' is the web root: use --web-root for it";
+  std::istringstream parts(url.substr(1));
+  for (std::string part; std::getline(parts, part, '/');)
+    if (part.empty() || part[0] == '.')
+      return "the URL part must not contain empty, '.' or '..' segments or dotfiles";
+  return {};
+}
+
+// "plugin.key=value"
+std::string check_plugin_opt(const std::string &spec) {
+  auto dot = spec.find('.');
+  auto eq = spec.find('=');
+  if (dot == std::string::npos || eq == std::string::npos || dot == 0 || dot + 1 >= eq)
+    return "expected PLUGIN.KEY=VALUE, e.g. --plugin-opt pairing.takeover=refuse";
+  return {};
+}
+
+}  // namespace
+
+int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::ostream &out, std::ostream &err) {
+  char state_buf[PATH_MAX];
+  const std::string default_state = duet__paths_default_state_dir(state_buf, sizeof state_buf);
+  const std::string default_web = duet__paths_default_web_root();
+  std::string bundled;
+  for (const auto &name : bundled_plugins())
+    bundled += (bundled.empty() ? "" : ", ") + name;
+
+  CLI::App app{"duetd: a small, fast signaling server and web client for 1:1 WebRTC video calls.\n"
+               "With no options it serves the web client and WebSocket signaling on https://localhost:8443/\n"
+               "with a self-signed development certificate made on first run.",
+               "duetd"};
+  app.set_version_flag("--version", "duetd " DUET_VERSION " (plugin ABI " + std::to_string(DUET_ABI_MAJOR) + "." +
+                                        std::to_string(DUET_ABI_MINOR) + ")");
+  app.set_config("--config", "", "Read options from FILE (TOML/INI: one 'name = value' per line, names as the long options)");
+  app.allow_config_extras(CLI::config_extras_mode::error);  // a typo in a config file is an error, not a no-op
+  app.get_formatter()->column_width(34);
+
+  app.add_option("--address", o.address, "Address to listen on (default: every address, IPv4 and IPv6)");
+  app.add_option("--port", o.port, "TCP port to listen on; 0 picks a free one (it is logged)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  auto *cert = app.add_option("--cert", o.cert, "TLS certificate chain (PEM); needs --key")->check(CLI::ExistingFile);
+  auto *key = app.add_option("--key", o.key, "TLS private key (PEM); needs --cert; must not lie in a served folder")
+                  ->check(CLI::ExistingFile);
+  cert->needs(key);
+  key->needs(cert);
+  app.add_option("--state-dir", o.state_dir,
+                 "Folder for the development certificate and other state (default: " + default_state + ")");
+  auto *no_tls = app.add_flag("--no-tls", o.no_tls,
+                              "Plain HTTP and WebSocket, for running behind a TLS reverse proxy only");
+  no_tls->excludes(cert)->excludes(key);
+  app.add_option("--web-root", o.web_root, "Folder served at / (default: " + default_web + ")")
+      ->check(CLI::ExistingDirectory);
+  app.add_option("--mount", o.mount_specs, "Also serve DIR at /URL, as /URL=DIR (repeatable)")
+      ->type_name("/URL=DIR")
+      ->check(CLI::Validator(check_mount, "/URL=DIR", "mount"));
+  app.add_option("--max-message-bytes", o.max_message_bytes,
+                 "Largest signaling message accepted; larger ones get a too-large error")
+      ->check(CLI::Range(static_cast<std::size_t>(256), static_cast<std::size_t>(16 * 1024 * 1024)))
+      ->capture_default_str();
+  app.add_option("--max-queued-bytes", o.max_queued_bytes,
+                 "Bytes that may wait for one slow client before it is disconnected")
+      ->check(CLI::Range(static_cast<std::size_t>(4096), static_cast<std::size_t>(1024 * 1024 * 1024)))
+      ->capture_default_str();
+  app.add_option("--plugin", o.plugins,
+                 "Load a plugin: a bundled plugin's name or a path to a .so, after the bundled ones (repeatable)");
+  app.add_flag("--no-default-plugins", o.no_default_plugins,
+               "Do not load the bundled plugins (" + bundled + "); list the ones you want with --plugin");
+  app.add_option("--plugin-dir", o.plugin_dirs, "Load every *.so in DIR, in name order (repeatable)")
+      ->check(CLI::ExistingDirectory);
+  app.add_option("--plugin-opt", o.plugin_opt_specs,
+                 "Set a plugin option, e.g. pairing.takeover=refuse (repeatable; --list-plugins shows them)")
+      ->type_name("PLUGIN.KEY=VALUE")
+      ->check(CLI::Validator(check_plugin_opt, "PLUGIN.KEY=VALUE", "plugin-opt"));
+  app.add_flag("--list-plugins", o.list_plugins, "Print the loaded plugins, their versions and options, then exit");
+  app.add_option("--log-level", o.log_level, "How much to log")
+      ->check(CLI::IsMember({"error", "warn", "info", "debug"}))
+      ->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success &e) {  // --help and --version
+    return app.exit(e, out, err);
+  } catch (const CLI::ParseError &e) {
+    app.exit(e, out, err);
+    err << "Run 'duetd --help' for the options.\n";
+    return 2;
+  }
+
+  for (const auto &spec : o.mount_specs) {
+    auto eq = spec.find('=');
+    std::string url = spec.substr(0, eq);
+    while (url.size() > 1 && url.back() == '/')
+      url.pop_back();
+    std::string dir = spec.substr(eq + 1);
+    struct stat st {};
+    if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+      err << "--mount " << spec << ": " << dir << " is not a folder\n";
+      return 2;
+    }
+    o.mount_urls_.push_back(url);
+    o.mount_dirs_.push_back(dir);
+  }
+  for (std::size_t i = 0; i < o.mount_urls_.size(); i++)
+    for (std::size_t j = 0; j < i; j++)
+      if (o.mount_urls_[i] == o.mount_urls_[j]) {
+        err << "--mount: " << o.mount_urls_[i] << " is given twice\n";
+        return 2;
+      }
+  for (const auto &spec : o.plugin_opt_specs) {
+    auto dot = spec.find('.');
+    auto eq = spec.find('=');
+    o.opt_plugins_.push_back(spec.substr(0, dot));
+    o.opt_keys_.push_back(spec.substr(dot + 1, eq - dot - 1));
+    o.opt_values_.push_back(spec.substr(eq + 1));
+  }
+  if (!o.no_default_plugins)
+    o.load_list_ = bundled_plugins();
+  o.load_list_.insert(o.load_list_.end(), o.plugins.begin(), o.plugins.end());
+  if (o.load_list_.empty() && o.plugin_dirs.empty()) {
+    err << "--no-default-plugins: no plugin is left to load; add --plugin NAME or --plugin-dir DIR\n";
+    return 2;
+  }
+
+  // Pointers are taken only now that every vector has its final size.
+  for (std::size_t i = 0; i < o.mount_urls_.size(); i++)
+    o.mounts_.push_back({o.mount_urls_[i].c_str(), o.mount_dirs_[i].c_str()});
+  for (std::size_t i = 0; i < o.opt_plugins_.size(); i++)
+    o.plugin_opts_.push_back({o.opt_plugins_[i].c_str(), o.opt_keys_[i].c_str(), o.opt_values_[i].c_str()});
+  for (const auto &p : o.load_list_)
+    o.load_ptrs_.push_back(p.c_str());
+  for (const auto &d : o.plugin_dirs)
+    o.dir_ptrs_.push_back(d.c_str());
+  if (o.web_root.empty())
+    o.web_root = default_web;
+
+  duet_options_t &c = o.c;
+  c.address = o.address.empty() ? nullptr : o.address.c_str();
+  c.port = o.port;
+  c.tls = !o.no_tls;
+  c.cert = o.cert.empty() ? nullptr : o.cert.c_str();
+  c.key = o.key.empty() ? nullptr : o.key.c_str();
+  c.state_dir = o.state_dir.empty() ? nullptr : o.state_dir.c_str();
+  c.web_root = o.web_root.c_str();
+  c.mounts = o.mounts_.data();
+  c.mount_count = o.mounts_.size();
+  c.max_message_bytes = o.max_message_bytes;
+  c.max_queued_bytes = o.max_queued_bytes;
+  c.plugins = o.load_ptrs_.data();
+  c.plugin_count = o.load_ptrs_.size();
+  c.plugin_dirs = o.dir_ptrs_.data();
+  c.plugin_dir_count = o.dir_ptrs_.size();
+  c.plugin_opts = o.plugin_opts_.data();
+  c.plugin_opt_count = o.plugin_opts_.size();
+  c.list_plugins = o.list_plugins;
+  c.log_level = o.log_level == "error"  ? DUET_LOG_ERROR
+                : o.log_level == "warn" ? DUET_LOG_WARN
+                : o.log_level == "debug" ? DUET_LOG_DEBUG
+                                         : DUET_LOG_INFO;
+  return -1;
+}
+
+}  // namespace duet

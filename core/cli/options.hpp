@@ -1,0 +1,47 @@
+// duetd's command line: CLI11 turns argv (and --config files) into the C
+// core's duet_options_t. Kept in one translation unit: CLI11 is slow to compile.
+#pragma once
+
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "options.h"
+
+namespace duet {
+
+struct CliOptions {
+  std::string address;
+  int port = 8443;
+  bool no_tls = false;
+  std::string cert, key, state_dir, web_root;
+  std::vector<std::string> mount_specs;
+  std::size_t max_message_bytes = 64 * 1024;
+  std::size_t max_queued_bytes = 1024 * 1024;
+  std::vector<std::string> plugins;
+  bool no_default_plugins = false;
+  std::vector<std::string> plugin_dirs;
+  std::vector<std::string> plugin_opt_specs;
+  bool list_plugins = false;
+  std::string log_level = "info";
+
+  // What the C core reads; points into the strings above.
+  duet_options_t c{};
+
+ private:
+  friend int parse_command_line(int, const char *const *, CliOptions &, std::ostream &, std::ostream &);
+  std::vector<std::string> mount_urls_, mount_dirs_, opt_plugins_, opt_keys_, opt_values_, load_list_;
+  std::vector<duet_mount_t> mounts_;
+  std::vector<duet_plugin_opt_t> plugin_opts_;
+  std::vector<const char *> load_ptrs_, dir_ptrs_;
+};
+
+// Parses argv. Returns -1 when duetd should run with o.c, else the exit code
+// to leave with (0 after --help or --version, 2 for a usage error, whose
+// message went to err).
+int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::ostream &out, std::ostream &err);
+
+// The plugins loaded when no --no-default-plugins is given, in order.
+std::vector<std::string> bundled_plugins();
+
+}  // namespace duet

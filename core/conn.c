@@ -1,0 +1,193 @@
+#include "conn.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "duet/plugin.h"
+#include "log.h"
+
+/* lws 4.1 keeps its close opcode (4) out of the public enum ("handled by
+ * lws_close_reason()"), but lws_write() accepts it; see duet__conn_on_writeable. */
+#define WRITE_CLOSE_FRAME ((enum lws_write_protocol)4)
+
+struct duet_frame {
+  duet_frame_t *next;
+  size_t len;
+  unsigned char buf[]; /* LWS_PRE bytes of headroom, then the payload */
+};
+
+/* An id is (generation << 32 | slot + 1): lookups are an array index, and a
+ * slot's generation changes on reuse so an old id never names a new socket. */
+static uint64_t make_id(uint32_t generation, size_t slot) {
+  return ((uint64_t)generation << 32) | (uint64_t)(slot + 1);
+}
+
+void duet__conns_init(duet_conns_t *conns, size_t plugin_count, size_t max_queued_bytes) {
+  memset(conns, 0, sizeof *conns);
+  conns->plugin_count = plugin_count;
+  conns->max_queued_bytes = max_queued_bytes;
+}
+
+static void free_queue(duet_conn_t *conn) {
+  duet_frame_t *f = conn->queue_head;
+  while (f) {
+    duet_frame_t *next = f->next;
+    free(f);
+    f = next;
+  }
+  conn->queue_head = conn->queue_tail = NULL;
+  conn->queued_bytes = 0;
+}
+
+static void free_conn(duet_conn_t *conn) {
+  free_queue(conn);
+  free(conn->rx);
+  free(conn->plugin_data);
+  free(conn);
+}
+
+void duet__conns_destroy(duet_conns_t *conns) {
+  for (size_t i = 0; i < conns->slot_count; i++)
+    if (conns->slots[i])
+      free_conn(conns->slots[i]);
+  free(conns->slots);
+  free(conns->generations);
+  free(conns->free_list);
+  memset(conns, 0, sizeof *conns);
+}
+
+static int grow(duet_conns_t *conns) {
+  size_t n = conns->slot_count ? conns->slot_count * 2 : 64;
+  duet_conn_t **slots = realloc(conns->slots, n * sizeof *slots);
+  if (!slots)
+    return DUET_ENOMEM;
+  conns->slots = slots;
+  uint32_t *gens = realloc(conns->generations, n * sizeof *gens);
+  if (!gens)
+    return DUET_ENOMEM;
+  conns->generations = gens;
+  uint32_t *free_list = realloc(conns->free_list, n * sizeof *free_list);
+  if (!free_list)
+    return DUET_ENOMEM;
+  conns->free_list = free_list;
+  /* New slots go on the free list highest first, so low slots are used first. */
+  for (size_t i = n; i > conns->slot_count; i--) {
+    slots[i - 1] = NULL;
+    gens[i - 1] = 1;
+    free_list[conns->free_count++] = (uint32_t)(i - 1);
+  }
+  conns->slot_count = n;
+  return 0;
+}
+
+duet_conn_t *duet__conns_add(duet_conns_t *conns, struct lws *wsi) {
+  if (conns->free_count == 0 && grow(conns) != 0)
+    return NULL;
+  duet_conn_t *conn = calloc(1, sizeof *conn);
+  if (!conn)
+    return NULL;
+  if (conns->plugin_count) {
+    conn->plugin_data = calloc(conns->plugin_count, sizeof *conn->plugin_data);
+    if (!conn->plugin_data) {
+      free(conn);
+      return NULL;
+    }
+  }
+  uint32_t slot = conns->free_list[--conns->free_count];
+  conn->id = make_id(conns->generations[slot], slot);
+  conn->wsi = wsi;
+  conns->slots[slot] = conn;
+  conns->live++;
+  return conn;
+}
+
+duet_conn_t *duet__conns_get(const duet_conns_t *conns, uint64_t id) {
+  uint64_t slot = (id & 0xffffffffu);
+  if (slot == 0 || slot > conns->slot_count)
+    return NULL;
+  duet_conn_t *conn = conns->slots[slot - 1];
+  return conn && conn->id == id ? conn : NULL;
+}
+
+void duet__conns_remove(duet_conns_t *conns, duet_conn_t *conn) {
+  size_t slot = (size_t)(conn->id & 0xffffffffu) - 1;
+  conns->slots[slot] = NULL;
+  conns->generations[slot]++;
+  if (conns->generations[slot] == 0)
+    conns->generations[slot] = 1;
+  conns->free_list[conns->free_count++] = (uint32_t)slot;
+  conns->live--;
+  free_conn(conn);
+}
+
+int duet__conn_send(duet_conns_t *conns, duet_conn_t *conn, const char *data, size_t len) {
+  if (conn->closing)
+    return DUET_ENOCONN;
+  if (conn->queued_bytes + len > conns->max_queued_bytes) {
+    DUET_WARN("connection %s: more than %zu bytes queued to a slow client, closing it", conn->peer,
+              conns->max_queued_bytes);
+    /* Waiting for the backlog to drain would let the client hold the memory. */
+    free_queue(conn);
+    duet__conn_close(conn, LWS_CLOSE_STATUS_POLICY_VIOLATION, "send queue full");
+    return DUET_ENOBUFS;
+  }
+  duet_frame_t *f = malloc(sizeof *f + LWS_PRE + len);
+  if (!f)
+    return DUET_ENOMEM;
+  f->next = NULL;
+  f->len = len;
+  memcpy(f->buf + LWS_PRE, data, len);
+  if (conn->queue_tail)
+    conn->queue_tail->next = f;
+  else
+    conn->queue_head = f;
+  conn->queue_tail = f;
+  conn->queued_bytes += len;
+  lws_callback_on_writable(conn->wsi);
+  return 0;
+}
+
+void duet__conn_close(duet_conn_t *conn, int code, const char *reason) {
+  if (conn->closing)
+    return;
+  conn->closing = true;
+  conn->close_code = code;
+  snprintf(conn->close_reason, sizeof conn->close_reason, "%s", reason ? reason : "");
+  lws_callback_on_writable(conn->wsi);
+}
+
+int duet__conn_on_writeable(duet_conn_t *conn) {
+  duet_frame_t *f = conn->queue_head;
+  if (f) {
+    int n = lws_write(conn->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);
+    if (n < (int)f->len) {
+      DUET_INFO("connection %s: write failed, closing", conn->peer);
+      return -1;
+    }
+    conn->queue_head = f->next;
+    if (!conn->queue_head)
+      conn->queue_tail = NULL;
+    conn->queued_bytes -= f->len;
+    free(f);
+    if (conn->queue_head || conn->closing)
+      lws_callback_on_writable(conn->wsi);
+    return 0;
+  }
+  if (conn->closing && !conn->close_sent) {
+    /* lws 4.1 drops the socket without a close frame when a WRITEABLE
+     * callback returns -1, so we send the frame ourselves and wait (bounded)
+     * for the client's answer; see LWS_CALLBACK_WS_PEER_INITIATED_CLOSE. */
+    unsigned char frame[LWS_PRE + 2 + sizeof conn->close_reason];
+    size_t reason_len = strlen(conn->close_reason);
+    frame[LWS_PRE] = (unsigned char)(conn->close_code >> 8);
+    frame[LWS_PRE + 1] = (unsigned char)(conn->close_code & 0xff);
+    memcpy(frame + LWS_PRE + 2, conn->close_reason, reason_len);
+    conn->close_sent = true;
+    if (lws_write(conn->wsi, frame + LWS_PRE, 2 + reason_len, WRITE_CLOSE_FRAME) < 0)
+      return -1;
+    lws_set_timeout(conn->wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
+  }
+  return 0;
+}

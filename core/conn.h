@@ -1,0 +1,68 @@
+/* WebSocket connections: the table that maps opaque ids to live sockets, and
+ * each connection's bounded send queue. */
+#ifndef DUET_CONN_H
+#define DUET_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct lws;
+typedef struct duet_frame duet_frame_t;
+
+typedef struct duet_conn {
+  uint64_t id;
+  struct lws *wsi;
+  char peer[64]; /* "address:port" for logs */
+
+  duet_frame_t *queue_head;
+  duet_frame_t *queue_tail;
+  size_t queued_bytes;
+
+  /* Reassembly of a fragmented message, bounded by max_message_bytes. */
+  char *rx;
+  size_t rx_len;
+  size_t rx_cap;
+  int rx_refused; /* the current message is being skipped: 1 too large, 2 binary */
+
+  bool closing;       /* no more sends: close once the queue is drained */
+  bool close_sent;    /* our close frame is out: waiting for the client's */
+  bool plugins_told;  /* on_close already delivered */
+  int close_code;
+  char close_reason[124];
+
+  void **plugin_data; /* one slot per loaded plugin */
+} duet_conn_t;
+
+typedef struct duet_conns {
+  duet_conn_t **slots;
+  uint32_t *generations;
+  uint32_t *free_list;
+  size_t free_count;
+  size_t slot_count;
+  size_t live;
+  size_t plugin_count;
+  size_t max_queued_bytes;
+} duet_conns_t;
+
+void duet__conns_init(duet_conns_t *conns, size_t plugin_count, size_t max_queued_bytes);
+void duet__conns_destroy(duet_conns_t *conns);
+
+/* Registers a new connection for wsi; NULL when out of memory. */
+duet_conn_t *duet__conns_add(duet_conns_t *conns, struct lws *wsi);
+/* The live connection with this id, or NULL. O(1). */
+duet_conn_t *duet__conns_get(const duet_conns_t *conns, uint64_t id);
+/* Frees conn and retires its id. */
+void duet__conns_remove(duet_conns_t *conns, duet_conn_t *conn);
+
+/* Queues a copy of one text frame. Returns 0, DUET_ENOCONN when closing,
+ * DUET_ENOBUFS when the queue would exceed its bound (the connection is
+ * then closed with 1008), DUET_ENOMEM. */
+int duet__conn_send(duet_conns_t *conns, duet_conn_t *conn, const char *data, size_t len);
+/* Starts a graceful close: queued frames go out, then a close frame. */
+void duet__conn_close(duet_conn_t *conn, int code, const char *reason);
+/* Writes what lws lets us write now. Returns -1 when the connection must be
+ * closed (lws then closes it), else 0. Call from SERVER_WRITEABLE only. */
+int duet__conn_on_writeable(duet_conn_t *conn);
+
+#endif

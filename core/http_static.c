@@ -1,0 +1,214 @@
+/* Static files over HTTP: the web root at / and the --mount folders.
+ * Path safety lives in web_path.c; this file speaks HTTP through lws. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server.h"
+
+#include <libwebsockets.h>
+
+#include "log.h"
+#include "web_path.h"
+
+#define CHUNK_BYTES (16 * 1024)
+#define MAX_URI 2048
+
+typedef struct http_session {
+  int has_file;
+  int fd;
+  uint64_t remaining;
+} http_session_t;
+
+size_t duet__http_static_session_size(void) { return sizeof(http_session_t); }
+
+static void close_file(http_session_t *s) {
+  if (s->has_file)
+    close(s->fd);
+  s->has_file = 0;
+  s->remaining = 0;
+}
+
+/* Writes a whole small response (status, headers, body) and ends the transaction. */
+static int respond(struct lws *wsi, unsigned status, const char *content_type, const char *header_name,
+                   const char *header_value, const char *body, int head_only) {
+  unsigned char buf[LWS_PRE + 2048];
+  unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+  size_t body_len = body ? strlen(body) : 0;
+  if (lws_add_http_common_headers(wsi, status, content_type, body_len, &p, end))
+    return -1;
+  if (header_name && lws_add_http_header_by_name(wsi, (const unsigned char *)header_name,
+                                                 (const unsigned char *)header_value,
+                                                 (int)strlen(header_value), &p, end))
+    return -1;
+  if (lws_finalize_write_http_header(wsi, start, &p, end))
+    return -1;
+  if (body_len && !head_only) {
+    unsigned char out[LWS_PRE + 512];
+    if (body_len > sizeof out - LWS_PRE)
+      body_len = sizeof out - LWS_PRE;
+    memcpy(out + LWS_PRE, body, body_len);
+    if (lws_write(wsi, out + LWS_PRE, body_len, LWS_WRITE_HTTP_FINAL) != (int)body_len)
+      return -1;
+  }
+  return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static int respond_error(struct lws *wsi, unsigned status, const char *text, int head_only) {
+  char body[256];
+  snprintf(body, sizeof body, "%u %s\n", status, text);
+  return respond(wsi, status, "text/plain; charset=utf-8", NULL, NULL, body, head_only);
+}
+
+static const duet_server_mount_t *find_mount(const duet_server_t *server, const char *uri) {
+  /* Mounts are sorted longest URL first, so the first match is the best. */
+  for (size_t i = 0; i < server->mount_count; i++) {
+    const duet_server_mount_t *m = &server->mounts[i];
+    if (strncmp(uri, m->url, m->url_len) == 0 && (uri[m->url_len] == '/' || uri[m->url_len] == '\0'))
+      return m;
+  }
+  return NULL;
+}
+
+static int etag_matches(struct lws *wsi, const char *etag) {
+  char inm[256];
+  int n = lws_hdr_copy(wsi, inm, sizeof inm, WSI_TOKEN_HTTP_IF_NONE_MATCH);
+  return n > 0 && (strstr(inm, etag) != NULL || strcmp(inm, "*") == 0);
+}
+
+static int serve_file(struct lws *wsi, http_session_t *s, const char *path, const struct stat *st, int head_only) {
+  char etag[64], last_modified[64];
+  snprintf(etag, sizeof etag, "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st->st_size,
+           (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec);
+  struct tm tm;
+  gmtime_r(&st->st_mtim.tv_sec, &tm);
+  strftime(last_modified, sizeof last_modified, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+
+  int not_modified = etag_matches(wsi, etag);
+  unsigned char buf[LWS_PRE + 2048];
+  unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+  if (lws_add_http_common_headers(wsi, not_modified ? HTTP_STATUS_NOT_MODIFIED : HTTP_STATUS_OK,
+                                  duet__mime_type(path), not_modified ? 0 : (lws_filepos_t)st->st_size, &p,
+                                  end) ||
+      lws_add_http_header_by_name(wsi, (const unsigned char *)"etag:", (const unsigned char *)etag,
+                                  (int)strlen(etag), &p, end) ||
+      lws_add_http_header_by_name(wsi, (const unsigned char *)"last-modified:",
+                                  (const unsigned char *)last_modified, (int)strlen(last_modified), &p, end) ||
+      /* Revalidate every time: cheap with the ETag, and a new deploy shows at once. */
+      lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:", (const unsigned char *)"no-cache",
+                                  8, &p, end) ||
+      lws_finalize_write_http_header(wsi, start, &p, end))
+    return -1;
+
+  if (not_modified || head_only || st->st_size == 0)
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+
+  s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (s->fd < 0) {
+    DUET_WARN("cannot open %s: %s", path, strerror(errno));
+    return -1; /* headers are out: all we can do is drop the connection */
+  }
+  s->has_file = 1;
+  s->remaining = (uint64_t)st->st_size;
+  lws_callback_on_writable(wsi);
+  return 0;
+}
+
+static int on_request(duet_server_t *server, struct lws *wsi, http_session_t *s) {
+  close_file(s);
+  int head_only = 0;
+  enum lws_token_indexes token = WSI_TOKEN_GET_URI;
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) <= 0) {
+      return respond(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "allow:", "GET, HEAD",
+                     "405 only GET and HEAD are supported\n", 0);
+    }
+    token = WSI_TOKEN_HEAD_URI;
+    head_only = 1;
+  }
+
+  char uri[MAX_URI];
+  int total = lws_hdr_total_length(wsi, token);
+  if (total >= (int)sizeof uri)
+    return respond_error(wsi, HTTP_STATUS_REQ_URI_TOO_LONG, "URI too long", head_only);
+  int n = lws_hdr_copy(wsi, uri, sizeof uri, token);
+  /* A decoded %00 would cut the path short: refuse rather than guess. */
+  if (n < 0 || (size_t)n != strlen(uri) || uri[0] != '/')
+    return respond_error(wsi, HTTP_STATUS_BAD_REQUEST, "bad request path", head_only);
+
+  const duet_server_mount_t *m = find_mount(server, uri);
+  if (!m)
+    return respond_error(wsi, HTTP_STATUS_NOT_FOUND, "not found", head_only);
+
+  const char *rel = uri + m->url_len;
+  char path[PATH_MAX];
+  struct stat st;
+  duet_web_path_result_t r = duet__web_path_resolve(m->root, rel, strlen(rel), path, sizeof path, &st);
+  if (r == DUET_WEB_PATH_FILE && m->url_len && rel[0] == '\0')
+    r = DUET_WEB_PATH_REDIRECT_DIR; /* "/extra" must become "/extra/" for relative links */
+  switch (r) {
+  case DUET_WEB_PATH_FILE:
+    DUET_DEBUG("http %s %s -> %s", head_only ? "HEAD" : "GET", uri, path);
+    return serve_file(wsi, s, path, &st, head_only);
+  case DUET_WEB_PATH_REDIRECT_DIR: {
+    char location[MAX_URI + 2];
+    snprintf(location, sizeof location, "%s/", uri);
+    return respond(wsi, HTTP_STATUS_MOVED_PERMANENTLY, "text/plain; charset=utf-8", "location:", location,
+                   "301 moved\n", head_only);
+  }
+  case DUET_WEB_PATH_FORBIDDEN:
+    return respond_error(wsi, HTTP_STATUS_FORBIDDEN, "forbidden", head_only);
+  case DUET_WEB_PATH_BAD_REQUEST:
+    return respond_error(wsi, HTTP_STATUS_BAD_REQUEST, "bad request path", head_only);
+  case DUET_WEB_PATH_NOT_FOUND:
+  default:
+    return respond_error(wsi, HTTP_STATUS_NOT_FOUND, "not found", head_only);
+  }
+}
+
+static int on_writeable(struct lws *wsi, http_session_t *s) {
+  if (!s->has_file)
+    return 0;
+  unsigned char buf[LWS_PRE + CHUNK_BYTES];
+  size_t want = s->remaining < CHUNK_BYTES ? (size_t)s->remaining : CHUNK_BYTES;
+  ssize_t got = read(s->fd, buf + LWS_PRE, want);
+  if (got <= 0) {
+    close_file(s);
+    return -1; /* the file shrank under us: the length we promised is wrong */
+  }
+  s->remaining -= (uint64_t)got;
+  int last = s->remaining == 0;
+  if (lws_write(wsi, buf + LWS_PRE, (size_t)got, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)got) {
+    close_file(s);
+    return -1;
+  }
+  if (!last) {
+    lws_callback_on_writable(wsi);
+    return 0;
+  }
+  close_file(s);
+  return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+int duet__http_static_callback(struct lws *wsi, int reason, void *user, void *in, size_t len) {
+  http_session_t *s = user;
+  switch ((enum lws_callback_reasons)reason) {
+  case LWS_CALLBACK_HTTP:
+    return on_request(lws_context_user(lws_get_context(wsi)), wsi, s);
+  case LWS_CALLBACK_HTTP_WRITEABLE:
+    return on_writeable(wsi, s);
+  case LWS_CALLBACK_CLOSED_HTTP:
+  case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+    if (s)
+      close_file(s);
+    return 0;
+  default:
+    return lws_callback_http_dummy(wsi, (enum lws_callback_reasons)reason, user, in, len);
+  }
+}

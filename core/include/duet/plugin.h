@@ -1,0 +1,223 @@
+/*
+ * duet plugin ABI.
+ *
+ * A plugin is a shared module (or, with -Dplugins=static, code linked into
+ * duetd) that exports one entry function returning a duet_plugin_t. duetd
+ * hands each plugin a duet_host_t table at init: everything a plugin can do
+ * goes through that table, so a plugin links against nothing of duetd.
+ *
+ * Rules that keep the ABI stable:
+ * - Both structs start with abi_major, abi_minor, struct_size. duetd refuses a
+ *   plugin whose abi_major differs from its own, and reads a field only when
+ *   struct_size covers it. Fields are only ever appended; appending bumps
+ *   abi_minor.
+ * - Connections are opaque 64-bit ids. An id is never reused while duetd
+ *   runs; using the id of a connection that is gone returns DUET_ENOCONN.
+ * - Every pointer argument is borrowed for the duration of the call unless
+ *   its comment says otherwise: whoever wants to keep data copies it.
+ * - All calls happen on duetd's one event-loop thread. Host functions must
+ *   not be called from other threads.
+ * - Functions return 0 or a negative error code (DUET_E*).
+ */
+#ifndef DUET_PLUGIN_H
+#define DUET_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DUET_ABI_MAJOR 1
+#define DUET_ABI_MINOR 0
+
+/* Error codes returned by host functions. Values match negative errno. */
+#define DUET_EINVAL (-22)  /* an argument is invalid */
+#define DUET_ENOCONN (-107) /* the connection is gone (or never existed) */
+#define DUET_ENOMEM (-12)  /* out of memory */
+#define DUET_ENOBUFS (-105) /* the connection's send queue is full */
+#define DUET_ENOENT (-2)   /* no such timer or option */
+
+/* Log levels for duet_host_t.log. */
+typedef enum duet_log_level {
+  DUET_LOG_ERROR = 0,
+  DUET_LOG_WARN = 1,
+  DUET_LOG_INFO = 2,
+  DUET_LOG_DEBUG = 3
+} duet_log_level_t;
+
+/* What on_message answers. */
+typedef enum duet_verdict {
+  DUET_PASS = 0,    /* not mine: offer the message to the next plugin */
+  DUET_HANDLED = 1, /* done: no later plugin sees the message */
+  DUET_REJECT = 2   /* refused: duetd answers the sender with reject's error */
+} duet_verdict_t;
+
+/* Why a connection ended, as given to on_close. */
+typedef enum duet_close_reason {
+  DUET_CLOSE_CLIENT = 0,   /* the client closed or the socket failed */
+  DUET_CLOSE_SERVER = 1,   /* a plugin or duetd closed it (limits, takeover) */
+  DUET_CLOSE_SHUTDOWN = 2  /* duetd is shutting down */
+} duet_close_reason_t;
+
+/*
+ * One decoded signaling message: a JSON object in UTF-8, already validated.
+ * type is the name of the object's first member other than "remote"
+ * (for {"sdp":{...},"remote":"bob"} it is "sdp"). json is the whole message
+ * as received. Both are borrowed for the on_message call; neither is
+ * NUL-terminated. Use duet_host_t.msg_string to read members without parsing
+ * the JSON again.
+ */
+typedef struct duet_msg {
+  const char *type;
+  size_t type_len;
+  const char *json;
+  size_t json_len;
+} duet_msg_t;
+
+/* Filled by on_message when it returns DUET_REJECT. code is a short
+ * machine-readable token ("not-paired"), message a sentence for humans. Both
+ * must stay valid until on_message returns (string literals are typical). */
+typedef struct duet_reject {
+  const char *code;
+  const char *message;
+} duet_reject_t;
+
+/* An event one plugin emits and every plugin with on_event receives
+ * (including the emitter). name and json (a JSON object, may be NULL) are
+ * borrowed for the call. */
+typedef struct duet_event {
+  const char *name;
+  uint64_t conn;
+  const char *json;
+  size_t json_len;
+} duet_event_t;
+
+/* One option a plugin accepts through --plugin-opt NAME.KEY=VALUE. */
+typedef struct duet_plugin_option {
+  const char *key;
+  const char *default_value;
+  const char *help;
+} duet_plugin_option_t;
+
+/* Opaque handle naming the calling plugin in host calls. */
+typedef struct duet_host_ctx duet_host_ctx_t;
+
+typedef void (*duet_timer_cb)(void *userdata);
+
+/*
+ * What duetd offers a plugin. Handed to init; valid until shutdown returns.
+ * Every function takes the plugin's own ctx first.
+ */
+typedef struct duet_host {
+  uint16_t abi_major;
+  uint16_t abi_minor;
+  uint32_t struct_size;
+
+  /* Queues one text frame to conn. json (len bytes, need not be
+   * NUL-terminated) is copied. Returns 0, DUET_ENOCONN if conn is gone or
+   * closing, DUET_ENOBUFS if its queue is full (duetd then closes it). */
+  int (*send)(duet_host_ctx_t *ctx, uint64_t conn, const char *json, size_t len);
+
+  /* Sends {"error":{"code":code,"message":message}} to conn; both are
+   * escaped and copied. Same returns as send. */
+  int (*send_error)(duet_host_ctx_t *ctx, uint64_t conn, const char *code, const char *message);
+
+  /* Closes conn after its queued frames are sent, with a WebSocket close
+   * code (1000-4999) and a reason (copied, at most 123 bytes). on_close
+   * follows later, for every plugin. Returns 0 or DUET_ENOCONN. */
+  int (*close)(duet_host_ctx_t *ctx, uint64_t conn, int ws_code, const char *reason);
+
+  /* Starts a timer: cb(userdata) runs after timeout_ms, then every repeat_ms
+   * if repeat_ms > 0. Returns a timer id (> 0) or a negative error. Timers
+   * still running at shutdown are stopped by duetd. */
+  int64_t (*timer_start)(duet_host_ctx_t *ctx, uint64_t timeout_ms, uint64_t repeat_ms,
+                         duet_timer_cb cb, void *userdata);
+  /* Stops and frees a timer; safe from inside its own callback. Returns 0 or
+   * DUET_ENOENT. */
+  int (*timer_stop)(duet_host_ctx_t *ctx, int64_t timer_id);
+
+  /* Delivers an event to every plugin's on_event, synchronously and in load
+   * order. Returns 0. */
+  int (*emit)(duet_host_ctx_t *ctx, const duet_event_t *event);
+
+  /* Per-connection data: one pointer per plugin per connection, NULL until
+   * set. duetd never frees it: free it in on_close. */
+  int (*conn_set_data)(duet_host_ctx_t *ctx, uint64_t conn, void *data);
+  void *(*conn_get_data)(duet_host_ctx_t *ctx, uint64_t conn);
+
+  /* The value of --plugin-opt NAME.KEY=VALUE, or the default the plugin
+   * declared, or NULL. The string lives until shutdown returns. */
+  const char *(*config_get)(duet_host_ctx_t *ctx, const char *key);
+
+  /* Writes one line to duetd's log, prefixed with the plugin's name. */
+  void (*log)(duet_host_ctx_t *ctx, duet_log_level_t level, const char *message);
+
+  /* Reads a string member of the message being handled, by JSON Pointer
+   * (RFC 6901, e.g. "/open/local"). On success *out points into duetd's
+   * decoded copy (valid until on_message returns; not NUL-terminated,
+   * *out_len bytes) and 0 is returned; DUET_ENOENT if absent, DUET_EINVAL if
+   * not a string. Only valid inside on_message, with the msg given to it. */
+  int (*msg_string)(duet_host_ctx_t *ctx, const duet_msg_t *msg, const char *pointer,
+                    const char **out, size_t *out_len);
+} duet_host_t;
+
+/*
+ * What a plugin exports. The struct must stay valid while the plugin is
+ * loaded (a static const object is typical).
+ */
+typedef struct duet_plugin {
+  uint16_t abi_major; /* DUET_ABI_MAJOR the plugin was built with */
+  uint16_t abi_minor; /* DUET_ABI_MINOR the plugin was built with */
+  uint32_t struct_size; /* sizeof(duet_plugin_t) the plugin was built with */
+
+  /* Required. name: [a-z0-9-]+, unique among loaded plugins. */
+  const char *name;
+  const char *version;
+  const char *description;
+
+  /* Required. Called once, before any connection. host and ctx stay valid
+   * until shutdown returns. Store the plugin's state in *state. Return 0, or
+   * a negative error to make duetd refuse to start: DUET_EINVAL for a bad
+   * option value (duetd exits with the usage-error code 2), others for
+   * failures of the environment (exit code 1). Log the reason first. */
+  int (*init)(const duet_host_t *host, duet_host_ctx_t *ctx, void **state);
+  /* Required. Called once at exit, after every on_close. */
+  void (*shutdown)(void *state);
+
+  /* Optional (may be NULL). A WebSocket connection was accepted. */
+  void (*on_open)(void *state, uint64_t conn);
+  /* Optional. A message arrived on conn. See duet_verdict_t. */
+  duet_verdict_t (*on_message)(void *state, uint64_t conn, const duet_msg_t *msg,
+                               duet_reject_t *reject);
+  /* Optional. conn is gone; sends to it fail from now on. Sends to other
+   * connections work. With DUET_CLOSE_SHUTDOWN every plugin is told of
+   * every connection first and only then are they closed, so sends to conn
+   * (and to all others) still work during this call. */
+  void (*on_close)(void *state, uint64_t conn, duet_close_reason_t reason);
+  /* Optional. An event emitted by a plugin. */
+  void (*on_event)(void *state, const duet_event_t *event);
+
+  /* Optional. Options the plugin accepts, ended by an entry with key NULL.
+   * duetd rejects --plugin-opt keys not listed here. */
+  const duet_plugin_option_t *options;
+} duet_plugin_t;
+
+/* The entry symbol a shared plugin exports (see DUET_PLUGIN_ENTRY_SYMBOL).
+ * The _v1 suffix is the ABI major: a plugin for another major has another
+ * symbol, and duetd says which it found. */
+typedef const duet_plugin_t *(*duet_plugin_entry_fn)(void);
+#define DUET_PLUGIN_ENTRY_SYMBOL "duet_plugin_entry_v1"
+
+#if defined(_WIN32)
+#define DUET_PLUGIN_EXPORT __declspec(dllexport)
+#else
+#define DUET_PLUGIN_EXPORT __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DUET_PLUGIN_H */

@@ -1,0 +1,138 @@
+/* accept4() is a GNU extension. */
+#define _GNU_SOURCE
+#include "listener.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <libwebsockets.h>
+
+#include "log.h"
+
+/* Bounded work per wake-up keeps one busy listener from starving the loop. */
+#define ACCEPTS_PER_WAKE 64
+
+static void on_readable(uv_poll_t *poll, int status, int events) {
+  duet_listener_t *l = poll->data;
+  (void)events;
+  if (status < 0)
+    return;
+  for (int i = 0; i < ACCEPTS_PER_WAKE; i++) {
+    int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE)
+        DUET_WARN("cannot accept a connection: out of file descriptors (raise the limit: ulimit -n)");
+      return; /* EAGAIN: drained; anything else: try again on the next wake */
+    }
+    if (!lws_adopt_socket_vhost(l->vhost, fd)) {
+      /* lws closes fd itself when adoption fails. */
+      DUET_WARN("libwebsockets refused an accepted connection");
+      continue;
+    }
+    l->accepted++;
+  }
+}
+
+static int bind_one(const struct sockaddr *sa, socklen_t len, int v6only) {
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -errno;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (sa->sa_family == AF_INET6)
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
+  if (bind(fd, sa, len) != 0 || listen(fd, 511) != 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  return fd;
+}
+
+int duet__listener_open(duet_listener_t *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *address,
+                        int port, int *bound_port, char *err, size_t err_len) {
+  memset(l, 0, sizeof *l);
+  l->fd = -1;
+  l->vhost = vhost;
+  int fd;
+
+  if (!address) {
+    /* One dual-stack socket serves IPv4 and IPv6; without IPv6, IPv4 alone. */
+    struct sockaddr_in6 any6;
+    memset(&any6, 0, sizeof any6);
+    any6.sin6_family = AF_INET6;
+    any6.sin6_addr = in6addr_any;
+    any6.sin6_port = htons((uint16_t)port);
+    fd = bind_one((struct sockaddr *)&any6, sizeof any6, 0);
+    if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL) {
+      struct sockaddr_in any4;
+      memset(&any4, 0, sizeof any4);
+      any4.sin_family = AF_INET;
+      any4.sin_addr.s_addr = htonl(INADDR_ANY);
+      any4.sin_port = htons((uint16_t)port);
+      fd = bind_one((struct sockaddr *)&any4, sizeof any4, 0);
+    }
+  } else {
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    char service[8];
+    snprintf(service, sizeof service, "%d", port);
+    int gai = getaddrinfo(address, service, &hints, &res);
+    if (gai != 0) {
+      snprintf(err, err_len, "cannot listen on address \"%s\": %s (give an IP address or a local host name)", address,
+               gai_strerror(gai));
+      return -EINVAL;
+    }
+    fd = bind_one(res->ai_addr, res->ai_addrlen, 1);
+    freeaddrinfo(res);
+  }
+  if (fd < 0) {
+    snprintf(err, err_len, "cannot listen on %s port %d: %s%s", address ? address : "every address", port,
+             strerror(-fd),
+             fd == -EADDRINUSE ? " (another program uses this port: stop it or choose another --port)"
+             : fd == -EACCES   ? " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+                               : "");
+    return fd;
+  }
+
+  struct sockaddr_storage bound;
+  socklen_t bound_len = sizeof bound;
+  getsockname(fd, (struct sockaddr *)&bound, &bound_len);
+  *bound_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                  : ((struct sockaddr_in *)&bound)->sin_port);
+
+  l->fd = fd;
+  int r = uv_poll_init_socket(loop, &l->poll, fd);
+  if (r != 0) {
+    close(fd);
+    l->fd = -1;
+    snprintf(err, err_len, "cannot watch the listening socket: %s", uv_strerror(r));
+    return r;
+  }
+  l->poll.data = l;
+  l->open = 1;
+  uv_poll_start(&l->poll, UV_READABLE, on_readable);
+  return 0;
+}
+
+static void on_closed(uv_handle_t *handle) {
+  duet_listener_t *l = handle->data;
+  close(l->fd);
+  l->fd = -1;
+}
+
+void duet__listener_close(duet_listener_t *l) {
+  if (!l->open)
+    return;
+  l->open = 0;
+  uv_poll_stop(&l->poll);
+  uv_close((uv_handle_t *)&l->poll, on_closed);
+}

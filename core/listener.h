@@ -1,0 +1,30 @@
+/* The listening socket. duetd binds and accepts itself and hands each new
+ * socket to libwebsockets: lws 4.1 ignores an IP address given as its
+ * listen "interface", and accepting ourselves gives one place to refuse a
+ * connection before any TLS work is spent on it. */
+#ifndef DUET_LISTENER_H
+#define DUET_LISTENER_H
+
+#include <stddef.h>
+
+#include <uv.h>
+
+struct lws_vhost;
+
+typedef struct duet_listener {
+  uv_poll_t poll;
+  int fd;
+  int open;
+  struct lws_vhost *vhost;
+  unsigned long long accepted;
+} duet_listener_t;
+
+/* Binds address (NULL: every address, IPv4 and IPv6) and port (0: any free
+ * one), listens, and starts accepting on loop into vhost. Writes the bound
+ * port to *bound_port. Returns 0 or a negative errno with err filled. */
+int duet__listener_open(duet_listener_t *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *address,
+                        int port, int *bound_port, char *err, size_t err_len);
+/* Stops accepting and closes the socket; safe to call twice. */
+void duet__listener_close(duet_listener_t *l);
+
+#endif

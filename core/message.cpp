@@ -1,0 +1,160 @@
+// The one C++ translation unit of the core: RapidJSON is a C++ library.
+#include "message.h"
+
+#include <cstring>
+#include <new>
+#include <optional>
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+
+namespace {
+
+using Pool = rapidjson::MemoryPoolAllocator<rapidjson::CrtAllocator>;
+using Document = rapidjson::GenericDocument<rapidjson::UTF8<>, Pool, Pool>;
+
+// Typical messages fit in these buffers, so decoding does not touch malloc.
+// Everything runs on the loop thread, hence one decoder state.
+alignas(8) char value_buffer[32 * 1024];
+alignas(8) char stack_buffer[16 * 1024];
+
+struct Decoder {
+  Pool values{value_buffer, sizeof value_buffer};
+  Pool stack{stack_buffer, sizeof stack_buffer};
+  std::optional<Document> doc;
+  const char *json = nullptr;  // the message the document belongs to
+};
+
+Decoder &decoder() {
+  static Decoder d;
+  return d;
+}
+
+constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag |  // deep nesting cannot overflow the C stack
+                                 rapidjson::kParseValidateEncodingFlag;
+
+// Follows an RFC 6901 pointer through objects and arrays without allocating.
+const Document::ValueType *resolve(const Document::ValueType &root, const char *p) {
+  const Document::ValueType *v = &root;
+  if (*p == '\0')
+    return v;
+  if (*p != '/')
+    return nullptr;
+  char token[256];
+  while (*p == '/') {
+    ++p;
+    size_t n = 0;
+    for (; *p && *p != '/'; ++p) {
+      char c = *p;
+      if (c == '~') {
+        if (p[1] == '0')
+          c = '~';
+        else if (p[1] == '1')
+          c = '/';
+        else
+          return nullptr;
+        ++p;
+      }
+      if (n + 1 >= sizeof token)
+        return nullptr;
+      token[n++] = c;
+    }
+    if (v->IsObject()) {
+      const rapidjson::GenericValue<rapidjson::UTF8<>, Pool> name(rapidjson::StringRef(token, n));
+      auto it = v->FindMember(name);
+      if (it == v->MemberEnd())
+        return nullptr;
+      v = &it->value;
+    } else if (v->IsArray()) {
+      token[n] = '\0';
+      char *end = nullptr;
+      unsigned long index = std::strtoul(token, &end, 10);
+      if (n == 0 || *end != '\0' || index >= v->Size())
+        return nullptr;
+      v = &(*v)[static_cast<rapidjson::SizeType>(index)];
+    } else {
+      return nullptr;
+    }
+  }
+  return v;
+}
+
+}  // namespace
+
+extern "C" int duet__message_decode(const char *json, size_t len, duet_msg_t *msg, const char **why) {
+  Decoder &d = decoder();
+  d.doc.reset();
+  d.values.Clear();
+  d.stack.Clear();
+  d.json = nullptr;
+  d.doc.emplace(&d.values, 1024, &d.stack);
+  Document &doc = *d.doc;
+
+  doc.Parse<kParseFlags>(json, len);
+  if (doc.HasParseError()) {
+    *why = rapidjson::GetParseError_En(doc.GetParseError());
+    return DUET_EINVAL;
+  }
+  if (!doc.IsObject()) {
+    *why = "A message must be a JSON object.";
+    return DUET_EINVAL;
+  }
+  for (auto it = doc.MemberBegin(); it != doc.MemberEnd(); ++it) {
+    if (std::strcmp(it->name.GetString(), "remote") == 0)
+      continue;
+    msg->type = it->name.GetString();
+    msg->type_len = it->name.GetStringLength();
+    msg->json = json;
+    msg->json_len = len;
+    d.json = json;
+    return 0;
+  }
+  *why = "A message must be a JSON object with a type member, such as {\"open\":{...}}.";
+  return DUET_EINVAL;
+}
+
+extern "C" int duet__message_string(const duet_msg_t *msg, const char *pointer, const char **out,
+                                    size_t *out_len) {
+  Decoder &d = decoder();
+  if (!d.doc || msg == nullptr || msg->json != d.json || pointer == nullptr)
+    return DUET_EINVAL;
+  const Document::ValueType *v = resolve(*d.doc, pointer);
+  if (v == nullptr)
+    return DUET_ENOENT;
+  if (!v->IsString())
+    return DUET_EINVAL;
+  *out = v->GetString();
+  *out_len = v->GetStringLength();
+  return 0;
+}
+
+extern "C" size_t duet__json_escape(char *out, size_t out_size, const char *s) {
+  static const char hex[] = "0123456789abcdef";
+  size_t n = 0;
+  auto put = [&](char c) {
+    if (n + 1 < out_size)
+      out[n] = c;
+    ++n;
+  };
+  put('"');
+  for (const unsigned char *p = reinterpret_cast<const unsigned char *>(s); *p; ++p) {
+    unsigned char c = *p;
+    if (c == '"' || c == '\\') {
+      put('\\');
+      put(static_cast<char>(c));
+    } else if (c < 0x20) {
+      put('\\');
+      put('u');
+      put('0');
+      put('0');
+      put(hex[c >> 4]);
+      put(hex[c & 15]);
+    } else {
+      put(static_cast<char>(c));
+    }
+  }
+  put('"');
+  if (out_size > 0)
+    out[n < out_size ? n : out_size - 1] = '\0';
+  return n;
+}

@@ -1,0 +1,60 @@
+/* duetd's settings, filled by the command line (cli/options.cpp) and read by
+ * the C core. Strings are owned by the CLI layer and outlive the server. */
+#ifndef DUET_OPTIONS_H
+#define DUET_OPTIONS_H
+
+#include <stddef.h>
+
+#include "duet/plugin.h"
+
+typedef struct duet_mount {
+  const char *url;  /* "/extra": starts with '/', no trailing slash ("" for the root mount) */
+  const char *dir;  /* folder served there */
+} duet_mount_t;
+
+typedef struct duet_plugin_opt {
+  const char *plugin; /* "pairing" */
+  const char *key;    /* "takeover" */
+  const char *value;  /* "replace" */
+} duet_plugin_opt_t;
+
+typedef struct duet_options {
+  const char *address; /* NULL: every address, IPv4 and IPv6 */
+  int port;            /* 0: any free port */
+  int tls;             /* 0 with --no-tls */
+  const char *cert;
+  const char *key;
+  const char *state_dir;
+  const char *web_root;
+  const duet_mount_t *mounts; /* extra mounts besides the web root */
+  size_t mount_count;
+  size_t max_message_bytes;
+  size_t max_queued_bytes;
+  const char *const *plugins; /* names of bundled plugins or paths, in load order */
+  size_t plugin_count;
+  const char *const *plugin_dirs; /* every *.so in these is loaded too */
+  size_t plugin_dir_count;
+  const duet_plugin_opt_t *plugin_opts;
+  size_t plugin_opt_count;
+  int list_plugins; /* print loaded plugins and exit */
+  duet_log_level_t log_level;
+} duet_options_t;
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Runs duetd with these options until SIGINT/SIGTERM (server.c). Returns
+ * the process exit code: 0 after a clean shutdown, 1 when it could not
+ * start, 2 for a usage error found late (an unknown plugin option). */
+int duet_server_run(const duet_options_t *opt);
+
+/* Where bundled files are looked for when no option says (paths.c). */
+const char *duet__paths_default_web_root(void);
+const char *duet__paths_default_state_dir(char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

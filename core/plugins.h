@@ -1,0 +1,34 @@
+/* The plugin chain: loading (shared modules or linked-in), the host table
+ * plugins call, and dispatch of connection events in load order. */
+#ifndef DUET_PLUGINS_H
+#define DUET_PLUGINS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "duet/plugin.h"
+#include "options.h"
+
+typedef struct duet_server duet_server_t;
+typedef struct duet_plugins duet_plugins_t;
+
+/* Loads every plugin the options name, checks ABI versions and options,
+ * and calls each init. On failure writes a sentence to err and returns a
+ * negative error; a usage error (unknown --plugin-opt key) returns -2. */
+int duet__plugins_load(duet_plugins_t **out, duet_server_t *server, const duet_options_t *opt,
+                       char *err, size_t err_len);
+size_t duet__plugins_count(const duet_plugins_t *plugins);
+/* Prints "name version  description" per plugin, with its options. */
+void duet__plugins_print(const duet_plugins_t *plugins);
+
+void duet__plugins_on_open(duet_plugins_t *plugins, uint64_t conn);
+/* Offers msg to each plugin in order. Returns DUET_HANDLED, or DUET_REJECT
+ * with reject filled (also when nobody handled it: "unknown-type"). */
+duet_verdict_t duet__plugins_on_message(duet_plugins_t *plugins, uint64_t conn, const duet_msg_t *msg,
+                                        duet_reject_t *reject);
+void duet__plugins_on_close(duet_plugins_t *plugins, uint64_t conn, duet_close_reason_t reason);
+/* Calls every shutdown, stops the plugins' timers and unloads modules.
+ * Timer handles close on the loop: run it once more before closing it. */
+void duet__plugins_unload(duet_plugins_t *plugins);
+
+#endif

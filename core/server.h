@@ -1,0 +1,50 @@
+/* The server: one libuv loop carrying libwebsockets (TLS, HTTP, WebSocket),
+ * the connection table and the plugin chain. */
+#ifndef DUET_SERVER_H
+#define DUET_SERVER_H
+
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "conn.h"
+#include "listener.h"
+#include "options.h"
+#include "plugins.h"
+
+struct lws_context;
+struct lws_vhost;
+
+typedef struct duet_server_mount {
+  const char *url; /* "" for the web root, else "/extra" */
+  size_t url_len;
+  char *root;      /* realpath of the folder */
+} duet_server_mount_t;
+
+struct duet_server {
+  const duet_options_t *opt;
+  uv_loop_t loop;
+  struct lws_context *lws;
+  struct lws_vhost *vhost;
+  duet_listener_t listener;
+  duet_conns_t conns;
+  duet_plugins_t *plugins;
+  duet_server_mount_t *mounts; /* longest url first */
+  size_t mount_count;
+  uv_signal_t sigint;
+  uv_signal_t sigterm;
+  uv_timer_t shutdown_timer;
+  int shutting_down;
+  int handles_started; /* sigint, sigterm, shutdown_timer need closing */
+};
+
+/* Sends {"error":{"code":...,"message":...}} to conn. */
+int duet__server_send_error(duet_server_t *server, duet_conn_t *conn, const char *code,
+                            const char *message);
+
+/* Static files: the HTTP side of the vhost (http_static.c). */
+struct lws;
+int duet__http_static_callback(struct lws *wsi, int reason, void *user, void *in, size_t len);
+size_t duet__http_static_session_size(void);
+
+#endif

@@ -1,0 +1,144 @@
+"""Third-party plugins loaded from a path: a working one (test-echo) alongside
+pairing, one built for the wrong ABI, a missing one, and bad plugin options.
+
+Needs $DUET_TEST_PLUGIN_DIR with echo_plugin.so and wrong_abi_plugin.so (the
+build makes them from tiny C sources).
+
+Run: DUETD=build/core/duetd DUET_TEST_PLUGIN_DIR=build/tests/integration \
+     /usr/bin/python3 tests/integration/test_plugin_abi.py
+"""
+
+import os
+import shutil
+import tempfile
+import unittest
+
+from duet_harness import DuetTestCase, Server, run_duetd, unique_id
+
+PLUGIN_DIR = os.environ.get('DUET_TEST_PLUGIN_DIR', '')
+
+
+def plugin(name):
+    if not PLUGIN_DIR:
+        raise unittest.SkipTest('DUET_TEST_PLUGIN_DIR is not set')
+    path = os.path.join(PLUGIN_DIR, name)
+    if not os.path.isfile(path):
+        raise AssertionError('test plugin %s was not built (DUET_TEST_PLUGIN_DIR=%s)'
+                             % (path, PLUGIN_DIR))
+    return os.path.abspath(path)
+
+
+class EchoPluginTest(DuetTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.echo = plugin('echo_plugin.so')
+        cls.server = Server(extra_args=['--plugin', cls.echo])
+        cls.server.__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        srv = cls.server
+        try:
+            rc = srv.stop()
+        finally:
+            srv.cleanup()
+        if rc != 0:
+            raise AssertionError('duetd exited with %s on SIGTERM.\nstderr:\n%s' % (rc, srv.log()))
+
+    async def test_an_echo_message_comes_back_unchanged(self):
+        c = await self.connect('echo')
+        for text in ['{"echo":{"x":1}}', '{"echo":null}',
+                     '{ "echo" : [1, "two", {"three": 3.0}] , "extra":"\u00e9\\u00e9" }',
+                     '{"echo":"%s"}' % ('e' * 10000)]:
+            await c.send_text(text)
+            self.assertEqual(await c.recv_text(), text)
+        await c.expect_nothing(0.2)
+
+    async def test_echo_works_before_and_after_open_and_only_for_the_sender(self):
+        a, b = await self.pair()
+        await a.send_text('{"echo":{"from":"a"}}')
+        self.assertEqual(await a.recv_json(), {'echo': {'from': 'a'}})
+        await b.expect_nothing(0.3)
+        lone = await self.connect('lone')
+        await lone.send_text('{"echo":{"before":"open"}}')
+        self.assertEqual(await lone.recv_json(), {'echo': {'before': 'open'}})
+
+    async def test_pairing_still_works_alongside_the_echo_plugin(self):
+        a, b = await self.pair()
+        m = {'sdp': {'type': 'offer', 'sdp': 'v=0'}, 'remote': a.name}
+        await b.send_json(m)
+        self.assertEqual(await a.recv_json(), m)
+        self.assertEqual(await a.ping_pong(), {'pong': 1})
+        await b.close()
+        self.assertEqual(await a.recv_json(), {'close': 1})
+
+    async def test_unknown_types_are_still_refused_with_the_echo_plugin_loaded(self):
+        c = await self.connect('unknown')
+        await c.send_text('{"echoo":1}')
+        self.assertError(await c.recv_json(), 'unknown-type')
+
+
+class PluginLoadingTest(unittest.TestCase):
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix='duet-plugin-')
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.web = os.path.join(self.tmp, 'web')
+        os.makedirs(self.web)
+
+    def base(self):
+        return ['--address', '127.0.0.1', '--port', '0',
+                '--state-dir', os.path.join(self.tmp, 'state'), '--web-root', self.web]
+
+    def test_list_plugins_shows_pairing_and_the_test_echo_plugin(self):
+        proc = run_duetd(['--list-plugins', '--plugin', plugin('echo_plugin.so')] + self.base())
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        lines = proc.stdout.splitlines()
+        self.assertTrue(any(l.startswith('pairing ') for l in lines),
+                        'no "pairing <version>" line in %r' % proc.stdout)
+        self.assertTrue(any(l.startswith('test-echo ') for l in lines),
+                        'no "test-echo <version>" line in %r' % proc.stdout)
+        self.assertNotIn('listening on', proc.stderr)
+
+    def test_list_plugins_without_the_echo_plugin_does_not_show_it(self):
+        proc = run_duetd(['--list-plugins'] + self.base())
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        lines = proc.stdout.splitlines()
+        self.assertTrue(any(l.startswith('pairing ') for l in lines), proc.stdout)
+        self.assertFalse(any(l.startswith('test-echo ') for l in lines), proc.stdout)
+
+    def test_a_plugin_built_for_another_abi_major_is_refused_naming_both_versions(self):
+        path = plugin('wrong_abi_plugin.so')
+        proc = run_duetd(self.base() + ['--plugin', path], timeout=5)
+        self.assertNotEqual(proc.returncode, 0, 'duetd loaded an ABI 99 plugin')
+        self.assertNotIn('listening on', proc.stderr)
+        self.assertIn(path, proc.stderr)
+        self.assertRegex(proc.stderr, r'\b99\b', 'the plugin ABI version is not named')
+        self.assertRegex(proc.stderr, r'\b1\b', "duetd's own ABI version is not named")
+
+    def test_a_missing_plugin_path_stops_duetd_with_a_message_naming_it(self):
+        path = os.path.join(self.tmp, 'no_such_plugin.so')
+        proc = run_duetd(self.base() + ['--plugin', path], timeout=5)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertNotIn('listening on', proc.stderr)
+        self.assertIn(path, proc.stderr)
+
+    def test_an_unknown_option_of_a_loaded_plugin_exits_2_naming_the_key(self):
+        proc = run_duetd(self.base() + ['--plugin-opt', 'pairing.nosuchkey=1'], timeout=5)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn('nosuchkey', proc.stderr)
+
+    def test_an_option_for_a_plugin_that_is_not_loaded_exits_2(self):
+        proc = run_duetd(self.base() + ['--plugin-opt', 'nosuchplugin.x=1'], timeout=5)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn('nosuchplugin', proc.stderr)
+
+    def test_a_bad_value_for_a_known_plugin_option_exits_2(self):
+        proc = run_duetd(self.base() + ['--plugin-opt', 'pairing.takeover=sometimes'], timeout=5)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn('takeover', proc.stderr)
+
+
+if __name__ == '__main__':
+    unittest.main()

@@ -1,0 +1,161 @@
+// The pairing rules of protocol.md, checked without any sockets.
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "pairing_state.hpp"
+
+using namespace duet::pairing;
+
+namespace {
+
+struct Recorder : Actions {
+  struct Sent {
+    ConnId to;
+    std::string json;
+  };
+  std::vector<Sent> sent;
+  std::vector<std::pair<ConnId, std::string>> errors;
+  std::vector<std::pair<ConnId, int>> closed;
+  int pairs = 0, unpairs = 0;
+
+  void send(ConnId to, std::string_view json) override { sent.push_back({to, std::string(json)}); }
+  void send_error(ConnId to, const char *code, const char *) override { errors.emplace_back(to, code); }
+  void close(ConnId conn, int code, const char *) override { closed.emplace_back(conn, code); }
+  void paired(ConnId, ConnId, std::string_view, std::string_view) override { pairs++; }
+  void unpaired(ConnId, ConnId, const char *) override { unpairs++; }
+
+  std::vector<std::string> to(ConnId c) const {
+    std::vector<std::string> out;
+    for (auto &s : sent)
+      if (s.to == c)
+        out.push_back(s.json);
+    return out;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("mutual requests start the waiting side as answerer and the newcomer as offerer") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  REQUIRE(s.open(1, "alice", "bob").ok());
+  CHECK(r.sent.empty());
+  REQUIRE(s.open(2, "bob", "alice").ok());
+  CHECK(r.to(1) == std::vector<std::string>{R"({"start":"answer"})"});
+  CHECK(r.to(2) == std::vector<std::string>{R"({"start":"offer"})"});
+  CHECK(s.partner_of(1) == 2);
+  CHECK(s.partner_of(2) == 1);
+  CHECK(r.pairs == 1);
+}
+
+TEST_CASE("a one-sided request does not start a pair") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  REQUIRE(s.open(1, "alice", "bob").ok());
+  REQUIRE(s.open(2, "bob", "carol").ok());
+  CHECK(r.sent.empty());
+  CHECK(s.partner_of(1) == 0);
+  CHECK(s.partner_of(2) == 0);
+}
+
+TEST_CASE("relay reaches only the partner and refuses other names") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  s.open(1, "alice", "bob");
+  s.open(2, "bob", "alice");
+  s.open(3, "carol", "bob");
+  r.sent.clear();
+  CHECK(s.relay(1, "bob", R"({"sdp":{},"remote":"bob"})").ok());
+  CHECK(r.to(2) == std::vector<std::string>{R"({"sdp":{},"remote":"bob"})"});
+  CHECK(std::string(s.relay(3, "bob", "{}").code) == "not-paired");
+  CHECK(std::string(s.relay(1, "carol", "{}").code) == "not-your-partner");
+  CHECK(r.to(3).empty());
+  CHECK(r.sent.size() == 1);
+}
+
+TEST_CASE("relay before open or before start is not-paired") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  CHECK(std::string(s.relay(1, "bob", "{}").code) == "not-paired");
+  s.open(1, "alice", "bob");
+  CHECK(std::string(s.relay(1, "bob", "{}").code) == "not-paired");
+}
+
+TEST_CASE("closing one side sends close to the partner, which can pair again") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  s.open(1, "alice", "bob");
+  s.open(2, "bob", "alice");
+  r.sent.clear();
+  s.closed(2, "client");
+  CHECK(r.to(1) == std::vector<std::string>{R"({"close":1})"});
+  CHECK(s.partner_of(1) == 0);
+  CHECK(!s.is_registered(2));
+  REQUIRE(s.open(4, "bob", "alice").ok());
+  CHECK(r.to(1).back() == R"({"start":"answer"})");
+  CHECK(r.to(4) == std::vector<std::string>{R"({"start":"offer"})"});
+  CHECK(r.unpairs == 1);
+}
+
+TEST_CASE("a newer connection with the same id replaces the older by default") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  s.open(1, "alice", "bob");
+  s.open(2, "bob", "alice");
+  r.sent.clear();
+  REQUIRE(s.open(3, "bob", "alice").ok());
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0] == std::make_pair(ConnId{2}, std::string("replaced")));
+  CHECK(r.closed == std::vector<std::pair<ConnId, int>>{{2, kCloseReplaced}});
+  CHECK(r.to(1) == std::vector<std::string>{R"({"close":1})", R"({"start":"answer"})"});
+  CHECK(r.to(3) == std::vector<std::string>{R"({"start":"offer"})"});
+  CHECK(!s.is_registered(2));
+  s.closed(2, "client");  // the replaced socket's close arrives later: no effect
+  CHECK(s.partner_of(1) == 3);
+}
+
+TEST_CASE("with the refuse policy the newcomer gets id-taken and the older stays") {
+  Recorder r;
+  PairingState s(r, Takeover::kRefuse, 256);
+  s.open(1, "alice", "bob");
+  Outcome o = s.open(2, "alice", "bob");
+  REQUIRE(!o.ok());
+  CHECK(std::string(o.code) == "id-taken");
+  CHECK(s.is_registered(1));
+  CHECK(!s.is_registered(2));
+  CHECK(r.closed.empty());
+}
+
+TEST_CASE("bad ids are refused with bad-request") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 8);
+  CHECK(std::string(s.open(1, "", "bob").code) == "bad-request");
+  CHECK(std::string(s.open(1, "alice", "").code) == "bad-request");
+  CHECK(std::string(s.open(1, "alice", "alice").code) == "bad-request");
+  CHECK(std::string(s.open(1, "abcdefghi", "bob").code) == "bad-request");
+  CHECK(std::string(s.open(1, std::string("a\nb"), "bob").code) == "bad-request");
+  CHECK(s.registered() == 0);
+}
+
+TEST_CASE("a second open on the same connection is already-open") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  REQUIRE(s.open(1, "alice", "bob").ok());
+  CHECK(std::string(s.open(1, "alice", "carol").code) == "already-open");
+}
+
+TEST_CASE("three pairs at once keep their messages apart") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  for (ConnId i = 0; i < 3; i++) {
+    s.open(10 + i, "a" + std::to_string(i), "b" + std::to_string(i));
+    s.open(20 + i, "b" + std::to_string(i), "a" + std::to_string(i));
+  }
+  r.sent.clear();
+  for (ConnId i = 0; i < 3; i++)
+    REQUIRE(s.relay(10 + i, "b" + std::to_string(i), "m" + std::to_string(i)).ok());
+  for (ConnId i = 0; i < 3; i++)
+    CHECK(r.to(20 + i) == std::vector<std::string>{"m" + std::to_string(i)});
+}
