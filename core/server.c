@@ -118,7 +118,9 @@ static void on_closed(duet_server_t *server, duet_conn_t *conn) {
   }
   DUET_DEBUG("connection %s closed", conn->peer);
   duet__conns_remove(&server->conns, conn);
-  if (server->shutting_down && server->conns.live == 0)
+  /* During teardown lws closes what is left; a stop then would cut short the
+   * loop runs that let its handles close. */
+  if (server->shutting_down && server->conns.live == 0 && !server->tearing_down)
     uv_stop(&server->loop);
 }
 
@@ -293,6 +295,7 @@ int duet_server_run(const duet_options_t *opt) {
   memset(server, 0, sizeof *server);
   server->opt = opt;
   int exit_code = 1;
+  int ran = 0;
   server->listener.fd = -1;
   char err[1024] = "";
 
@@ -400,8 +403,10 @@ int duet_server_run(const duet_options_t *opt) {
 
   uv_run(&server->loop, UV_RUN_DEFAULT);
   exit_code = 0;
+  ran = 1;
 
 out_lws:
+  server->tearing_down = 1;
   /* Teardown order for a foreign loop (platform-notes.md): destroy lws,
    * close our handles, run the loop dry, destroy again if needed. */
   if (server->lws)
@@ -423,7 +428,7 @@ out_plugins:
   uv_run(&server->loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&server->loop) != 0)
     DUET_WARN("the event loop still had open handles at exit");
-  if (exit_code == 0)
+  if (ran)
     DUET_INFO("stopped");
   return exit_code;
 }

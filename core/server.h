@@ -35,6 +35,7 @@ struct duet_server {
   uv_signal_t sigterm;
   uv_timer_t shutdown_timer;
   int shutting_down;
+  int tearing_down; /* the main loop run is over */
   int handles_started; /* sigint, sigterm, shutdown_timer need closing */
 };
 

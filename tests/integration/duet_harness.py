@@ -128,8 +128,10 @@ class Server:
     """
 
     def __init__(self, extra_args=(), web_root=None, state_dir=None,
-                 address='127.0.0.1', port=0, ca_file=None):
+                 address='127.0.0.1', port=0, ca_file=None, wrapper=(), start_timeout=None):
         self.extra_args = list(extra_args)
+        self.wrapper = list(wrapper)  # e.g. ['valgrind', ...]: runs duetd under it
+        self.start_timeout = start_timeout or START_TIMEOUT
         self._tmp = tempfile.mkdtemp(prefix='duet-itest-')
         self.state_dir = state_dir or os.path.join(self._tmp, 'state')
         if web_root is None:
@@ -153,7 +155,7 @@ class Server:
     # ---- lifecycle -------------------------------------------------------
 
     def command(self):
-        cmd = [duetd_path()]
+        cmd = self.wrapper + [duetd_path()]
         if self.address is not None:
             cmd += ['--address', self.address]
         if self.requested_port is not None:
@@ -170,7 +172,7 @@ class Server:
         t_err.start()
         t_out.start()
         self._threads = [t_err, t_out]
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         while not self._listening.is_set():
             if self.proc.poll() is not None:
                 # Let the reader collect the last lines before reporting.
@@ -185,7 +187,7 @@ class Server:
             if time.monotonic() > deadline:
                 self._kill()
                 raise AssertionError('duetd did not log "listening on ..." within %.0f s.\n'
-                                     'command: %s\nstderr:\n%s' % (START_TIMEOUT, cmd, self.log()))
+                                     'command: %s\nstderr:\n%s' % (self.start_timeout, cmd, self.log()))
             self._listening.wait(0.05)
         return self
 

@@ -139,6 +139,57 @@ class PluginLoadingTest(unittest.TestCase):
         self.assertEqual(proc.returncode, 2, proc.stderr)
         self.assertIn('takeover', proc.stderr)
 
+    def test_a_plugin_dir_loads_every_module_in_it(self):
+        folder = os.path.join(self.tmp, 'plugins')
+        os.makedirs(folder)
+        shutil.copy(plugin('echo_plugin.so'), os.path.join(folder, 'echo_plugin.so'))
+        with open(os.path.join(folder, 'README.txt'), 'w') as f:
+            f.write('not a plugin: ignored because it does not end in .so')
+        proc = run_duetd(['--list-plugins', '--plugin-dir', folder] + self.base())
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertTrue(any(l.startswith('test-echo ') for l in proc.stdout.splitlines()), proc.stdout)
+
+    def test_without_default_plugins_only_the_named_ones_load(self):
+        proc = run_duetd(['--list-plugins', '--no-default-plugins', '--plugin', plugin('echo_plugin.so')]
+                         + self.base())
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        names = [l.split()[0] for l in proc.stdout.splitlines() if l and not l.startswith(' ')]
+        self.assertEqual(names, ['test-echo'])
+
+    def test_the_same_plugin_twice_is_refused(self):
+        proc = run_duetd(self.base() + ['--plugin', plugin('echo_plugin.so'), '--plugin', plugin('echo_plugin.so')],
+                         timeout=5)
+        self.assertNotEqual(proc.returncode, 0)
+        self.assertIn('already loaded', proc.stderr)
+
+
+class PluginRejectTest(DuetTestCase):
+    """A plugin that returns DUET_REJECT: duetd answers with the plugin's error."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(extra_args=['--plugin', plugin('echo_plugin.so')])
+        cls.server.__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        srv = cls.server
+        try:
+            rc = srv.stop()
+        finally:
+            srv.cleanup()
+        if rc != 0:
+            raise AssertionError('duetd exited with %s on SIGTERM.\nstderr:\n%s' % (rc, srv.log()))
+
+    async def test_a_rejecting_plugin_s_code_and_message_reach_the_sender(self):
+        c = await self.connect('rejected')
+        await c.send_text('{"echo-fails":1}')
+        reply = await c.recv_json()
+        self.assertEqual(reply, {'error': {'code': 'echo-refused',
+                                           'message': 'The echo plugin refuses this on purpose.'}})
+        await c.send_text('{"echo":2}')
+        self.assertEqual(await c.recv_json(), {'echo': 2})
+
 
 if __name__ == '__main__':
     unittest.main()
