@@ -44,6 +44,7 @@ static void free_queue(duet_conn_t *conn) {
 static void free_conn(duet_conn_t *conn) {
   free_queue(conn);
   free(conn->rx);
+  free(conn->user_agent);
   free(conn->plugin_data);
   free(conn);
 }
@@ -130,7 +131,7 @@ int duet__conn_send(duet_conns_t *conns, duet_conn_t *conn, const char *data, si
               conns->max_queued_bytes);
     /* Waiting for the backlog to drain would let the client hold the memory. */
     free_queue(conn);
-    duet__conn_close(conn, LWS_CLOSE_STATUS_POLICY_VIOLATION, "send queue full");
+    duet__conn_close(conn, LWS_CLOSE_STATUS_POLICY_VIOLATION, "send queue full", DUET_CLOSE_LIMIT);
     return DUET_ENOBUFS;
   }
   duet_frame_t *f = malloc(sizeof *f + LWS_PRE + len);
@@ -149,16 +150,31 @@ int duet__conn_send(duet_conns_t *conns, duet_conn_t *conn, const char *data, si
   return 0;
 }
 
-void duet__conn_close(duet_conn_t *conn, int code, const char *reason) {
+void duet__conn_close(duet_conn_t *conn, int code, const char *reason, duet_close_reason_t why) {
   if (conn->closing)
     return;
   conn->closing = true;
+  conn->close_why = why;
   conn->close_code = code;
   snprintf(conn->close_reason, sizeof conn->close_reason, "%s", reason ? reason : "");
   lws_callback_on_writable(conn->wsi);
 }
 
+void duet__conn_ping(duet_conn_t *conn) {
+  conn->ping_pending = true;
+  lws_callback_on_writable(conn->wsi);
+}
+
 int duet__conn_on_writeable(duet_conn_t *conn) {
+  if (conn->ping_pending && !conn->closing) {
+    unsigned char ping[LWS_PRE + 1];
+    conn->ping_pending = false;
+    if (lws_write(conn->wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+      return -1;
+    if (conn->queue_head)
+      lws_callback_on_writable(conn->wsi);
+    return 0;
+  }
   duet_frame_t *f = conn->queue_head;
   if (f) {
     int n = lws_write(conn->wsi, f->buf + LWS_PRE, f->len, LWS_WRITE_TEXT);

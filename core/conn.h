@@ -7,13 +7,33 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "duet/plugin.h"
+
 struct lws;
 typedef struct duet_frame duet_frame_t;
 
 typedef struct duet_conn {
   uint64_t id;
   struct lws *wsi;
-  char peer[64]; /* "address:port" for logs */
+  char peer[64]; /* "address#slot" for logs */
+  char addr[46]; /* numeric remote address */
+  uint16_t port;
+  const char *tls_version; /* OpenSSL's static string, or NULL */
+  char *user_agent;        /* of the upgrade request, or NULL */
+  uint64_t connected_unix_ms;
+  uint64_t last_rx_ms;     /* loop time of the last frame of any kind from the client */
+  uint64_t tokens_at_connect;
+  struct duet_ip_entry *ip;  /* this address's count of connections */
+
+  /* Rate limit: a token bucket refilled at max_messages_per_second. */
+  double tokens;
+  uint64_t tokens_at;
+  uint64_t rate_error_at;
+
+  /* Until its first accepted message a connection waits in a list, oldest first. */
+  bool ready;
+  struct duet_conn *wait_prev, *wait_next;
+  bool ping_pending;
 
   duet_frame_t *queue_head;
   duet_frame_t *queue_tail;
@@ -26,6 +46,7 @@ typedef struct duet_conn {
   int rx_refused; /* the current message is being skipped: 1 too large, 2 binary */
 
   bool closing;       /* no more sends: close once the queue is drained */
+  duet_close_reason_t close_why;
   bool close_sent;    /* our close frame is out: waiting for the client's */
   bool plugins_told;  /* on_close already delivered */
   int close_code;
@@ -59,8 +80,11 @@ void duet__conns_remove(duet_conns_t *conns, duet_conn_t *conn);
  * DUET_ENOBUFS when the queue would exceed its bound (the connection is
  * then closed with 1008), DUET_ENOMEM. */
 int duet__conn_send(duet_conns_t *conns, duet_conn_t *conn, const char *data, size_t len);
-/* Starts a graceful close: queued frames go out, then a close frame. */
-void duet__conn_close(duet_conn_t *conn, int code, const char *reason);
+/* Starts a graceful close: queued frames go out, then a close frame. why
+ * is what plugins hear in on_close. */
+void duet__conn_close(duet_conn_t *conn, int code, const char *reason, duet_close_reason_t why);
+/* Queues a WebSocket ping frame. */
+void duet__conn_ping(duet_conn_t *conn);
 /* Writes what lws lets us write now. Returns -1 when the connection must be
  * closed (lws then closes it), else 0. Call from SERVER_WRITEABLE only. */
 int duet__conn_on_writeable(duet_conn_t *conn);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -64,6 +65,64 @@ static int respond_error(struct lws *wsi, unsigned status, const char *text, int
   char body[256];
   snprintf(body, sizeof body, "%u %s\n", status, text);
   return respond(wsi, status, "text/plain; charset=utf-8", NULL, NULL, body, head_only);
+}
+
+/* Writes a response whose body is built in memory (health, metrics). */
+static int respond_body(struct lws *wsi, unsigned status, const char *content_type, const char *body, size_t len,
+                        int head_only) {
+  unsigned char head[LWS_PRE + 2048];
+  unsigned char *start = head + LWS_PRE, *p = start, *end = head + sizeof head - 1;
+  if (lws_add_http_common_headers(wsi, status, content_type, len, &p, end) ||
+      lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:", (const unsigned char *)"no-store", 8,
+                                  &p, end) ||
+      lws_finalize_write_http_header(wsi, start, &p, end))
+    return -1;
+  if (len && !head_only) {
+    unsigned char *buf = malloc(LWS_PRE + len);
+    if (!buf)
+      return -1;
+    memcpy(buf + LWS_PRE, body, len);
+    int n = lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_FINAL);
+    free(buf);
+    if (n != (int)len)
+      return -1;
+  }
+  return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+/* GET /healthz and /metrics. Returns 1 when uri is not one of them. */
+static int serve_admin(duet_server_t *server, struct lws *wsi, const char *uri, int head_only) {
+  int on_admin_socket = lws_get_opaque_user_data(wsi) == server->admin_listener.tag && server->admin_listener.tag;
+  /* With --admin-listen they are served there only. */
+  if (server->admin_listener.tag && !on_admin_socket)
+    return 1;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *out = NULL;
+  uint64_t uptime_ms = uv_now(&server->loop) - server->started_ms;
+  if (strcmp(uri, "/healthz") == 0 && server->opt->health) {
+    out = open_memstream(&text, &len);
+    if (!out)
+      return -1;
+    fprintf(out, "{\"status\":\"%s\",\"connections\":%zu,\"uptime_s\":%.3f}\n",
+            server->shutting_down ? "stopping" : "ok", server->conns.live, (double)uptime_ms / 1000.0);
+    fclose(out);
+    int r = respond_body(wsi, server->shutting_down ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK,
+                         "application/json", text, len, head_only);
+    free(text);
+    return r;
+  }
+  if (strcmp(uri, "/metrics") == 0 && server->opt->metrics) {
+    out = open_memstream(&text, &len);
+    if (!out)
+      return -1;
+    duet__metrics_render(&server->metrics, out, server->conns.live, (double)uptime_ms / 1000.0);
+    fclose(out);
+    int r = respond_body(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4; charset=utf-8", text, len, head_only);
+    free(text);
+    return r;
+  }
+  return on_admin_socket ? respond_error(wsi, HTTP_STATUS_NOT_FOUND, "not found", head_only) : 1;
 }
 
 static const duet_server_mount_t *find_mount(const duet_server_t *server, const char *uri) {
@@ -141,6 +200,10 @@ static int on_request(duet_server_t *server, struct lws *wsi, http_session_t *s)
   /* A decoded %00 would cut the path short: refuse rather than guess. */
   if (n < 0 || (size_t)n != strlen(uri) || uri[0] != '/')
     return respond_error(wsi, HTTP_STATUS_BAD_REQUEST, "bad request path", head_only);
+
+  int admin = serve_admin(server, wsi, uri, head_only);
+  if (admin != 1)
+    return admin;
 
   const duet_server_mount_t *m = find_mount(server, uri);
   if (!m)

@@ -29,11 +29,17 @@ static void on_readable(uv_poll_t *poll, int status, int events) {
         DUET_WARN("cannot accept a connection: out of file descriptors (raise the limit: ulimit -n)");
       return; /* EAGAIN: drained; anything else: try again on the next wake */
     }
-    if (!lws_adopt_socket_vhost(l->vhost, fd)) {
+    lws_sock_file_fd_type desc;
+    desc.sockfd = fd;
+    struct lws *wsi = lws_adopt_descriptor_vhost(
+        l->vhost, LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | (l->plain_http ? 0 : LWS_ADOPT_ALLOW_SSL), desc, NULL, NULL);
+    if (!wsi) {
       /* lws closes fd itself when adoption fails. */
       DUET_WARN("libwebsockets refused an accepted connection");
       continue;
     }
+    if (l->tag)
+      lws_set_opaque_user_data(wsi, l->tag);
     l->accepted++;
   }
 }
@@ -56,7 +62,11 @@ static int bind_one(const struct sockaddr *sa, socklen_t len, int v6only) {
 
 int duet__listener_open(duet_listener_t *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *address,
                         int port, int *bound_port, char *err, size_t err_len) {
+  int plain_http = l->plain_http;
+  void *tag = l->tag;
   memset(l, 0, sizeof *l);
+  l->plain_http = plain_http;
+  l->tag = tag;
   l->fd = -1;
   l->vhost = vhost;
   int fd;

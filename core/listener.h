@@ -17,6 +17,8 @@ typedef struct duet_listener {
   int open;
   struct lws_vhost *vhost;
   unsigned long long accepted;
+  int plain_http; /* set before open: no TLS on this socket even if the vhost has it */
+  void *tag;      /* set before open: given to every connection as lws opaque user data */
 } duet_listener_t;
 
 /* Binds address (NULL: every address, IPv4 and IPv6) and port (0: any free

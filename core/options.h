@@ -30,6 +30,16 @@ typedef struct duet_options {
   size_t mount_count;
   size_t max_message_bytes;
   size_t max_queued_bytes;
+  size_t max_connections;        /* WebSocket connections in all */
+  size_t max_connections_per_ip; /* WebSocket connections from one address */
+  unsigned max_messages_per_second; /* per connection; bursts of twice that */
+  double open_timeout_s;         /* to the first accepted message */
+  unsigned http_timeout_s;       /* TLS handshake and HTTP headers (slowloris) */
+  unsigned max_header_bytes;     /* HTTP request headers */
+  int health;                    /* serve GET /healthz */
+  int metrics;                   /* serve GET /metrics */
+  const char *admin_address;     /* NULL: health and metrics on the main port */
+  int admin_port;
   const char *const *plugins; /* names of bundled plugins or paths, in load order */
   size_t plugin_count;
   const char *const *plugin_dirs; /* every *.so in these is loaded too */

@@ -82,14 +82,52 @@ static int host_send_error(duet_host_ctx_t *ctx, uint64_t id, const char *code, 
   return duet__server_send_error(ctx->server, conn, code, message);
 }
 
-static int host_close(duet_host_ctx_t *ctx, uint64_t id, int ws_code, const char *reason) {
+static int host_close(duet_host_ctx_t *ctx, uint64_t id, int ws_code, const char *reason,
+                      duet_close_reason_t why) {
   duet_conn_t *conn = live_conn(ctx, id);
   if (!conn)
     return DUET_ENOCONN;
-  if (ws_code < 1000 || ws_code > 4999)
+  if (ws_code < 1000 || ws_code > 4999 || why < DUET_CLOSE_CLIENT || why > DUET_CLOSE_TAKEOVER)
     return DUET_EINVAL;
-  duet__conn_close(conn, ws_code, reason);
+  duet__conn_close(conn, ws_code, reason, why);
   return 0;
+}
+
+static int host_conn_info(duet_host_ctx_t *ctx, uint64_t id, duet_conn_info_t *info) {
+  duet_conn_t *conn = duet__conns_get(&ctx->server->conns, id);
+  if (!conn)
+    return DUET_ENOCONN;
+  if (!info || info->struct_size < offsetof(duet_conn_info_t, idle_ms) + sizeof info->idle_ms)
+    return DUET_EINVAL;
+  info->remote_port = conn->port;
+  snprintf(info->remote_addr, sizeof info->remote_addr, "%s", conn->addr);
+  snprintf(info->user_agent, sizeof info->user_agent, "%s", conn->user_agent ? conn->user_agent : "");
+  snprintf(info->tls_version, sizeof info->tls_version, "%s", conn->tls_version ? conn->tls_version : "");
+  info->connected_unix_ms = conn->connected_unix_ms;
+  uint64_t now = uv_now(&ctx->server->loop);
+  info->idle_ms = now > conn->last_rx_ms ? now - conn->last_rx_ms : 0;
+  return 0;
+}
+
+static int host_ping(duet_host_ctx_t *ctx, uint64_t id) {
+  duet_conn_t *conn = live_conn(ctx, id);
+  if (!conn)
+    return DUET_ENOCONN;
+  duet__conn_ping(conn);
+  return 0;
+}
+
+static int64_t host_metric_register(duet_host_ctx_t *ctx, const char *name, const char *help,
+                                    duet_metric_type_t type) {
+  return duet__metrics_register(&ctx->server->metrics, name, help, type);
+}
+
+static int host_metric_add(duet_host_ctx_t *ctx, int64_t id, int64_t delta) {
+  return duet__metrics_add(&ctx->server->metrics, id, delta);
+}
+
+static int host_metric_set(duet_host_ctx_t *ctx, int64_t id, int64_t value) {
+  return duet__metrics_set(&ctx->server->metrics, id, value);
 }
 
 static void timer_closed(uv_handle_t *handle) { free(handle->data); }
@@ -155,14 +193,19 @@ static int host_timer_stop(duet_host_ctx_t *ctx, int64_t id) {
 static int host_emit(duet_host_ctx_t *ctx, const duet_event_t *event) {
   if (!event || !event->name)
     return DUET_EINVAL;
-  duet_plugins_t *plugins = plugins_of(ctx);
+  duet__plugins_emit(plugins_of(ctx), event);
+  return 0;
+}
+
+void duet__plugins_emit(duet_plugins_t *plugins, const duet_event_t *event) {
+  if (!plugins)
+    return;
   for (size_t i = 0; i < plugins->count; i++) {
     plugin_t *p = &plugins->list[i];
     void (*on_event)(void *, const duet_event_t *) = OPTIONAL(p->desc, on_event);
     if (on_event && p->initialized)
       on_event(p->state, event);
   }
-  return 0;
 }
 
 static int host_conn_set_data(duet_host_ctx_t *ctx, uint64_t id, void *data) {
@@ -225,6 +268,11 @@ static const duet_host_t host_table = {
     .config_get = host_config_get,
     .log = host_log,
     .msg_string = host_msg_string,
+    .conn_info = host_conn_info,
+    .ping = host_ping,
+    .metric_register = host_metric_register,
+    .metric_add = host_metric_add,
+    .metric_set = host_metric_set,
 };
 
 /* ---- loading ---- */

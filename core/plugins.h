@@ -26,6 +26,8 @@ void duet__plugins_on_open(duet_plugins_t *plugins, uint64_t conn);
  * with reject filled (also when nobody handled it: "unknown-type"). */
 duet_verdict_t duet__plugins_on_message(duet_plugins_t *plugins, uint64_t conn, const duet_msg_t *msg,
                                         duet_reject_t *reject);
+/* Delivers an event to every plugin, in load order. */
+void duet__plugins_emit(duet_plugins_t *plugins, const duet_event_t *event);
 void duet__plugins_on_close(duet_plugins_t *plugins, uint64_t conn, duet_close_reason_t reason);
 /* Calls every shutdown, stops the plugins' timers and unloads modules.
  * Timer handles close on the loop: run it once more before closing it. */

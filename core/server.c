@@ -1,7 +1,11 @@
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,18 +41,75 @@ int duet__server_send_error(duet_server_t *server, duet_conn_t *conn, const char
   return duet__conn_send(&server->conns, conn, frame, (size_t)n);
 }
 
+/* Refuses a client's message: the error answer, its metric and the
+ * "duet.rejected" event (the audit log records it). */
+static void reject(duet_server_t *server, duet_conn_t *conn, const char *code, const char *message) {
+  duet__server_send_error(server, conn, code, message);
+  duet__metrics_count_error(&server->metrics, code);
+  char code_json[128], json[160];
+  duet__json_escape(code_json, sizeof code_json, code);
+  int n = snprintf(json, sizeof json, "{\"code\":%s}", code_json);
+  duet_event_t event = {"duet.rejected", conn->id, json, (size_t)n};
+  duet__plugins_emit(server->plugins, &event);
+}
+
+/* A connection stops waiting for its first accepted message. */
+static void mark_ready(duet_server_t *server, duet_conn_t *conn) {
+  if (conn->ready)
+    return;
+  conn->ready = true;
+  if (conn->wait_prev)
+    conn->wait_prev->wait_next = conn->wait_next;
+  else
+    server->waiting_head = conn->wait_next;
+  if (conn->wait_next)
+    conn->wait_next->wait_prev = conn->wait_prev;
+  else
+    server->waiting_tail = conn->wait_prev;
+  conn->wait_prev = conn->wait_next = NULL;
+}
+
+/* Token bucket: rate per second, bursts up to twice that. */
+static int take_token(duet_server_t *server, duet_conn_t *conn) {
+  double rate = (double)server->opt->max_messages_per_second;
+  uint64_t now = uv_now(&server->loop);
+  conn->tokens += (double)(now - conn->tokens_at) * rate / 1000.0;
+  if (conn->tokens > 2 * rate)
+    conn->tokens = 2 * rate;
+  conn->tokens_at = now;
+  if (conn->tokens < 1.0)
+    return 0;
+  conn->tokens -= 1.0;
+  return 1;
+}
+
 static void dispatch(duet_server_t *server, duet_conn_t *conn, const char *data, size_t len) {
+  server->metrics.messages++;
+  if (!take_token(server, conn)) {
+    /* One answer per second at most: a flood must not be echoed back. */
+    uint64_t now = uv_now(&server->loop);
+    if (now - conn->rate_error_at >= 1000 || conn->rate_error_at == 0) {
+      conn->rate_error_at = now;
+      char text[160];
+      snprintf(text, sizeof text, "Too many messages: this server accepts %u per second per connection.",
+               server->opt->max_messages_per_second);
+      reject(server, conn, "rate-limited", text);
+    }
+    return;
+  }
   duet_msg_t msg;
   const char *why = NULL;
   if (duet__message_decode(data, len, &msg, &why) != 0) {
     char text[300];
     snprintf(text, sizeof text, "The message is not a valid JSON object: %s", why);
-    duet__server_send_error(server, conn, "malformed", text);
+    reject(server, conn, "malformed", text);
     return;
   }
-  duet_reject_t reject = {NULL, NULL};
-  if (duet__plugins_on_message(server->plugins, conn->id, &msg, &reject) == DUET_REJECT)
-    duet__server_send_error(server, conn, reject.code, reject.message);
+  duet_reject_t verdict = {NULL, NULL};
+  if (duet__plugins_on_message(server->plugins, conn->id, &msg, &verdict) == DUET_REJECT)
+    reject(server, conn, verdict.code, verdict.message);
+  else
+    mark_ready(server, conn);
 }
 
 /* Reassembles fragments into one message, refusing binary and oversize
@@ -92,12 +153,11 @@ check_final:
   if (!final)
     return;
   if (conn->rx_refused == 2) {
-    duet__server_send_error(server, conn, "binary-unsupported",
-                            "Binary frames are not supported: send each message as a text frame.");
+    reject(server, conn, "binary-unsupported", "Binary frames are not supported: send each message as a text frame.");
   } else if (conn->rx_refused == 1) {
     char text[160];
     snprintf(text, sizeof text, "The message is larger than this server's limit of %zu bytes.", max);
-    duet__server_send_error(server, conn, "too-large", text);
+    reject(server, conn, "too-large", text);
   } else {
     dispatch(server, conn, conn->rx, conn->rx_len);
   }
@@ -112,16 +172,104 @@ check_final:
 }
 
 static void on_closed(duet_server_t *server, duet_conn_t *conn) {
+  duet_close_reason_t why = conn->closing ? conn->close_why : DUET_CLOSE_CLIENT;
+  server->metrics.closed[why]++;
   if (!conn->plugins_told) {
     conn->plugins_told = true;
-    duet__plugins_on_close(server->plugins, conn->id, conn->closing ? DUET_CLOSE_SERVER : DUET_CLOSE_CLIENT);
+    duet__plugins_on_close(server->plugins, conn->id, why);
   }
+  mark_ready(server, conn);
+  if (conn->ip)
+    duet__ip_table_release(&server->ips, conn->ip);
   DUET_DEBUG("connection %s closed", conn->peer);
   duet__conns_remove(&server->conns, conn);
   /* During teardown lws closes what is left; a stop then would cut short the
    * loop runs that let its handles close. */
   if (server->shutting_down && server->conns.live == 0 && !server->tearing_down)
     uv_stop(&server->loop);
+}
+
+/* Records what plugins may ask about a connection (conn_info). */
+static void describe_conn(duet_server_t *server, struct lws *wsi, duet_conn_t *conn) {
+  struct sockaddr_storage sa;
+  socklen_t sa_len = sizeof sa;
+  snprintf(conn->addr, sizeof conn->addr, "?");
+  if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&sa, &sa_len) == 0) {
+    if (sa.ss_family == AF_INET6) {
+      struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
+      /* Show IPv4 clients of the dual-stack socket as plain IPv4. */
+      if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr))
+        inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], conn->addr, sizeof conn->addr);
+      else
+        inet_ntop(AF_INET6, &in6->sin6_addr, conn->addr, sizeof conn->addr);
+      conn->port = ntohs(in6->sin6_port);
+    } else if (sa.ss_family == AF_INET) {
+      struct sockaddr_in *in4 = (struct sockaddr_in *)&sa;
+      inet_ntop(AF_INET, &in4->sin_addr, conn->addr, sizeof conn->addr);
+      conn->port = ntohs(in4->sin_port);
+    }
+  }
+  snprintf(conn->peer, sizeof conn->peer, "%s#%llu", conn->addr, (unsigned long long)(conn->id & 0xffffffffu));
+  int ua_len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_USER_AGENT);
+  if (ua_len > 0) {
+    size_t keep = ua_len > 255 ? 256 : (size_t)ua_len + 1;
+    conn->user_agent = malloc(keep);
+    if (conn->user_agent && lws_hdr_copy(wsi, conn->user_agent, (int)keep, WSI_TOKEN_HTTP_USER_AGENT) < 0)
+      conn->user_agent[0] = '\0';
+  }
+  SSL *ssl = lws_get_ssl(wsi);
+  conn->tls_version = ssl ? SSL_get_version(ssl) : NULL;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  conn->connected_unix_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  conn->last_rx_ms = conn->tokens_at = conn->tokens_at_connect = uv_now(&server->loop);
+  conn->tokens = 2.0 * server->opt->max_messages_per_second;
+}
+
+/* Applies the connection limits; a connection over one is told and closed
+ * (plugins never see it). Otherwise it waits for its first message. */
+static int admit(duet_server_t *server, duet_conn_t *conn) {
+  const duet_options_t *opt = server->opt;
+  conn->ip = duet__ip_table_acquire(&server->ips, conn->addr);
+  const char *code = NULL;
+  char text[200];
+  if (server->conns.live > opt->max_connections) {
+    code = "server-full";
+    snprintf(text, sizeof text, "This server is at its limit of %zu connections; try again later.",
+             opt->max_connections);
+  } else if (conn->ip && conn->ip->count > opt->max_connections_per_ip) {
+    code = "too-many-connections";
+    snprintf(text, sizeof text, "Your address already has %zu connections, this server's limit.",
+             opt->max_connections_per_ip);
+  }
+  if (code) {
+    DUET_WARN("connection %s refused: %s", conn->peer, code);
+    conn->plugins_told = true; /* plugins never heard of it */
+    conn->ready = true;
+    reject(server, conn, code, text);
+    duet__conn_close(conn, code[0] == 's' ? 1013 : LWS_CLOSE_STATUS_POLICY_VIOLATION, code, DUET_CLOSE_LIMIT);
+    return 0;
+  }
+  conn->wait_prev = server->waiting_tail;
+  if (server->waiting_tail)
+    server->waiting_tail->wait_next = conn;
+  else
+    server->waiting_head = conn;
+  server->waiting_tail = conn;
+  return 1;
+}
+
+/* Connections wait in arrival order, so the oldest is at the head: each
+ * tick looks only at those whose time is up. */
+static void check_open_timeouts(uv_timer_t *timer) {
+  duet_server_t *server = timer->data;
+  uint64_t now = uv_now(&server->loop), limit = (uint64_t)(server->opt->open_timeout_s * 1000.0);
+  while (server->waiting_head && now - server->waiting_head->tokens_at_connect >= limit) {
+    duet_conn_t *conn = server->waiting_head;
+    mark_ready(server, conn);
+    reject(server, conn, "open-timeout", "No message came in time after connecting; reconnect and send open.");
+    duet__conn_close(conn, 4408, "open timeout", DUET_CLOSE_TIMEOUT);
+  }
 }
 
 static int callback_signaling(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -138,17 +286,24 @@ static int callback_signaling(struct lws *wsi, enum lws_callback_reasons reason,
       DUET_ERROR("out of memory accepting a connection");
       return -1;
     }
-    char ip[48] = "?";
-    lws_get_peer_simple(wsi, ip, sizeof ip);
-    snprintf(conn->peer, sizeof conn->peer, "%s#%llu", ip, (unsigned long long)(conn->id & 0xffffffffu));
     session->conn = conn;
+    describe_conn(server, wsi, conn);
+    server->metrics.accepted++;
     DUET_DEBUG("connection %s opened", conn->peer);
-    duet__plugins_on_open(server->plugins, conn->id);
+    if (admit(server, conn))
+      duet__plugins_on_open(server->plugins, conn->id);
     return 0;
   }
   case LWS_CALLBACK_RECEIVE:
-    if (session->conn && !session->conn->closing)
-      on_receive(server, wsi, session->conn, in, len);
+    if (session->conn) {
+      session->conn->last_rx_ms = uv_now(&server->loop);
+      if (!session->conn->closing)
+        on_receive(server, wsi, session->conn, in, len);
+    }
+    return 0;
+  case LWS_CALLBACK_RECEIVE_PONG:
+    if (session->conn)
+      session->conn->last_rx_ms = uv_now(&server->loop);
     return 0;
   case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
     /* The answer to our own close frame: end here rather than echo it. */
@@ -195,6 +350,7 @@ static void begin_shutdown(duet_server_t *server, const char *why) {
     return;
   server->shutting_down = 1;
   duet__listener_close(&server->listener);
+  duet__listener_close(&server->admin_listener);
   DUET_INFO("%s: shutting down, closing %zu connection(s)", why, server->conns.live);
   /* Tell the plugins first, while every partner can still be sent to. */
   for (size_t i = 0; i < server->conns.slot_count; i++) {
@@ -207,7 +363,7 @@ static void begin_shutdown(duet_server_t *server, const char *why) {
   for (size_t i = 0; i < server->conns.slot_count; i++) {
     duet_conn_t *conn = server->conns.slots[i];
     if (conn)
-      duet__conn_close(conn, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+      duet__conn_close(conn, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down", DUET_CLOSE_SHUTDOWN);
   }
   if (server->conns.live == 0)
     uv_stop(&server->loop);
@@ -217,6 +373,12 @@ static void begin_shutdown(duet_server_t *server, const char *why) {
 
 static void on_signal(uv_signal_t *handle, int signum) {
   duet_server_t *server = handle->data;
+  if (signum == SIGHUP) {
+    DUET_INFO("SIGHUP: telling plugins to reopen their files");
+    duet_event_t event = {"duet.reload", 0, NULL, 0};
+    duet__plugins_emit(server->plugins, &event);
+    return;
+  }
   if (server->shutting_down) {
     DUET_WARN("second signal: stopping now");
     uv_stop(&server->loop);
@@ -286,7 +448,9 @@ static void close_own_handles(duet_server_t *server) {
   server->handles_started = 0;
   uv_close((uv_handle_t *)&server->sigint, NULL);
   uv_close((uv_handle_t *)&server->sigterm, NULL);
+  uv_close((uv_handle_t *)&server->sighup, NULL);
   uv_close((uv_handle_t *)&server->shutdown_timer, NULL);
+  uv_close((uv_handle_t *)&server->open_timer, NULL);
 }
 
 int duet_server_run(const duet_options_t *opt) {
@@ -296,7 +460,7 @@ int duet_server_run(const duet_options_t *opt) {
   server->opt = opt;
   int exit_code = 1;
   int ran = 0;
-  server->listener.fd = -1;
+  server->listener.fd = server->admin_listener.fd = -1;
   char err[1024] = "";
 
   duet__log_set_level(opt->log_level);
@@ -322,6 +486,8 @@ int duet_server_run(const duet_options_t *opt) {
     goto out_plugins;
   }
   duet__conns_init(&server->conns, duet__plugins_count(server->plugins), opt->max_queued_bytes);
+  uv_update_time(&server->loop);
+  server->started_ms = uv_now(&server->loop);
 
   /* TLS material: the user's pair, or a development certificate we make. */
   char state_buf[PATH_MAX], cert_path[PATH_MAX], key_path[PATH_MAX];
@@ -354,7 +520,8 @@ int duet_server_run(const duet_options_t *opt) {
 
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE;
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
+                 LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
   if (opt->tls)
     info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
   info.foreign_loops = loops;
@@ -367,6 +534,11 @@ int duet_server_run(const duet_options_t *opt) {
   /* HTTP/1.1 only: h2 costs memory per connection and some WebSocket
    * clients fail their upgrade when h2 is offered. */
   info.alpn = "http/1.1";
+  /* Slow clients (slowloris) get this long for the handshake and headers. */
+  info.timeout_secs = opt->http_timeout_s;
+  info.timeout_secs_ah_idle = opt->http_timeout_s;
+  info.max_http_header_data = (unsigned short)opt->max_header_bytes;
+  info.keepalive_timeout = 5;
   if (opt->tls) {
     info.ssl_cert_filepath = cert;
     info.ssl_private_key_filepath = key;
@@ -378,13 +550,44 @@ int duet_server_run(const duet_options_t *opt) {
                "libwebsockets-evlib-uv package?)");
     goto out_lws;
   }
-  server->vhost = lws_get_vhost_by_name(server->lws, "duet");
+  server->vhost = lws_create_vhost(server->lws, &info);
   int port = 0;
-  if (!server->vhost || duet__listener_open(&server->listener, &server->loop, server->vhost, opt->address, opt->port,
-                                            &port, err, sizeof err) != 0) {
-    DUET_ERROR("%s", server->vhost ? err : "libwebsockets made no vhost");
+  if (!server->vhost) {
+    DUET_ERROR("could not set up TLS or HTTP (see the libwebsockets error above: is the certificate or key bad?)");
     goto out_lws;
   }
+  if (duet__listener_open(&server->listener, &server->loop, server->vhost, opt->address, opt->port, &port, err,
+                          sizeof err) != 0) {
+    DUET_ERROR("%s", err);
+    goto out_lws;
+  }
+  if (opt->admin_address) {
+    /* Health and metrics on their own plain-HTTP socket; the HTTP callback
+     * tells its connections apart by the listener's tag. */
+    int admin_port = 0;
+    server->admin_listener.plain_http = 1;
+    server->admin_listener.tag = &server->admin_listener;
+    if (duet__listener_open(&server->admin_listener, &server->loop, server->vhost, opt->admin_address,
+                            opt->admin_port, &admin_port, err, sizeof err) != 0) {
+      DUET_ERROR("--admin-listen: %s", err);
+      goto out_lws;
+    }
+    DUET_INFO("health and metrics on http://%s%s%s:%d/", strchr(opt->admin_address, ':') ? "[" : "",
+              opt->admin_address, strchr(opt->admin_address, ':') ? "]" : "", admin_port);
+  }
+  uv_signal_init(&server->loop, &server->sigint);
+  uv_signal_init(&server->loop, &server->sigterm);
+  uv_signal_init(&server->loop, &server->sighup);
+  uv_timer_init(&server->loop, &server->shutdown_timer);
+  uv_timer_init(&server->loop, &server->open_timer);
+  server->sigint.data = server->sigterm.data = server->sighup.data = server;
+  server->shutdown_timer.data = server->open_timer.data = server;
+  uv_signal_start(&server->sigint, on_signal, SIGINT);
+  uv_signal_start(&server->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&server->sighup, on_signal, SIGHUP);
+  uint64_t tick = (uint64_t)(opt->open_timeout_s * 1000.0 / 4);
+  uv_timer_start(&server->open_timer, check_open_timeouts, tick ? tick : 1, tick ? tick : 1);
+  /* Logged last: whoever waits for this line may signal us at once. */
   const char *scheme = opt->tls ? "https" : "http";
   if (opt->address)
     DUET_INFO("listening on %s://%s%s%s:%d/ (web root %s)", scheme, strchr(opt->address, ':') ? "[" : "",
@@ -393,12 +596,6 @@ int duet_server_run(const duet_options_t *opt) {
     DUET_INFO("listening on %s://localhost:%d/ on every address, IPv4 and IPv6 (web root %s)", scheme, port,
               server->mounts[server->mount_count - 1].root);
 
-  uv_signal_init(&server->loop, &server->sigint);
-  uv_signal_init(&server->loop, &server->sigterm);
-  uv_timer_init(&server->loop, &server->shutdown_timer);
-  server->sigint.data = server->sigterm.data = server->shutdown_timer.data = server;
-  uv_signal_start(&server->sigint, on_signal, SIGINT);
-  uv_signal_start(&server->sigterm, on_signal, SIGTERM);
   server->handles_started = 1;
 
   uv_run(&server->loop, UV_RUN_DEFAULT);
@@ -414,6 +611,7 @@ out_lws:
   duet__plugins_unload(server->plugins);
   server->plugins = NULL;
   duet__listener_close(&server->listener);
+  duet__listener_close(&server->admin_listener);
   close_own_handles(server);
   uv_run(&server->loop, UV_RUN_DEFAULT);
   if (server->lws) {
@@ -423,6 +621,8 @@ out_lws:
 out_conns:
   free_mounts(server);
   duet__conns_destroy(&server->conns);
+  duet__ip_table_destroy(&server->ips);
+  duet__metrics_destroy(&server->metrics);
 out_plugins:
   duet__plugins_unload(server->plugins);
   uv_run(&server->loop, UV_RUN_DEFAULT);

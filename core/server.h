@@ -8,7 +8,9 @@
 #include <uv.h>
 
 #include "conn.h"
+#include "ip_table.h"
 #include "listener.h"
+#include "metrics.h"
 #include "options.h"
 #include "plugins.h"
 
@@ -27,13 +29,21 @@ struct duet_server {
   struct lws_context *lws;
   struct lws_vhost *vhost;
   duet_listener_t listener;
+  duet_listener_t admin_listener; /* --admin-listen: health and metrics only */
   duet_conns_t conns;
   duet_plugins_t *plugins;
   duet_server_mount_t *mounts; /* longest url first */
   size_t mount_count;
   uv_signal_t sigint;
   uv_signal_t sigterm;
+  uv_signal_t sighup;
   uv_timer_t shutdown_timer;
+  uv_timer_t open_timer;
+  duet_conn_t *waiting_head; /* connections yet to send an accepted message, oldest first */
+  duet_conn_t *waiting_tail;
+  duet_ip_table_t ips;       /* WebSocket connections per client address */
+  duet_metrics_t metrics;
+  uint64_t started_ms;
   int shutting_down;
   int tearing_down; /* the main loop run is over */
   int handles_started; /* sigint, sigterm, shutdown_timer need closing */

@@ -1,6 +1,7 @@
 #include "cli/options.hpp"
 
 #include <climits>
+#include <cstdlib>
 #include <sstream>
 
 #include <sys/stat.h>
@@ -97,6 +98,38 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
                  "Bytes that may wait for one slow client before it is disconnected")
       ->check(CLI::Range(static_cast<std::size_t>(4096), static_cast<std::size_t>(1024 * 1024 * 1024)))
       ->capture_default_str();
+  app.add_option("--max-connections", o.max_connections,
+                 "WebSocket connections in all; more get a server-full error and are closed")
+      ->check(CLI::Range(static_cast<std::size_t>(1), static_cast<std::size_t>(10000000)))
+      ->capture_default_str();
+  app.add_option("--max-connections-per-ip", o.max_connections_per_ip,
+                 "WebSocket connections from one address; more get a too-many-connections error")
+      ->check(CLI::Range(static_cast<std::size_t>(1), static_cast<std::size_t>(10000000)))
+      ->capture_default_str();
+  app.add_option("--max-messages-per-second", o.max_messages_per_second,
+                 "Messages one connection may send per second (bursts of twice that); more get rate-limited")
+      ->check(CLI::Range(1u, 100000u))
+      ->capture_default_str();
+  app.add_option("--open-timeout", o.open_timeout,
+                 "Seconds a new WebSocket has to send its first accepted message (open) before it is closed")
+      ->check(CLI::Range(0.05, 3600.0))
+      ->capture_default_str();
+  app.add_option("--http-timeout", o.http_timeout,
+                 "Seconds for a TLS handshake and for HTTP request headers to arrive (slowloris)")
+      ->check(CLI::Range(1u, 3600u))
+      ->capture_default_str();
+  app.add_option("--max-header-bytes", o.max_header_bytes, "Largest HTTP request header block accepted")
+      ->check(CLI::Range(1024u, 65535u))
+      ->capture_default_str();
+  app.add_flag("--no-health", o.no_health, "Do not serve GET /healthz");
+  app.add_flag("--no-metrics", o.no_metrics, "Do not serve GET /metrics (Prometheus text format)");
+  app.add_option("--admin-listen", o.admin_listen,
+                 "Serve /healthz and /metrics on this plain-HTTP ADDRESS:PORT only, not on the main port")
+      ->type_name("ADDR:PORT");
+  app.add_option("--audit-log", o.audit_log,
+                 "Write the audit log (JSON Lines) to FILE, or - for stdout; SIGHUP reopens it "
+                 "(same as --plugin-opt audit-log.path=FILE)")
+      ->type_name("FILE");
   app.add_option("--plugin", o.plugins,
                  "Load a plugin: a bundled plugin's name or a path to a .so, after the bundled ones (repeatable)");
   app.add_flag("--no-default-plugins", o.no_default_plugins,
@@ -142,6 +175,23 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
         err << "--mount: " << o.mount_urls_[i] << " is given twice\n";
         return 2;
       }
+  if (!o.audit_log.empty())
+    o.plugin_opt_specs.insert(o.plugin_opt_specs.begin(), "audit-log.path=" + o.audit_log);
+  if (!o.admin_listen.empty()) {
+    auto colon = o.admin_listen.rfind(':');
+    std::string host = colon == std::string::npos ? "" : o.admin_listen.substr(0, colon);
+    std::string port = colon == std::string::npos ? "" : o.admin_listen.substr(colon + 1);
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+      host = host.substr(1, host.size() - 2);
+    char *end = nullptr;
+    long n = port.empty() ? -1 : std::strtol(port.c_str(), &end, 10);
+    if (host.empty() || n < 0 || n > 65535 || *end != '\0') {
+      err << "--admin-listen " << o.admin_listen << ": expected ADDRESS:PORT, e.g. 127.0.0.1:9090 or [::1]:9090\n";
+      return 2;
+    }
+    o.admin_host_ = host;
+    o.c.admin_port = static_cast<int>(n);
+  }
   for (const auto &spec : o.plugin_opt_specs) {
     auto dot = spec.find('.');
     auto eq = spec.find('=');
@@ -181,6 +231,15 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
   c.mount_count = o.mounts_.size();
   c.max_message_bytes = o.max_message_bytes;
   c.max_queued_bytes = o.max_queued_bytes;
+  c.max_connections = o.max_connections;
+  c.max_connections_per_ip = o.max_connections_per_ip;
+  c.max_messages_per_second = o.max_messages_per_second;
+  c.open_timeout_s = o.open_timeout;
+  c.http_timeout_s = o.http_timeout;
+  c.max_header_bytes = o.max_header_bytes;
+  c.health = !o.no_health;
+  c.metrics = !o.no_metrics;
+  c.admin_address = o.admin_host_.empty() ? nullptr : o.admin_host_.c_str();
   c.plugins = o.load_ptrs_.data();
   c.plugin_count = o.load_ptrs_.size();
   c.plugin_dirs = o.dir_ptrs_.data();

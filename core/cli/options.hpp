@@ -18,6 +18,16 @@ struct CliOptions {
   std::vector<std::string> mount_specs;
   std::size_t max_message_bytes = 64 * 1024;
   std::size_t max_queued_bytes = 1024 * 1024;
+  std::size_t max_connections = 10000;
+  std::size_t max_connections_per_ip = 32;
+  unsigned max_messages_per_second = 50;
+  double open_timeout = 10;
+  unsigned http_timeout = 10;
+  unsigned max_header_bytes = 8192;
+  bool no_health = false;
+  bool no_metrics = false;
+  std::string admin_listen;
+  std::string audit_log;
   std::vector<std::string> plugins;
   bool no_default_plugins = false;
   std::vector<std::string> plugin_dirs;
@@ -30,6 +40,7 @@ struct CliOptions {
 
  private:
   friend int parse_command_line(int, const char *const *, CliOptions &, std::ostream &, std::ostream &);
+  std::string admin_host_;
   std::vector<std::string> mount_urls_, mount_dirs_, opt_plugins_, opt_keys_, opt_values_, load_list_;
   std::vector<duet_mount_t> mounts_;
   std::vector<duet_plugin_opt_t> plugin_opts_;

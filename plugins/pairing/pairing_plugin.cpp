@@ -45,7 +45,11 @@ std::size_t max_id_from(const duet::Host &host) {
 class Pairing : public duet::Plugin, private duet::pairing::Actions {
  public:
   explicit Pairing(const duet::Host &host)
-      : Plugin(host), state_(*this, takeover_from(host), max_id_from(host)) {}
+      : Plugin(host),
+        state_(*this, takeover_from(host), max_id_from(host)),
+        pairs_active_(host.metric("pairing_pairs_active", "Pairs in a call now.", DUET_METRIC_GAUGE)),
+        relayed_sdp_(host.metric("pairing_relayed_sdp_total", "SDP offers and answers relayed.", DUET_METRIC_COUNTER)),
+        relayed_ice_(host.metric("pairing_relayed_ice_total", "ICE candidates relayed.", DUET_METRIC_COUNTER)) {}
 
   duet_verdict_t on_message(duet::ConnId conn, const duet::Message &msg, duet_reject_t &reject) override {
     const std::string_view type = msg.type();
@@ -62,7 +66,10 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
       if (!remote)
         outcome = {"bad-request", "sdp and ice messages need a string member \"remote\"."};
       else
-        outcome = state_.relay(conn, *remote, msg.json());
+        outcome = state_.relay(conn, type == "sdp" ? PairingState::Kind::kSdp : PairingState::Kind::kIce, *remote,
+                               msg.json());
+      if (outcome.ok())
+        host().metric_add(type == "sdp" ? relayed_sdp_ : relayed_ice_, 1);
     } else if (type == "ping") {
       // The tutorial client needs this answer; the keepalive plugin takes it over.
       host().send(conn, R"({"pong":1})");
@@ -79,7 +86,8 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
   }
 
   void on_close(duet::ConnId conn, duet_close_reason_t reason) override {
-    state_.closed(conn, reason == DUET_CLOSE_SHUTDOWN ? "shutdown" : reason == DUET_CLOSE_SERVER ? "server" : "client");
+    state_.closed(conn, duet_close_reason_name(reason));
+    host().metric_set(pairs_active_, static_cast<std::int64_t>(state_.pairs()));
   }
 
  private:
@@ -87,29 +95,70 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
   void send_error(duet::ConnId to, const char *code, const char *message) override {
     host().send_error(to, code, message);
   }
-  void close(duet::ConnId conn, int ws_code, const char *reason) override { host().close(conn, ws_code, reason); }
+  void close(duet::ConnId conn, int ws_code, const char *reason) override {
+    host().close(conn, ws_code, reason, DUET_CLOSE_TAKEOVER);
+  }
+
+  void opened(duet::ConnId conn, std::string_view local, std::string_view remote) override {
+    emit("pairing.open", conn, [&](Writer &w) {
+      w.Key("local");
+      put(w, local);
+      w.Key("remote");
+      put(w, remote);
+    });
+  }
 
   void paired(duet::ConnId offerer, duet::ConnId answerer, std::string_view offerer_id,
               std::string_view answerer_id) override {
-    rapidjson::StringBuffer buf;
-    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-    w.StartObject();
-    w.Key("offerer");
-    w.String(offerer_id.data(), static_cast<rapidjson::SizeType>(offerer_id.size()));
-    w.Key("answerer");
-    w.String(answerer_id.data(), static_cast<rapidjson::SizeType>(answerer_id.size()));
-    w.Key("answerer_conn");
-    w.Uint64(answerer);
-    w.EndObject();
-    host().emit("paired", offerer, {buf.GetString(), buf.GetSize()});
+    host().metric_set(pairs_active_, static_cast<std::int64_t>(state_.pairs()));
+    emit("pairing.paired", offerer, [&](Writer &w) {
+      w.Key("offerer");
+      put(w, offerer_id);
+      w.Key("answerer");
+      put(w, answerer_id);
+      w.Key("offerer_conn");
+      w.Uint64(offerer);
+      w.Key("answerer_conn");
+      w.Uint64(answerer);
+    });
   }
 
-  void unpaired(duet::ConnId gone, duet::ConnId left, const char *reason) override {
-    std::string json = std::string(R"({"reason":")") + reason + R"(","partner_conn":)" + std::to_string(left) + "}";
-    host().emit("unpaired", gone, json);
+  void unpaired(const duet::pairing::CallEnded &call) override {
+    emit("pairing.unpaired", call.gone, [&](Writer &w) {
+      w.Key("local");
+      put(w, call.gone_id);
+      w.Key("remote");
+      put(w, call.left_id);
+      w.Key("reason");
+      w.String(call.reason);
+      w.Key("duration_ms");
+      w.Uint64(call.duration_ms);
+      w.Key("sdp");
+      w.Uint64(call.sdp);
+      w.Key("ice");
+      w.Uint64(call.ice);
+      w.Key("partner_conn");
+      w.Uint64(call.left);
+    });
+  }
+
+  using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
+
+  static void put(Writer &w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
+
+  // Events carry a JSON object; the writer escapes ids so none can forge a member.
+  template <class Fill>
+  void emit(const char *name, duet::ConnId conn, Fill fill) {
+    rapidjson::StringBuffer buf;
+    Writer w(buf);
+    w.StartObject();
+    fill(w);
+    w.EndObject();
+    host().emit(name, conn, {buf.GetString(), buf.GetSize()});
   }
 
   PairingState state_;
+  std::int64_t pairs_active_, relayed_sdp_, relayed_ice_;
 };
 
 }  // namespace

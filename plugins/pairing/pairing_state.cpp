@@ -39,8 +39,9 @@ Outcome PairingState::open(ConnId conn, std::string_view local, std::string_view
     drop(older, "takeover");
   }
 
-  conns_[conn] = Entry{local_id, std::string(remote), 0};
+  conns_[conn] = Entry{local_id, std::string(remote)};
   by_local_[local_id] = conn;
+  actions_.opened(conn, local, remote);
 
   // Only mutual requests pair: the one waiting under R must be asking for L.
   auto waiting = by_local_.find(std::string(remote));
@@ -52,13 +53,16 @@ Outcome PairingState::open(ConnId conn, std::string_view local, std::string_view
   Entry &self = conns_[conn];
   self.partner = waiting->second;
   other.partner = conn;
+  self.paired_at = other.paired_at = std::chrono::steady_clock::now();
+  self.sdp = self.ice = other.sdp = other.ice = 0;
+  pairs_++;
   actions_.send(waiting->second, kStartAnswer);
   actions_.send(conn, kStartOffer);
   actions_.paired(conn, waiting->second, self.local, other.local);
   return {};
 }
 
-Outcome PairingState::relay(ConnId conn, std::string_view remote, std::string_view json) {
+Outcome PairingState::relay(ConnId conn, Kind kind, std::string_view remote, std::string_view json) {
   auto it = conns_.find(conn);
   if (it == conns_.end() || it->second.partner == 0)
     return {"not-paired", "There is no call to send this to yet: wait for start."};
@@ -66,6 +70,7 @@ Outcome PairingState::relay(ConnId conn, std::string_view remote, std::string_vi
   if (remote != partner.local)
     return {"not-your-partner", "You can only send to the person you are paired with."};
   actions_.send(it->second.partner, json);
+  (kind == Kind::kSdp ? it->second.sdp : it->second.ice)++;
   return {};
 }
 
@@ -74,9 +79,14 @@ void PairingState::drop(ConnId conn, const char *reason) {
   if (it == conns_.end())
     return;
   if (ConnId partner = it->second.partner; partner != 0) {
-    conns_[partner].partner = 0;
+    Entry &other = conns_[partner];
+    other.partner = 0;
+    pairs_--;
     actions_.send(partner, kClose);
-    actions_.unpaired(conn, partner, reason);
+    auto duration = std::chrono::steady_clock::now() - it->second.paired_at;
+    actions_.unpaired({conn, partner, it->second.local, other.local, reason,
+                       static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(duration).count()),
+                       it->second.sdp + other.sdp, it->second.ice + other.ice});
   }
   if (auto owner = by_local_.find(it->second.local); owner != by_local_.end() && owner->second == conn)
     by_local_.erase(owner);

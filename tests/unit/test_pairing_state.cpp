@@ -23,8 +23,17 @@ struct Recorder : Actions {
   void send(ConnId to, std::string_view json) override { sent.push_back({to, std::string(json)}); }
   void send_error(ConnId to, const char *code, const char *) override { errors.emplace_back(to, code); }
   void close(ConnId conn, int code, const char *) override { closed.emplace_back(conn, code); }
+  void opened(ConnId, std::string_view, std::string_view) override { opens++; }
   void paired(ConnId, ConnId, std::string_view, std::string_view) override { pairs++; }
-  void unpaired(ConnId, ConnId, const char *) override { unpairs++; }
+  void unpaired(const CallEnded &call) override {
+    unpairs++;
+    last_sdp = call.sdp;
+    last_ice = call.ice;
+    last_reason = call.reason;
+  }
+  int opens = 0;
+  std::uint64_t last_sdp = 0, last_ice = 0;
+  std::string last_reason;
 
   std::vector<std::string> to(ConnId c) const {
     std::vector<std::string> out;
@@ -67,10 +76,10 @@ TEST_CASE("relay reaches only the partner and refuses other names") {
   s.open(2, "bob", "alice");
   s.open(3, "carol", "bob");
   r.sent.clear();
-  CHECK(s.relay(1, "bob", R"({"sdp":{},"remote":"bob"})").ok());
+  CHECK(s.relay(1, PairingState::Kind::kSdp, "bob", R"({"sdp":{},"remote":"bob"})").ok());
   CHECK(r.to(2) == std::vector<std::string>{R"({"sdp":{},"remote":"bob"})"});
-  CHECK(std::string(s.relay(3, "bob", "{}").code) == "not-paired");
-  CHECK(std::string(s.relay(1, "carol", "{}").code) == "not-your-partner");
+  CHECK(std::string(s.relay(3, PairingState::Kind::kSdp, "bob", "{}").code) == "not-paired");
+  CHECK(std::string(s.relay(1, PairingState::Kind::kSdp, "carol", "{}").code) == "not-your-partner");
   CHECK(r.to(3).empty());
   CHECK(r.sent.size() == 1);
 }
@@ -78,9 +87,9 @@ TEST_CASE("relay reaches only the partner and refuses other names") {
 TEST_CASE("relay before open or before start is not-paired") {
   Recorder r;
   PairingState s(r, Takeover::kReplace, 256);
-  CHECK(std::string(s.relay(1, "bob", "{}").code) == "not-paired");
+  CHECK(std::string(s.relay(1, PairingState::Kind::kSdp, "bob", "{}").code) == "not-paired");
   s.open(1, "alice", "bob");
-  CHECK(std::string(s.relay(1, "bob", "{}").code) == "not-paired");
+  CHECK(std::string(s.relay(1, PairingState::Kind::kSdp, "bob", "{}").code) == "not-paired");
 }
 
 TEST_CASE("closing one side sends close to the partner, which can pair again") {
@@ -155,7 +164,26 @@ TEST_CASE("three pairs at once keep their messages apart") {
   }
   r.sent.clear();
   for (ConnId i = 0; i < 3; i++)
-    REQUIRE(s.relay(10 + i, "b" + std::to_string(i), "m" + std::to_string(i)).ok());
+    REQUIRE(s.relay(10 + i, PairingState::Kind::kSdp, "b" + std::to_string(i), "m" + std::to_string(i)).ok());
   for (ConnId i = 0; i < 3; i++)
     CHECK(r.to(20 + i) == std::vector<std::string>{"m" + std::to_string(i)});
+}
+
+TEST_CASE("a call that ends reports its relayed message counts and reason") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  s.open(1, "alice", "bob");
+  s.open(2, "bob", "alice");
+  CHECK(r.opens == 2);
+  CHECK(s.pairs() == 1);
+  s.relay(2, PairingState::Kind::kSdp, "alice", "offer");
+  s.relay(1, PairingState::Kind::kSdp, "bob", "answer");
+  s.relay(1, PairingState::Kind::kIce, "bob", "c1");
+  s.relay(2, PairingState::Kind::kIce, "alice", "c2");
+  s.relay(2, PairingState::Kind::kIce, "alice", "c3");
+  s.closed(1, "timeout");
+  CHECK(r.last_sdp == 2);
+  CHECK(r.last_ice == 3);
+  CHECK(r.last_reason == "timeout");
+  CHECK(s.pairs() == 0);
 }

@@ -54,12 +54,34 @@ typedef enum duet_verdict {
   DUET_REJECT = 2   /* refused: duetd answers the sender with reject's error */
 } duet_verdict_t;
 
-/* Why a connection ended, as given to on_close. */
+/* Why a connection ended, as given to on_close and to close. */
 typedef enum duet_close_reason {
   DUET_CLOSE_CLIENT = 0,   /* the client closed or the socket failed */
-  DUET_CLOSE_SERVER = 1,   /* a plugin or duetd closed it (limits, takeover) */
-  DUET_CLOSE_SHUTDOWN = 2  /* duetd is shutting down */
+  DUET_CLOSE_SERVER = 1,   /* closed by duetd or a plugin for another reason */
+  DUET_CLOSE_SHUTDOWN = 2, /* duetd is shutting down */
+  DUET_CLOSE_TIMEOUT = 3,  /* no sign of life (keepalive) or too slow to start */
+  DUET_CLOSE_LIMIT = 4,    /* a resource limit: queue, rate, connections */
+  DUET_CLOSE_TAKEOVER = 5  /* a newer connection took its id */
 } duet_close_reason_t;
+
+/* Kinds of metric a plugin can register for /metrics. */
+typedef enum duet_metric_type {
+  DUET_METRIC_COUNTER = 0, /* only goes up */
+  DUET_METRIC_GAUGE = 1    /* goes up and down */
+} duet_metric_type_t;
+
+/* Facts about a connection, filled by duet_host_t.conn_info. The caller
+ * sets struct_size to sizeof(duet_conn_info_t); duetd fills the fields that
+ * fit, so an older plugin's smaller struct stays valid. */
+typedef struct duet_conn_info {
+  uint32_t struct_size;
+  uint16_t remote_port;
+  char remote_addr[46];  /* numeric IPv4 or IPv6, NUL-terminated */
+  char user_agent[256];  /* of the WebSocket upgrade request, may be truncated, "" if none */
+  char tls_version[16];  /* "TLSv1.3", or "" without TLS */
+  uint64_t connected_unix_ms; /* wall-clock time the WebSocket was accepted */
+  uint64_t idle_ms;      /* since the last frame of any kind (text, ping, pong) from the client */
+} duet_conn_info_t;
 
 /*
  * One decoded signaling message: a JSON object in UTF-8, already validated.
@@ -125,9 +147,10 @@ typedef struct duet_host {
   int (*send_error)(duet_host_ctx_t *ctx, uint64_t conn, const char *code, const char *message);
 
   /* Closes conn after its queued frames are sent, with a WebSocket close
-   * code (1000-4999) and a reason (copied, at most 123 bytes). on_close
-   * follows later, for every plugin. Returns 0 or DUET_ENOCONN. */
-  int (*close)(duet_host_ctx_t *ctx, uint64_t conn, int ws_code, const char *reason);
+   * code (1000-4999) and a reason (copied, at most 123 bytes); why is what
+   * on_close will report to every plugin. Returns 0 or DUET_ENOCONN. */
+  int (*close)(duet_host_ctx_t *ctx, uint64_t conn, int ws_code, const char *reason,
+               duet_close_reason_t why);
 
   /* Starts a timer: cb(userdata) runs after timeout_ms, then every repeat_ms
    * if repeat_ms > 0. Returns a timer id (> 0) or a negative error. Timers
@@ -161,7 +184,30 @@ typedef struct duet_host {
    * not a string. Only valid inside on_message, with the msg given to it. */
   int (*msg_string)(duet_host_ctx_t *ctx, const duet_msg_t *msg, const char *pointer,
                     const char **out, size_t *out_len);
+
+  /* Fills info (see duet_conn_info_t). Returns 0 or DUET_ENOCONN. */
+  int (*conn_info)(duet_host_ctx_t *ctx, uint64_t conn, duet_conn_info_t *info);
+
+  /* Sends a WebSocket ping frame (RFC 6455) to conn; the client's pong
+   * resets its idle time. Returns 0 or DUET_ENOCONN. */
+  int (*ping)(duet_host_ctx_t *ctx, uint64_t conn);
+
+  /* Registers a metric shown on /metrics as duet_NAME with help text
+   * (both copied; name: [a-z_][a-z0-9_]*). Registering a name twice
+   * returns the same id. Returns an id > 0 or DUET_EINVAL. */
+  int64_t (*metric_register)(duet_host_ctx_t *ctx, const char *name, const char *help,
+                             duet_metric_type_t type);
+  /* Adds delta to a metric (counters: delta >= 0). Returns 0 or DUET_ENOENT. */
+  int (*metric_add)(duet_host_ctx_t *ctx, int64_t id, int64_t delta);
+  /* Sets a gauge. Returns 0, DUET_ENOENT, or DUET_EINVAL for a counter. */
+  int (*metric_set)(duet_host_ctx_t *ctx, int64_t id, int64_t value);
 } duet_host_t;
+
+/*
+ * Events duetd itself emits (plugins add their own, named "plugin.what"):
+ * - "duet.rejected": conn was sent an error; json {"code":"..."}.
+ * - "duet.reload": SIGHUP; conn 0, no json. Reopen files (logrotate).
+ */
 
 /*
  * What a plugin exports. The struct must stay valid while the plugin is
@@ -203,6 +249,19 @@ typedef struct duet_plugin {
    * duetd rejects --plugin-opt keys not listed here. */
   const duet_plugin_option_t *options;
 } duet_plugin_t;
+
+/* A stable lowercase name for a close reason ("client", "timeout", ...). */
+static inline const char *duet_close_reason_name(duet_close_reason_t why) {
+  switch (why) {
+  case DUET_CLOSE_CLIENT: return "client";
+  case DUET_CLOSE_SERVER: return "server";
+  case DUET_CLOSE_SHUTDOWN: return "shutdown";
+  case DUET_CLOSE_TIMEOUT: return "timeout";
+  case DUET_CLOSE_LIMIT: return "limit";
+  case DUET_CLOSE_TAKEOVER: return "takeover";
+  }
+  return "unknown";
+}
 
 /* The entry symbol a shared plugin exports (see DUET_PLUGIN_ENTRY_SYMBOL).
  * The _v1 suffix is the ABI major: a plugin for another major has another

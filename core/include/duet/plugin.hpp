@@ -26,7 +26,9 @@ class Host {
   int send_error(ConnId conn, const char *code, const char *message) const {
     return table_->send_error(ctx_, conn, code, message);
   }
-  int close(ConnId conn, int ws_code, const char *reason) const { return table_->close(ctx_, conn, ws_code, reason); }
+  int close(ConnId conn, int ws_code, const char *reason, duet_close_reason_t why = DUET_CLOSE_SERVER) const {
+    return table_->close(ctx_, conn, ws_code, reason, why);
+  }
   std::int64_t timer_start(std::uint64_t timeout_ms, std::uint64_t repeat_ms, duet_timer_cb cb, void *userdata) const {
     return table_->timer_start(ctx_, timeout_ms, repeat_ms, cb, userdata);
   }
@@ -50,6 +52,18 @@ class Host {
       return std::nullopt;
     return std::string_view(out, len);
   }
+
+  // Fills info; false when the connection is gone.
+  bool conn_info(ConnId conn, duet_conn_info_t &info) const {
+    info.struct_size = sizeof info;
+    return table_->conn_info(ctx_, conn, &info) == 0;
+  }
+  int ping(ConnId conn) const { return table_->ping(ctx_, conn); }
+  std::int64_t metric(const char *name, const char *help, duet_metric_type_t type) const {
+    return table_->metric_register(ctx_, name, help, type);
+  }
+  int metric_add(std::int64_t id, std::int64_t delta) const { return table_->metric_add(ctx_, id, delta); }
+  int metric_set(std::int64_t id, std::int64_t value) const { return table_->metric_set(ctx_, id, value); }
 
   const duet_host_t *table() const { return table_; }
 
@@ -88,7 +102,7 @@ class Plugin {
 namespace detail {
 
 // The host fields a C++ plugin may call; an older duetd's table must cover them.
-constexpr std::size_t kHostFieldsUsed = offsetof(duet_host_t, msg_string) + sizeof(duet_host_t::msg_string);
+constexpr std::size_t kHostFieldsUsed = offsetof(duet_host_t, metric_set) + sizeof(duet_host_t::metric_set);
 
 template <class T>
 struct Trampolines {
