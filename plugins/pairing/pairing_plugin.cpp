@@ -1,6 +1,9 @@
 // The pairing plugin: the tutorial's v1 signaling (open, start, sdp, ice,
 // close) with its faults fixed; see protocol.md and pairing_state.hpp.
 #include <cstdlib>
+#include <memory>
+#include <random>
+#include <unordered_map>
 #include <stdexcept>
 #include <string>
 
@@ -21,6 +24,9 @@ const duet_plugin_option_t kOptions[] = {
      "when a second connection opens with an id in use: replace (the older is closed) or refuse (the newcomer gets "
      "id-taken)"},
     {"max-id-bytes", "256", "longest id accepted in open, in bytes"},
+    {"resume-grace", "15",
+     "seconds a paired client that asked to resume (open with \"resume\") keeps its place after its connection "
+     "drops; 0 turns resuming off"},
     {nullptr, nullptr, nullptr},
 };
 
@@ -31,6 +37,15 @@ Takeover takeover_from(const duet::Host &host) {
   if (v == "refuse")
     return Takeover::kRefuse;
   throw std::invalid_argument("takeover must be 'replace' or 'refuse', not '" + std::string(v) + "'");
+}
+
+double grace_from(const duet::Host &host) {
+  std::string v(host.config("resume-grace").value_or("15"));
+  char *end = nullptr;
+  double s = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0' || !(s >= 0 && s <= 3600))
+    throw std::invalid_argument("resume-grace must be a number of seconds from 0 to 3600, not '" + v + "'");
+  return s;
 }
 
 std::size_t max_id_from(const duet::Host &host) {
@@ -47,6 +62,7 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
   explicit Pairing(const duet::Host &host)
       : Plugin(host),
         state_(*this, takeover_from(host), max_id_from(host)),
+        grace_ms_(static_cast<std::uint64_t>(grace_from(host) * 1000.0)),
         pairs_active_(host.metric("pairing_pairs_active", "Pairs in a call now.", DUET_METRIC_GAUGE)),
         relayed_sdp_(host.metric("pairing_relayed_sdp_total", "SDP offers and answers relayed.", DUET_METRIC_COUNTER)),
         relayed_ice_(host.metric("pairing_relayed_ice_total", "ICE candidates relayed.", DUET_METRIC_COUNTER)) {}
@@ -60,7 +76,7 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
       if (!local || !remote)
         outcome = {"bad-request", R"(open needs {"open":{"local":"your id","remote":"their id"}} with strings.)"};
       else
-        outcome = state_.open(conn, *local, *remote);
+        outcome = state_.open(conn, *local, *remote, grace_ms_ ? host().string_at(msg.raw, "/open/resume") : std::nullopt);
     } else if (type == "sdp" || type == "ice") {
       auto remote = host().string_at(msg.raw, "/remote");
       if (!remote)
@@ -142,6 +158,64 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
     });
   }
 
+  void resumed(duet::ConnId conn, duet::ConnId partner, std::string_view id) override {
+    emit("pairing.resumed", conn, [&](Writer &w) {
+      w.Key("local");
+      put(w, id);
+      w.Key("partner_conn");
+      w.Uint64(partner);
+    });
+  }
+
+  // One one-shot host timer per away id; the state decides what expiry means.
+  struct Grace {
+    Pairing *self;
+    std::string id;
+    std::int64_t timer = 0;
+  };
+
+  void start_grace(const std::string &id) override {
+    auto grace = std::make_unique<Grace>(Grace{this, id});
+    std::int64_t timer = host().timer_start(grace_ms_, 0, &Pairing::grace_over, grace.get());
+    if (timer <= 0) {
+      state_.expire(id);  // no timer, no waiting: end the call now
+      return;
+    }
+    grace->timer = timer;
+    graces_[id] = std::move(grace);
+  }
+
+  void cancel_grace(const std::string &id) override {
+    auto it = graces_.find(id);
+    if (it == graces_.end())
+      return;
+    host().timer_stop(it->second->timer);
+    graces_.erase(it);
+  }
+
+  static void grace_over(void *userdata) {
+    auto *grace = static_cast<Grace *>(userdata);
+    Pairing *self = grace->self;
+    std::string id = grace->id;
+    // The host frees a spent one-shot timer itself: forget it before expire()
+    // so cancel_grace does not stop it again.
+    self->graces_.erase(id);
+    self->state_.expire(id);
+    self->host().metric_set(self->pairs_active_, static_cast<std::int64_t>(self->state_.pairs()));
+  }
+
+  std::string new_token() override {
+    std::uniform_int_distribution<unsigned> byte(0, 255);
+    static const char hex[] = "0123456789abcdef";
+    std::string token;
+    for (int i = 0; i < 16; i++) {
+      unsigned b = byte(random_);
+      token += hex[b >> 4];
+      token += hex[b & 15];
+    }
+    return token;
+  }
+
   using Writer = rapidjson::Writer<rapidjson::StringBuffer>;
 
   static void put(Writer &w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
@@ -158,7 +232,10 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
   }
 
   PairingState state_;
+  std::uint64_t grace_ms_;
   std::int64_t pairs_active_, relayed_sdp_, relayed_ice_;
+  std::unordered_map<std::string, std::unique_ptr<Grace>> graces_;
+  std::random_device random_;  // the kernel's CSPRNG: tokens must not be guessable
 };
 
 }  // namespace

@@ -31,6 +31,12 @@ struct Recorder : Actions {
     last_ice = call.ice;
     last_reason = call.reason;
   }
+  void start_grace(const std::string &id) override { graces.push_back(id); }
+  void cancel_grace(const std::string &id) override { cancelled.push_back(id); }
+  void resumed(ConnId, ConnId, std::string_view) override { resumes++; }
+  std::string new_token() override { return "t" + std::to_string(++tokens); }
+  std::vector<std::string> graces, cancelled;
+  int resumes = 0, tokens = 0;
   int opens = 0;
   std::uint64_t last_sdp = 0, last_ice = 0;
   std::string last_reason;
@@ -186,4 +192,102 @@ TEST_CASE("a call that ends reports its relayed message counts and reason") {
   CHECK(r.last_ice == 3);
   CHECK(r.last_reason == "timeout");
   CHECK(s.pairs() == 0);
+}
+
+TEST_CASE("tutorial clients get start without a token and no held place") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  s.open(1, "alice", "bob");
+  s.open(2, "bob", "alice");
+  CHECK(r.to(1) == std::vector<std::string>{R"({"start":"answer"})"});
+  s.closed(1, "client");
+  CHECK(r.graces.empty());
+  CHECK(r.to(2).back() == R"({"close":1})");
+}
+
+TEST_CASE("a client that asked to resume gets a token with start") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  s.open(1, "alice", "bob", std::string_view(""));
+  s.open(2, "bob", "alice");
+  CHECK(r.to(1) == std::vector<std::string>{R"({"start":"answer","resume":"t1"})"});
+  CHECK(r.to(2) == std::vector<std::string>{R"({"start":"offer"})"});
+}
+
+TEST_CASE("a dropped client that resumes with its token keeps its pair and both hear resumed") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  s.open(1, "alice", "bob", std::string_view(""));
+  s.open(2, "bob", "alice", std::string_view(""));
+  // bob, the newcomer and offerer, got token t1; alice, who waited, t2
+  r.sent.clear();
+  s.closed(1, "client");
+  CHECK(r.graces == std::vector<std::string>{"alice"});
+  CHECK(r.to(2).empty());
+  CHECK(s.is_away("alice"));
+  CHECK(std::string(s.relay(2, PairingState::Kind::kIce, "alice", "c").code) == "partner-away");
+  REQUIRE(s.open(3, "alice", "bob", std::string_view("t2")).ok());
+  CHECK(r.cancelled == std::vector<std::string>{"alice"});
+  CHECK(s.partner_of(3) == 2);
+  CHECK(s.partner_of(2) == 3);
+  CHECK(r.to(3) == std::vector<std::string>{R"({"resumed":"answer","resume":"t3"})"});
+  CHECK(r.to(2) == std::vector<std::string>{R"({"resumed":"offer"})"});
+  CHECK(r.resumes == 1);
+  CHECK(r.unpairs == 0);
+  CHECK(s.relay(2, PairingState::Kind::kSdp, "alice", "offer").ok());
+  CHECK(r.to(3).back() == "offer");
+}
+
+TEST_CASE("a wrong token ends the held call and the newcomer starts afresh") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  s.open(1, "alice", "bob", std::string_view(""));
+  s.open(2, "bob", "alice");
+  r.sent.clear();
+  s.closed(1, "client");
+  REQUIRE(s.open(3, "alice", "bob", std::string_view("forged")).ok());
+  CHECK(!s.is_away("alice"));
+  CHECK(r.to(2) == std::vector<std::string>{R"({"close":1})", R"({"start":"answer"})"});
+  CHECK(r.to(3).size() == 1);
+  CHECK(r.to(3)[0].rfind(R"({"start":"offer","resume":")", 0) == 0);
+  CHECK(r.unpairs == 1);
+  CHECK(r.last_reason == "resume-failed");
+}
+
+TEST_CASE("when the grace period ends the partner is told and the id is free") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  s.open(1, "alice", "bob", std::string_view(""));
+  s.open(2, "bob", "alice");
+  r.sent.clear();
+  s.closed(1, "timeout");
+  s.expire("alice");
+  CHECK(r.to(2) == std::vector<std::string>{R"({"close":1})"});
+  CHECK(r.last_reason == "timeout");
+  CHECK(s.pairs() == 0);
+  CHECK(s.open(5, "alice", "bob").ok());
+  CHECK(s.partner_of(5) == 2);
+}
+
+TEST_CASE("takeover and shutdown do not hold a place") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  s.open(1, "alice", "bob", std::string_view(""));
+  s.open(2, "bob", "alice");
+  s.closed(1, "shutdown");
+  CHECK(r.graces.empty());
+  CHECK(!s.is_away("alice"));
+}
+
+TEST_CASE("if the partner leaves while the other is away the held place goes too") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  s.open(1, "alice", "bob", std::string_view(""));
+  s.open(2, "bob", "alice");
+  s.closed(1, "client");
+  s.closed(2, "client");
+  CHECK(!s.is_away("alice"));
+  CHECK(r.cancelled == std::vector<std::string>{"alice"});
+  CHECK(s.pairs() == 0);
+  CHECK(s.registered() == 0);
 }

@@ -1,0 +1,116 @@
+"""Calls survive a signaling drop: a client that asked to resume (its open
+carries "resume") gets a token with start; when its WebSocket drops and it
+comes back within the grace period with that token, it takes its old place:
+the partner sees no close, and both are told {"resumed":...}. Tutorial
+clients, which never send "resume", see exactly the old behaviour.
+"""
+
+import asyncio
+import unittest
+
+from duet_harness import DuetTestCase, Server, unique_id
+
+GRACE = 1.0  # seconds, short so the tests run fast
+
+
+class ResumeTest(DuetTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(extra_args=['--plugin-opt', 'pairing.resume-grace=%s' % GRACE])
+        cls.server.__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        srv = cls.server
+        try:
+            rc = srv.stop()
+        finally:
+            srv.cleanup()
+        if rc != 0:
+            raise AssertionError('duetd exited with %s on SIGTERM.\nstderr:\n%s' % (rc, srv.log()))
+
+    async def resumable_pair(self):
+        """alice waits and can resume; bob is a tutorial client. Returns (alice, bob, token)."""
+        alice_id, bob_id = unique_id('alice'), unique_id('bob')
+        alice = await self.connect(alice_id)
+        await alice.send_json({'open': {'local': alice_id, 'remote': bob_id, 'resume': ''}})
+        bob = await self.connect(bob_id)
+        await bob.open(bob_id, alice_id)
+        start = await alice.recv_json()
+        self.assertEqual(set(start), {'start', 'resume'})
+        self.assertEqual(start['start'], 'answer')
+        self.assertRegex(start['resume'], r'^[0-9a-f]{32}$')
+        self.assertEqual(await bob.recv_json(), {'start': 'offer'}, 'a tutorial client gets no token')
+        return alice, bob, start['resume'], alice_id, bob_id
+
+    async def test_a_client_that_resumes_in_time_keeps_its_pair_and_the_partner_sees_no_close(self):
+        alice, bob, token, alice_id, bob_id = await self.resumable_pair()
+        await alice.close()
+        await bob.expect_nothing(0.4)
+        back = await self.connect(alice_id)
+        await back.send_json({'open': {'local': alice_id, 'remote': bob_id, 'resume': token}})
+        resumed = await back.recv_json()
+        self.assertEqual(resumed['resumed'], 'answer')
+        self.assertRegex(resumed['resume'], r'^[0-9a-f]{32}$')
+        self.assertNotEqual(resumed['resume'], token, 'a used token must not work twice')
+        self.assertEqual(await bob.recv_json(), {'resumed': 'offer'})
+        # The pair relays again, both ways (an ICE restart would go this way).
+        offer = {'sdp': {'type': 'offer', 'sdp': 'v=0 ice-restart'}, 'remote': alice_id}
+        await bob.send_json(offer)
+        self.assertEqual(await back.recv_json(), offer)
+        answer = {'sdp': {'type': 'answer', 'sdp': 'v=0'}, 'remote': bob_id}
+        await back.send_json(answer)
+        self.assertEqual(await bob.recv_json(), answer)
+
+    async def test_while_a_partner_is_away_relays_get_partner_away(self):
+        alice, bob, token, alice_id, bob_id = await self.resumable_pair()
+        await alice.close()
+        await asyncio.sleep(0.1)
+        await bob.send_json({'ice': {'candidate': 'c'}, 'remote': alice_id})
+        self.assertError(await bob.recv_json(), 'partner-away')
+
+    async def test_after_the_grace_period_the_partner_gets_close_and_the_id_is_free(self):
+        alice, bob, token, alice_id, bob_id = await self.resumable_pair()
+        await alice.close()
+        self.assertEqual(await bob.recv_json(timeout=GRACE + 3), {'close': 1})
+        late = await self.connect(alice_id)
+        await late.send_json({'open': {'local': alice_id, 'remote': bob_id, 'resume': token}})
+        # The old call is over: a plain new pairing, with a fresh token.
+        self.assertEqual(await bob.recv_json(), {'start': 'answer'})
+        start = await late.recv_json()
+        self.assertEqual(start['start'], 'offer')
+        self.assertNotEqual(start['resume'], token)
+
+    async def test_a_wrong_token_ends_the_held_call_and_starts_a_new_one(self):
+        alice, bob, token, alice_id, bob_id = await self.resumable_pair()
+        await alice.close()
+        await bob.expect_nothing(0.2)
+        other = await self.connect(alice_id)
+        await other.send_json({'open': {'local': alice_id, 'remote': bob_id, 'resume': '0' * 32}})
+        self.assertEqual(await bob.recv_json(), {'close': 1})
+        self.assertEqual(await bob.recv_json(), {'start': 'answer'})
+        self.assertEqual((await other.recv_json())['start'], 'offer')
+
+    async def test_a_tutorial_client_that_drops_is_closed_at_once_as_before(self):
+        a, b = await self.pair()
+        await a.close()
+        self.assertEqual(await b.recv_json(timeout=1.0), {'close': 1})
+
+    async def test_the_partner_leaving_while_the_other_is_away_frees_both_ids(self):
+        alice, bob, token, alice_id, bob_id = await self.resumable_pair()
+        await alice.close()
+        await asyncio.sleep(0.1)
+        await bob.close()
+        await asyncio.sleep(0.1)
+        back = await self.connect(alice_id)
+        await back.send_json({'open': {'local': alice_id, 'remote': bob_id, 'resume': token}})
+        await back.expect_nothing(0.3)  # nobody to resume with: it simply waits
+        bob2 = await self.connect(bob_id)
+        await bob2.open(bob_id, alice_id)
+        self.assertEqual((await back.recv_json())['start'], 'answer')
+        self.assertEqual(await bob2.recv_json(), {'start': 'offer'})
+
+
+if __name__ == '__main__':
+    unittest.main()
