@@ -278,6 +278,9 @@ static int callback_signaling(struct lws *wsi, enum lws_callback_reasons reason,
   duet_server_t *server = server_of(wsi);
 
   switch (reason) {
+  case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+    /* The admin socket is plain HTTP for health and metrics only: no signaling there. */
+    return server->admin_listener.tag && lws_get_opaque_user_data(wsi) == server->admin_listener.tag ? 1 : 0;
   case LWS_CALLBACK_ESTABLISHED: {
     if (server->shutting_down)
       return -1;
