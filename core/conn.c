@@ -99,6 +99,7 @@ duet_conn_t *duet__conns_add(duet_conns_t *conns, struct lws *wsi) {
   uint32_t slot = conns->free_list[--conns->free_count];
   conn->id = make_id(conns->generations[slot], slot);
   conn->wsi = wsi;
+  conn->conns = conns;
   conns->slots[slot] = conn;
   conns->live++;
   return conn;
@@ -155,6 +156,8 @@ void duet__conn_close(duet_conn_t *conn, int code, const char *reason, duet_clos
     return;
   conn->closing = true;
   conn->close_why = why;
+  if (conn->conns->on_closing)
+    conn->conns->on_closing(conn->conns->on_closing_data, conn);
   conn->close_code = code;
   snprintf(conn->close_reason, sizeof conn->close_reason, "%s", reason ? reason : "");
   lws_callback_on_writable(conn->wsi);
@@ -167,9 +170,11 @@ void duet__conn_ping(duet_conn_t *conn) {
 
 int duet__conn_on_writeable(duet_conn_t *conn) {
   if (conn->ping_pending && !conn->closing) {
+    /* lws 4.1 drops an empty pong without telling us: ping with one byte. */
     unsigned char ping[LWS_PRE + 1];
+    ping[LWS_PRE] = 'k';
     conn->ping_pending = false;
-    if (lws_write(conn->wsi, ping + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+    if (lws_write(conn->wsi, ping + LWS_PRE, 1, LWS_WRITE_PING) < 0)
       return -1;
     if (conn->queue_head)
       lws_callback_on_writable(conn->wsi);

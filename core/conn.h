@@ -12,8 +12,11 @@
 struct lws;
 typedef struct duet_frame duet_frame_t;
 
+struct duet_conns;
+
 typedef struct duet_conn {
   uint64_t id;
+  struct duet_conns *conns;
   struct lws *wsi;
   char peer[64]; /* "address#slot" for logs */
   char addr[46]; /* numeric remote address */
@@ -64,6 +67,10 @@ typedef struct duet_conns {
   size_t live;
   size_t plugin_count;
   size_t max_queued_bytes;
+  /* Called when a close starts, so plugins can hear of it at once rather
+   * than after the close handshake (which a dead peer never answers). */
+  void (*on_closing)(void *data, duet_conn_t *conn);
+  void *on_closing_data;
 } duet_conns_t;
 
 void duet__conns_init(duet_conns_t *conns, size_t plugin_count, size_t max_queued_bytes);

@@ -189,6 +189,37 @@ static void on_closed(duet_server_t *server, duet_conn_t *conn) {
     uv_stop(&server->loop);
 }
 
+/* Plugins hear of a close as soon as it starts, on the next loop turn:
+ * not inside the call that asked for it (a plugin may be mid-update), and
+ * not after a close handshake that a dead peer never completes. */
+static void tell_closing(uv_timer_t *timer) {
+  duet_server_t *server = timer->data;
+  for (size_t i = 0; i < server->closing_count; i++) {
+    duet_conn_t *conn = duet__conns_get(&server->conns, server->closing_ids[i]);
+    if (conn && !conn->plugins_told) {
+      conn->plugins_told = true;
+      duet__plugins_on_close(server->plugins, conn->id, conn->close_why);
+    }
+  }
+  server->closing_count = 0;
+}
+
+static void on_closing(void *data, duet_conn_t *conn) {
+  duet_server_t *server = data;
+  if (conn->plugins_told || server->tearing_down)
+    return;
+  if (server->closing_count == server->closing_cap) {
+    size_t cap = server->closing_cap ? server->closing_cap * 2 : 64;
+    uint64_t *ids = realloc(server->closing_ids, cap * sizeof *ids);
+    if (!ids)
+      return; /* on_closed tells the plugins later instead */
+    server->closing_ids = ids;
+    server->closing_cap = cap;
+  }
+  server->closing_ids[server->closing_count++] = conn->id;
+  uv_timer_start(&server->closing_timer, tell_closing, 0, 0);
+}
+
 /* Records what plugins may ask about a connection (conn_info). */
 static void describe_conn(duet_server_t *server, struct lws *wsi, duet_conn_t *conn) {
   struct sockaddr_storage sa;
@@ -454,6 +485,7 @@ static void close_own_handles(duet_server_t *server) {
   uv_close((uv_handle_t *)&server->sighup, NULL);
   uv_close((uv_handle_t *)&server->shutdown_timer, NULL);
   uv_close((uv_handle_t *)&server->open_timer, NULL);
+  uv_close((uv_handle_t *)&server->closing_timer, NULL);
 }
 
 int duet_server_run(const duet_options_t *opt) {
@@ -489,6 +521,8 @@ int duet_server_run(const duet_options_t *opt) {
     goto out_plugins;
   }
   duet__conns_init(&server->conns, duet__plugins_count(server->plugins), opt->max_queued_bytes);
+  server->conns.on_closing = on_closing;
+  server->conns.on_closing_data = server;
   uv_update_time(&server->loop);
   server->started_ms = uv_now(&server->loop);
 
@@ -583,6 +617,8 @@ int duet_server_run(const duet_options_t *opt) {
   uv_signal_init(&server->loop, &server->sighup);
   uv_timer_init(&server->loop, &server->shutdown_timer);
   uv_timer_init(&server->loop, &server->open_timer);
+  uv_timer_init(&server->loop, &server->closing_timer);
+  server->closing_timer.data = server;
   server->sigint.data = server->sigterm.data = server->sighup.data = server;
   server->shutdown_timer.data = server->open_timer.data = server;
   uv_signal_start(&server->sigint, on_signal, SIGINT);
@@ -625,6 +661,7 @@ out_conns:
   free_mounts(server);
   duet__conns_destroy(&server->conns);
   duet__ip_table_destroy(&server->ips);
+  free(server->closing_ids);
   duet__metrics_destroy(&server->metrics);
 out_plugins:
   duet__plugins_unload(server->plugins);

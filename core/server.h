@@ -39,6 +39,9 @@ struct duet_server {
   uv_signal_t sighup;
   uv_timer_t shutdown_timer;
   uv_timer_t open_timer;
+  uv_timer_t closing_timer;  /* tells plugins of closes started this turn */
+  uint64_t *closing_ids;
+  size_t closing_count, closing_cap;
   duet_conn_t *waiting_head; /* connections yet to send an accepted message, oldest first */
   duet_conn_t *waiting_tail;
   duet_ip_table_t ips;       /* WebSocket connections per client address */

@@ -86,11 +86,6 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
                                msg.json());
       if (outcome.ok())
         host().metric_add(type == "sdp" ? relayed_sdp_ : relayed_ice_, 1);
-    } else if (type == "ping") {
-      // The tutorial client needs this answer; the keepalive plugin takes it over.
-      host().send(conn, R"({"pong":1})");
-    } else if (type == "pong") {
-      // Answers to server pings need no reply.
     } else {
       return DUET_PASS;
     }

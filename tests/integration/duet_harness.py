@@ -161,6 +161,12 @@ class Server:
         if self.requested_port is not None:
             cmd += ['--port', str(self.requested_port)]
         cmd += ['--state-dir', self.state_dir, '--web-root', self.web_root]
+        # Server JSON pings (keepalive, every 30 s by default) would land in the
+        # middle of exact message checks on a slow machine; tests of keepalive
+        # set their own interval.
+        joined = ' '.join(self.extra_args)
+        if 'keepalive.' not in joined and '--no-default-plugins' not in joined:
+            cmd += ['--plugin-opt', 'keepalive.interval=3600']
         return cmd + self.extra_args
 
     def start(self):

@@ -31,8 +31,9 @@ TEST_CASE("no options means TLS on port 8443 with the bundled plugins") {
   CHECK(o.c.tls == 1);
   CHECK(o.c.address == nullptr);
   CHECK(o.c.max_message_bytes == 65536);
-  REQUIRE(o.c.plugin_count >= 1);
-  CHECK(std::string(o.c.plugins[0]) == "pairing");
+  REQUIRE(o.c.plugin_count >= 2);
+  CHECK(std::string(o.c.plugins[0]) == "keepalive");
+  CHECK(std::string(o.c.plugins[1]) == "pairing");
   CHECK(o.c.web_root != nullptr);
 }
 
