@@ -130,6 +130,15 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
                  "Write the audit log (JSON Lines) to FILE, or - for stdout; SIGHUP reopens it "
                  "(same as --plugin-opt audit-log.path=FILE)")
       ->type_name("FILE");
+  app.add_option("--stun", o.stun, "A STUN server URL for the clients, e.g. stun:stun.example.org (repeatable)");
+  app.add_option("--turn", o.turn, "A TURN server URL for the clients, e.g. turn:turn.example.org:3478 (repeatable)");
+  app.add_option("--turn-secret", o.turn_secret,
+                 "FILE holding the TURN REST-API secret (coturn's static-auth-secret): each client gets its own "
+                 "short-lived credentials")
+      ->check(CLI::ExistingFile)
+      ->type_name("FILE");
+  app.add_option("--turn-ttl", o.turn_ttl, "Seconds a TURN credential stays valid (default 86400)")
+      ->check(CLI::Range(60L, 604800L));
   app.add_option("--plugin", o.plugins,
                  "Load a plugin: a bundled plugin's name or a path to a .so, after the bundled ones (repeatable)");
   app.add_flag("--no-default-plugins", o.no_default_plugins,
@@ -175,8 +184,25 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
         err << "--mount: " << o.mount_urls_[i] << " is given twice\n";
         return 2;
       }
+  // Shorthands for bundled plugins' options; an explicit --plugin-opt given later wins.
+  std::vector<std::string> shorthands;
   if (!o.audit_log.empty())
-    o.plugin_opt_specs.insert(o.plugin_opt_specs.begin(), "audit-log.path=" + o.audit_log);
+    shorthands.push_back("audit-log.path=" + o.audit_log);
+  auto join = [](const std::vector<std::string> &v) {
+    std::string s;
+    for (const auto &x : v)
+      s += (s.empty() ? "" : ",") + x;
+    return s;
+  };
+  if (!o.stun.empty())
+    shorthands.push_back("ice-servers.stun=" + join(o.stun));
+  if (!o.turn.empty())
+    shorthands.push_back("ice-servers.turn=" + join(o.turn));
+  if (!o.turn_secret.empty())
+    shorthands.push_back("ice-servers.turn-secret-file=" + o.turn_secret);
+  if (o.turn_ttl)
+    shorthands.push_back("ice-servers.turn-ttl=" + std::to_string(o.turn_ttl));
+  o.plugin_opt_specs.insert(o.plugin_opt_specs.begin(), shorthands.begin(), shorthands.end());
   if (!o.admin_listen.empty()) {
     auto colon = o.admin_listen.rfind(':');
     std::string host = colon == std::string::npos ? "" : o.admin_listen.substr(0, colon);

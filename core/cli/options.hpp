@@ -28,6 +28,9 @@ struct CliOptions {
   bool no_metrics = false;
   std::string admin_listen;
   std::string audit_log;
+  std::vector<std::string> stun, turn;
+  std::string turn_secret;
+  long turn_ttl = 0;
   std::vector<std::string> plugins;
   bool no_default_plugins = false;
   std::vector<std::string> plugin_dirs;
