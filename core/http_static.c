@@ -125,6 +125,50 @@ static int serve_admin(duet_server_t *server, struct lws *wsi, const char *uri, 
   return on_admin_socket ? respond_error(wsi, HTTP_STATUS_NOT_FOUND, "not found", head_only) : 1;
 }
 
+/* The --http-redirect-port socket: ACME http-01 challenge files, and a
+ * redirect to HTTPS for everything else. */
+static int serve_redirect(duet_server_t *server, struct lws *wsi, const char *uri, int head_only) {
+  static const char challenge[] = "/.well-known/acme-challenge/";
+  const char *acme = server->opt->acme_webroot;
+  if (acme && strncmp(uri, challenge, sizeof challenge - 1) == 0) {
+    const char *token = uri + sizeof challenge - 1;
+    /* Tokens are base64url: anything else is not a challenge we could hold. */
+    size_t n = strspn(token, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-");
+    if (n == 0 || token[n] != '\0' || n > 255)
+      return respond_error(wsi, HTTP_STATUS_NOT_FOUND, "not found", head_only);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/.well-known/acme-challenge/%s", acme, token);
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    char body[4096];
+    ssize_t got = -1;
+    if (fd >= 0) {
+      if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size < (off_t)sizeof body)
+        got = read(fd, body, sizeof body);
+      close(fd);
+    }
+    if (got < 0)
+      return respond_error(wsi, HTTP_STATUS_NOT_FOUND, "not found", head_only);
+    return respond_body(wsi, HTTP_STATUS_OK, "text/plain", body, (size_t)got, head_only);
+  }
+  char host[256] = "", location[MAX_URI + 300];
+  lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST);
+  /* The host comes from the client: keep only what a host name may hold. */
+  size_t keep = strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-[]:");
+  host[keep] = '\0';
+  char *colon = strrchr(host, ':');
+  if (colon && !strchr(colon, ']'))
+    *colon = '\0'; /* drop the plain-HTTP port */
+  if (!host[0])
+    snprintf(host, sizeof host, "localhost");
+  if (server->public_port == 443)
+    snprintf(location, sizeof location, "https://%s%s", host, uri);
+  else
+    snprintf(location, sizeof location, "https://%s:%d%s", host, server->public_port, uri);
+  return respond(wsi, HTTP_STATUS_MOVED_PERMANENTLY, "text/plain; charset=utf-8", "location:", location,
+                 "301 moved to https\n", head_only);
+}
+
 static const duet_server_mount_t *find_mount(const duet_server_t *server, const char *uri) {
   /* Mounts are sorted longest URL first, so the first match is the best. */
   for (size_t i = 0; i < server->mount_count; i++) {
@@ -201,6 +245,8 @@ static int on_request(duet_server_t *server, struct lws *wsi, http_session_t *s)
   if (n < 0 || (size_t)n != strlen(uri) || uri[0] != '/')
     return respond_error(wsi, HTTP_STATUS_BAD_REQUEST, "bad request path", head_only);
 
+  if (server->redirect_listener.tag && lws_get_opaque_user_data(wsi) == server->redirect_listener.tag)
+    return serve_redirect(server, wsi, uri, head_only);
   int admin = serve_admin(server, wsi, uri, head_only);
   if (admin != 1)
     return admin;

@@ -40,6 +40,13 @@ typedef struct duet_options {
   int metrics;                   /* serve GET /metrics */
   const char *admin_address;     /* NULL: health and metrics on the main port */
   int admin_port;
+  int tls_min_13;                /* --tls-min 1.3: no TLS 1.2 */
+  unsigned hsts_s;               /* Strict-Transport-Security max-age; 0: none */
+  int redirect_port;             /* plain-HTTP port that redirects to HTTPS; 0: none */
+  const char *acme_webroot;      /* served at /.well-known/acme-challenge/ on the redirect port */
+  const char *const *allow_origins; /* WebSocket Origins allowed besides the server's own */
+  size_t allow_origin_count;
+  int allow_any_origin;
   const char *const *plugins; /* names of bundled plugins or paths, in load order */
   size_t plugin_count;
   const char *const *plugin_dirs; /* every *.so in these is loaded too */

@@ -220,6 +220,35 @@ static void on_closing(void *data, duet_conn_t *conn) {
   uv_timer_start(&server->closing_timer, tell_closing, 0, 0);
 }
 
+/* Cross-site WebSocket hijacking: a browser page from another origin must
+ * not reach signaling with the user's network position. Clients that send no
+ * Origin are not browsers and cannot be abused this way. */
+static int origin_allowed(duet_server_t *server, struct lws *wsi) {
+  const duet_options_t *opt = server->opt;
+  char origin[256], host[256], own[300];
+  int n = lws_hdr_copy(wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) <= 0 || opt->allow_any_origin)
+    return 1;
+  if (n <= 0)
+    goto refuse; /* longer than any origin we could allow */
+  for (size_t i = 0; i < opt->allow_origin_count; i++)
+    if (strcmp(origin, opt->allow_origins[i]) == 0)
+      return 1;
+  if (lws_hdr_copy(wsi, host, sizeof host, WSI_TOKEN_HOST) > 0) {
+    /* Behind a TLS proxy (--no-tls) the page is https although we are not. */
+    snprintf(own, sizeof own, "https://%s", host);
+    if (strcmp(origin, own) == 0)
+      return 1;
+    snprintf(own, sizeof own, "http://%s", host);
+    if (!opt->tls && strcmp(origin, own) == 0)
+      return 1;
+  }
+refuse:
+  DUET_WARN("refused a WebSocket from origin %.100s (allow it with --allow-origin)", n > 0 ? origin : "(too long)");
+  duet__metrics_count_error(&server->metrics, "origin-refused");
+  return 0;
+}
+
 /* Records what plugins may ask about a connection (conn_info). */
 static void describe_conn(duet_server_t *server, struct lws *wsi, duet_conn_t *conn) {
   struct sockaddr_storage sa;
@@ -310,8 +339,10 @@ static int callback_signaling(struct lws *wsi, enum lws_callback_reasons reason,
 
   switch (reason) {
   case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
-    /* The admin socket is plain HTTP for health and metrics only: no signaling there. */
-    return server->admin_listener.tag && lws_get_opaque_user_data(wsi) == server->admin_listener.tag ? 1 : 0;
+    /* The admin and redirect sockets are plain HTTP for their one job: no signaling there. */
+    if (lws_get_opaque_user_data(wsi))
+      return 1;
+    return origin_allowed(server, wsi) ? 0 : 1;
   case LWS_CALLBACK_ESTABLISHED: {
     if (server->shutting_down)
       return -1;
@@ -357,9 +388,13 @@ static int callback_signaling(struct lws *wsi, enum lws_callback_reasons reason,
 
 static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
   if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS) {
-    /* Session tickets cost memory per connection and buy little for
-     * long-lived WebSockets; user is the vhost's SSL_CTX here. */
-    SSL_CTX_set_num_tickets((SSL_CTX *)user, 0);
+    /* user is the vhost's SSL_CTX here. Session tickets cost memory per
+     * connection and buy little for long-lived WebSockets. */
+    duet_server_t *server = lws_context_user(lws_get_context(wsi));
+    SSL_CTX *ctx = user;
+    SSL_CTX_set_num_tickets(ctx, 0);
+    SSL_CTX_set_min_proto_version(ctx, server->opt->tls_min_13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+    server->ssl_ctx = ctx;
     return 0;
   }
   return duet__http_static_callback(wsi, (int)reason, user, in, len);
@@ -385,6 +420,7 @@ static void begin_shutdown(duet_server_t *server, const char *why) {
   server->shutting_down = 1;
   duet__listener_close(&server->listener);
   duet__listener_close(&server->admin_listener);
+  duet__listener_close(&server->redirect_listener);
   DUET_INFO("%s: shutting down, closing %zu connection(s)", why, server->conns.live);
   /* Tell the plugins first, while every partner can still be sent to. */
   for (size_t i = 0; i < server->conns.slot_count; i++) {
@@ -405,9 +441,33 @@ static void begin_shutdown(duet_server_t *server, const char *why) {
     uv_timer_start(&server->shutdown_timer, grace_over, SHUTDOWN_GRACE_MS, 0);
 }
 
+/* New handshakes get the new pair; open connections keep theirs. A pair
+ * that does not load or match is refused whole, before the live one is touched. */
+static void reload_certificate(duet_server_t *server) {
+  if (!server->ssl_ctx || !server->cert_path[0])
+    return;
+  SSL_CTX *check = SSL_CTX_new(TLS_server_method());
+  int ok = check && SSL_CTX_use_certificate_chain_file(check, server->cert_path) == 1 &&
+           SSL_CTX_use_PrivateKey_file(check, server->key_path, SSL_FILETYPE_PEM) == 1 &&
+           SSL_CTX_check_private_key(check) == 1;
+  SSL_CTX_free(check);
+  if (!ok) {
+    DUET_ERROR("SIGHUP: the certificate %s or key %s does not load or they do not match; still using the old pair",
+               server->cert_path, server->key_path);
+    return;
+  }
+  if (SSL_CTX_use_certificate_chain_file(server->ssl_ctx, server->cert_path) != 1 ||
+      SSL_CTX_use_PrivateKey_file(server->ssl_ctx, server->key_path, SSL_FILETYPE_PEM) != 1) {
+    DUET_ERROR("SIGHUP: loading %s failed after it checked out; new handshakes may fail", server->cert_path);
+    return;
+  }
+  DUET_INFO("SIGHUP: new TLS handshakes use %s; open connections keep their certificate", server->cert_path);
+}
+
 static void on_signal(uv_signal_t *handle, int signum) {
   duet_server_t *server = handle->data;
   if (signum == SIGHUP) {
+    reload_certificate(server);
     DUET_INFO("SIGHUP: telling plugins to reopen their files");
     duet_event_t event = {"duet.reload", 0, NULL, 0};
     duet__plugins_emit(server->plugins, &event);
@@ -495,7 +555,7 @@ int duet_server_run(const duet_options_t *opt) {
   server->opt = opt;
   int exit_code = 1;
   int ran = 0;
-  server->listener.fd = server->admin_listener.fd = -1;
+  server->listener.fd = server->admin_listener.fd = server->redirect_listener.fd = -1;
   char err[1024] = "";
 
   duet__log_set_level(opt->log_level);
@@ -576,9 +636,24 @@ int duet_server_run(const duet_options_t *opt) {
   info.timeout_secs_ah_idle = opt->http_timeout_s;
   info.max_http_header_data = (unsigned short)opt->max_header_bytes;
   info.keepalive_timeout = 5;
+  struct lws_protocol_vhost_options hsts = {NULL, NULL, "strict-transport-security:", server->hsts_value};
   if (opt->tls) {
     info.ssl_cert_filepath = cert;
     info.ssl_private_key_filepath = key;
+    snprintf(server->cert_path, sizeof server->cert_path, "%s", cert);
+    snprintf(server->key_path, sizeof server->key_path, "%s", key);
+    /* TLS 1.2 with forward-secret AEAD suites only, TLS 1.3 preferred;
+     * no compression (CRIME) and no renegotiation. */
+    info.ssl_cipher_list = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                           "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                           "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+    info.tls1_3_plus_cipher_list = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+    info.ssl_options_set = (long)(SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                  SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1);
+    if (opt->hsts_s) {
+      snprintf(server->hsts_value, sizeof server->hsts_value, "max-age=%u", opt->hsts_s);
+      info.headers = &hsts;
+    }
   }
 
   server->lws = lws_create_context(&info);
@@ -597,6 +672,19 @@ int duet_server_run(const duet_options_t *opt) {
                           sizeof err) != 0) {
     DUET_ERROR("%s", err);
     goto out_lws;
+  }
+  if (opt->redirect_port) {
+    int redirect_port = 0;
+    server->redirect_listener.plain_http = 1;
+    server->redirect_listener.tag = &server->redirect_listener;
+    if (duet__listener_open(&server->redirect_listener, &server->loop, server->vhost, opt->address,
+                            opt->redirect_port, &redirect_port, err, sizeof err) != 0) {
+      DUET_ERROR("--http-redirect-port: %s", err);
+      goto out_lws;
+    }
+    server->public_port = port;
+    DUET_INFO("redirecting plain HTTP on port %d to HTTPS%s", redirect_port,
+              opt->acme_webroot ? " (and serving ACME challenges)" : "");
   }
   if (opt->admin_address) {
     /* Health and metrics on their own plain-HTTP socket; the HTTP callback
@@ -651,6 +739,7 @@ out_lws:
   server->plugins = NULL;
   duet__listener_close(&server->listener);
   duet__listener_close(&server->admin_listener);
+  duet__listener_close(&server->redirect_listener);
   close_own_handles(server);
   uv_run(&server->loop, UV_RUN_DEFAULT);
   if (server->lws) {

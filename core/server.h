@@ -30,6 +30,11 @@ struct duet_server {
   struct lws_vhost *vhost;
   duet_listener_t listener;
   duet_listener_t admin_listener; /* --admin-listen: health and metrics only */
+  duet_listener_t redirect_listener; /* --http-redirect-port: redirects and ACME only */
+  int public_port;                   /* the HTTPS port redirects point to */
+  struct ssl_ctx_st *ssl_ctx;        /* the vhost's, for certificate reloads */
+  char cert_path[4096], key_path[4096];
+  char hsts_value[32];
   duet_conns_t conns;
   duet_plugins_t *plugins;
   duet_server_mount_t *mounts; /* longest url first */

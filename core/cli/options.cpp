@@ -85,6 +85,26 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
   auto *no_tls = app.add_flag("--no-tls", o.no_tls,
                               "Plain HTTP and WebSocket, for running behind a TLS reverse proxy only");
   no_tls->excludes(cert)->excludes(key);
+  app.add_option("--tls-min", o.tls_min, "Oldest TLS version accepted: 1.2 or 1.3")
+      ->check(CLI::IsMember({"1.2", "1.3"}))
+      ->capture_default_str();
+  app.add_option("--hsts", o.hsts,
+                 "Send Strict-Transport-Security with this max-age in seconds (0: off; 31536000 is a year)")
+      ->check(CLI::Range(0u, 63072000u))
+      ->capture_default_str();
+  app.add_option("--http-redirect-port", o.http_redirect_port,
+                 "Also listen for plain HTTP on this port, only to redirect to HTTPS (and serve ACME challenges)")
+      ->check(CLI::Range(1, 65535));
+  app.add_option("--acme-webroot", o.acme_webroot,
+                 "Serve DIR/.well-known/acme-challenge/ on the redirect port, for certbot --webroot -w DIR")
+      ->check(CLI::ExistingDirectory)
+      ->type_name("DIR");
+  auto *origins = app.add_option("--allow-origin", o.allow_origins,
+                                 "Also accept WebSockets from this page origin, e.g. https://app.example.org "
+                                 "(repeatable; the server's own origin is always accepted)");
+  app.add_flag("--allow-any-origin", o.allow_any_origin,
+               "Accept WebSockets from pages of any origin (turns off the cross-site check)")
+      ->excludes(origins);
   app.add_option("--web-root", o.web_root, "Folder served at / (default: " + default_web + ")")
       ->check(CLI::ExistingDirectory);
   app.add_option("--mount", o.mount_specs, "Also serve DIR at /URL, as /URL=DIR (repeatable)")
@@ -242,6 +262,21 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
     o.load_ptrs_.push_back(p.c_str());
   for (const auto &d : o.plugin_dirs)
     o.dir_ptrs_.push_back(d.c_str());
+  for (const auto &origin : o.allow_origins) {
+    if (origin.rfind("http://", 0) != 0 && origin.rfind("https://", 0) != 0) {
+      err << "--allow-origin " << origin << ": an origin is scheme://host[:port], e.g. https://app.example.org\n";
+      return 2;
+    }
+    o.origin_ptrs_.push_back(origin.c_str());
+  }
+  if (!o.acme_webroot.empty() && !o.http_redirect_port) {
+    err << "--acme-webroot needs --http-redirect-port (ACME challenges are fetched over plain HTTP)\n";
+    return 2;
+  }
+  if (o.no_tls && (o.http_redirect_port || o.hsts)) {
+    err << "--http-redirect-port and --hsts need TLS: drop --no-tls\n";
+    return 2;
+  }
   if (o.web_root.empty())
     o.web_root = default_web;
 
@@ -266,6 +301,13 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
   c.health = !o.no_health;
   c.metrics = !o.no_metrics;
   c.admin_address = o.admin_host_.empty() ? nullptr : o.admin_host_.c_str();
+  c.tls_min_13 = o.tls_min == "1.3";
+  c.hsts_s = o.hsts;
+  c.redirect_port = o.http_redirect_port;
+  c.acme_webroot = o.acme_webroot.empty() ? nullptr : o.acme_webroot.c_str();
+  c.allow_origins = o.origin_ptrs_.data();
+  c.allow_origin_count = o.origin_ptrs_.size();
+  c.allow_any_origin = o.allow_any_origin;
   c.plugins = o.load_ptrs_.data();
   c.plugin_count = o.load_ptrs_.size();
   c.plugin_dirs = o.dir_ptrs_.data();

@@ -31,6 +31,12 @@ struct CliOptions {
   std::vector<std::string> stun, turn;
   std::string turn_secret;
   long turn_ttl = 0;
+  std::string tls_min = "1.2";
+  unsigned hsts = 0;
+  int http_redirect_port = 0;
+  std::string acme_webroot;
+  std::vector<std::string> allow_origins;
+  bool allow_any_origin = false;
   std::vector<std::string> plugins;
   bool no_default_plugins = false;
   std::vector<std::string> plugin_dirs;
@@ -47,7 +53,7 @@ struct CliOptions {
   std::vector<std::string> mount_urls_, mount_dirs_, opt_plugins_, opt_keys_, opt_values_, load_list_;
   std::vector<duet_mount_t> mounts_;
   std::vector<duet_plugin_opt_t> plugin_opts_;
-  std::vector<const char *> load_ptrs_, dir_ptrs_;
+  std::vector<const char *> load_ptrs_, dir_ptrs_, origin_ptrs_;
 };
 
 // Parses argv. Returns -1 when duetd should run with o.c, else the exit code
