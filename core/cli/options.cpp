@@ -1,5 +1,6 @@
 #include "cli/options.hpp"
 
+#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <sstream>
@@ -8,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "auth_token.hpp"
 #include "duet_build_config.h"
 
 namespace duet {
@@ -150,6 +152,11 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
                  "Write the audit log (JSON Lines) to FILE, or - for stdout; SIGHUP reopens it "
                  "(same as --plugin-opt audit-log.path=FILE)")
       ->type_name("FILE");
+  app.add_option("--auth-secret", o.auth_secret,
+                 "FILE holding a secret: every open must then carry a call token made with "
+                 "'duetd token --auth-secret FILE --id ID'")
+      ->check(CLI::ExistingFile)
+      ->type_name("FILE");
   app.add_option("--stun", o.stun, "A STUN server URL for the clients, e.g. stun:stun.example.org (repeatable)");
   app.add_option("--turn", o.turn, "A TURN server URL for the clients, e.g. turn:turn.example.org:3478 (repeatable)");
   app.add_option("--turn-secret", o.turn_secret,
@@ -174,6 +181,17 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}))
       ->capture_default_str();
 
+  // duetd token: mint a call token for scripts and backends, then exit.
+  std::string token_id, token_peer, token_ttl = "1h", token_secret;
+  auto *token_cmd = app.add_subcommand("token", "Print a call token for --auth-secret servers, then exit");
+  token_cmd->add_option("--auth-secret", token_secret, "FILE holding the server's secret")
+      ->required()
+      ->check(CLI::ExistingFile);
+  token_cmd->add_option("--id", token_id, "The local id the token lets its holder open as")->required();
+  token_cmd->add_option("--peer", token_peer, "Bind the token to this peer id too");
+  token_cmd->add_option("--ttl", token_ttl, "How long the token is valid: 3600, 90s, 30m, 1h, 7d")
+      ->capture_default_str();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success &e) {  // --help and --version
@@ -182,6 +200,33 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
     app.exit(e, out, err);
     err << "Run 'duetd --help' for the options.\n";
     return 2;
+  }
+
+  if (*token_cmd) {
+    std::int64_t ttl = duet::auth::parse_duration(token_ttl);
+    if (ttl <= 0 || ttl > 366LL * 86400) {
+      err << "token --ttl " << token_ttl << ": expected a duration up to a year, e.g. 3600, 30m, 1h or 7d\n";
+      return 2;
+    }
+    for (const std::string *id : {&token_id, &token_peer})
+      for (unsigned char ch : *id)
+        if (ch < 0x20 || ch == 0x7f) {
+          err << "token: ids must not contain control characters\n";
+          return 2;
+        }
+    if (token_id.empty() || token_id.size() > 256 || token_peer.size() > 256) {
+      err << "token: --id must be 1 to 256 bytes (and --peer at most 256)\n";
+      return 2;
+    }
+    try {
+      std::string secret = duet::auth::read_secret_file(token_secret);
+      auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+      out << duet::auth::mint(secret, token_id, token_peer, now.count() + ttl) << "\n";
+    } catch (const std::exception &e) {
+      err << "token: " << e.what() << "\n";
+      return 2;
+    }
+    return 0;
   }
 
   for (const auto &spec : o.mount_specs) {
@@ -208,6 +253,8 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
   std::vector<std::string> shorthands;
   if (!o.audit_log.empty())
     shorthands.push_back("audit-log.path=" + o.audit_log);
+  if (!o.auth_secret.empty())
+    shorthands.push_back("auth.secret-file=" + o.auth_secret);
   auto join = [](const std::vector<std::string> &v) {
     std::string s;
     for (const auto &x : v)

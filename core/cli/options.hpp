@@ -37,6 +37,7 @@ struct CliOptions {
   std::string acme_webroot;
   std::vector<std::string> allow_origins;
   bool allow_any_origin = false;
+  std::string auth_secret;
   std::vector<std::string> plugins;
   bool no_default_plugins = false;
   std::vector<std::string> plugin_dirs;

@@ -33,7 +33,8 @@ TEST_CASE("no options means TLS on port 8443 with the bundled plugins") {
   CHECK(o.c.max_message_bytes == 65536);
   REQUIRE(o.c.plugin_count >= 2);
   CHECK(std::string(o.c.plugins[0]) == "keepalive");
-  CHECK(std::string(o.c.plugins[1]) == "pairing");
+  CHECK(std::string(o.c.plugins[1]) == "auth");
+  CHECK(std::string(o.c.plugins[2]) == "pairing");
   CHECK(o.c.web_root != nullptr);
 }
 
