@@ -51,6 +51,7 @@ typedef struct duet_conn {
   bool closing;       /* no more sends: close once the queue is drained */
   duet_close_reason_t close_why;
   bool close_sent;    /* our close frame is out: waiting for the client's */
+  uint16_t client_close_code; /* from the client's close frame, 0 if none */
   bool plugins_told;  /* on_close already delivered */
   int close_code;
   char close_reason[124];

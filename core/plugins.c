@@ -106,6 +106,8 @@ static int host_conn_info(duet_host_ctx_t *ctx, uint64_t id, duet_conn_info_t *i
   info->connected_unix_ms = conn->connected_unix_ms;
   uint64_t now = uv_now(&ctx->server->loop);
   info->idle_ms = now > conn->last_rx_ms ? now - conn->last_rx_ms : 0;
+  if (info->struct_size >= offsetof(duet_conn_info_t, client_close_code) + sizeof info->client_close_code)
+    info->client_close_code = conn->client_close_code;
   return 0;
 }
 

@@ -371,6 +371,9 @@ static int callback_signaling(struct lws *wsi, enum lws_callback_reasons reason,
       session->conn->last_rx_ms = uv_now(&server->loop);
     return 0;
   case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+    /* Plugins may tell a deliberate hang-up (1000, 1001) from a lost link. */
+    if (session->conn && len >= 2)
+      session->conn->client_close_code = (uint16_t)(((const unsigned char *)in)[0] << 8 | ((const unsigned char *)in)[1]);
     /* The answer to our own close frame: end here rather than echo it. */
     return session->conn && session->conn->close_sent ? -1 : 0;
   case LWS_CALLBACK_SERVER_WRITEABLE:
@@ -617,8 +620,7 @@ int duet_server_run(const duet_options_t *opt) {
 
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
-  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
-                 LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+  info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
   if (opt->tls)
     info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
   info.foreign_loops = loops;
@@ -636,7 +638,18 @@ int duet_server_run(const duet_options_t *opt) {
   info.timeout_secs_ah_idle = opt->http_timeout_s;
   info.max_http_header_data = (unsigned short)opt->max_header_bytes;
   info.keepalive_timeout = 5;
+  /* Headers on every HTTP response. lws's own "best practices" set has no
+   * manifest-src, which blocks the web app manifest. */
   struct lws_protocol_vhost_options hsts = {NULL, NULL, "strict-transport-security:", server->hsts_value};
+  struct lws_protocol_vhost_options referrer = {NULL, NULL, "referrer-policy:", "no-referrer"};
+  struct lws_protocol_vhost_options frames = {&referrer, NULL, "x-frame-options:", "deny"};
+  struct lws_protocol_vhost_options nosniff = {&frames, NULL, "x-content-type-options:", "nosniff"};
+  struct lws_protocol_vhost_options csp = {
+      &nosniff, NULL, "content-security-policy:",
+      "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; font-src 'self'; "
+      "connect-src 'self' ws: wss:; media-src 'self' blob: mediastream:; manifest-src 'self'; "
+      "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"};
+  info.headers = &csp;
   if (opt->tls) {
     info.ssl_cert_filepath = cert;
     info.ssl_private_key_filepath = key;
@@ -652,7 +665,7 @@ int duet_server_run(const duet_options_t *opt) {
                                   SSL_OP_NO_SSLv3 | SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1);
     if (opt->hsts_s) {
       snprintf(server->hsts_value, sizeof server->hsts_value, "max-age=%u", opt->hsts_s);
-      info.headers = &hsts;
+      referrer.next = &hsts;
     }
   }
 

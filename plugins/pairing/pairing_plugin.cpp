@@ -97,7 +97,11 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
   }
 
   void on_close(duet::ConnId conn, duet_close_reason_t reason) override {
-    state_.closed(conn, duet_close_reason_name(reason));
+    // A client that closes with 1000 or 1001 hung up on purpose: no place is held.
+    duet_conn_info_t info{};
+    bool hangup = reason == DUET_CLOSE_CLIENT && host().conn_info(conn, info) &&
+                  (info.client_close_code == 1000 || info.client_close_code == 1001);
+    state_.closed(conn, hangup ? "hangup" : duet_close_reason_name(reason));
     host().metric_set(pairs_active_, static_cast<std::int64_t>(state_.pairs()));
   }
 

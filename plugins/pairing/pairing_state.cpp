@@ -78,6 +78,12 @@ Outcome PairingState::open(ConnId conn, std::string_view local, std::string_view
   }
 
   if (auto old = by_local_.find(local_id); old != by_local_.end()) {
+    // The holder of the token is back on a new connection before the old
+    // one was noticed dead (half-open TCP): move the place, not a takeover.
+    Entry &prev = conns_.at(old->second);
+    if (resume && !resume->empty() && prev.can_resume && !prev.token.empty() && *resume == prev.token &&
+        remote == prev.remote)
+      return move_place(old->second, conn);
     if (takeover_ == Takeover::kRefuse)
       return {"id-taken", "Another connection is using this id; pick another or close the other one."};
     ConnId older = old->second;
@@ -142,6 +148,25 @@ Outcome PairingState::try_resume(ConnId conn, const std::string &id, std::string
   actions_.send(conn, resumed_message(offerer, &new_token));
   actions_.send(partner, resumed_message(!offerer, nullptr));
   actions_.resumed(conn, partner, id);
+  return {};
+}
+
+Outcome PairingState::move_place(ConnId older, ConnId conn) {
+  Entry entry = std::move(conns_.at(older));
+  conns_.erase(older);
+  entry.token = actions_.new_token();
+  ConnId partner = entry.partner;
+  bool offerer = entry.offerer;
+  std::string token = entry.token, id = entry.local;
+  conns_[conn] = std::move(entry);
+  by_local_[id] = conn;
+  actions_.close(older, kCloseReplaced, "resumed on a newer connection");
+  if (partner != 0) {
+    conns_.at(partner).partner = conn;
+    actions_.send(conn, resumed_message(offerer, &token));
+    actions_.send(partner, resumed_message(!offerer, nullptr));
+    actions_.resumed(conn, partner, id);
+  }
   return {};
 }
 

@@ -20,7 +20,7 @@ struct CallEnded {
   ConnId gone;  // the side whose connection went (0 if it had already gone away)
   ConnId left;  // its partner, now waiting again (0 if gone too)
   std::string_view gone_id, left_id;
-  const char *reason;  // "client", "timeout", "takeover", "resume-expired", ...
+  const char *reason;  // "client", "hangup", "timeout", "takeover", "resume-failed", ...
   std::uint64_t duration_ms;
   std::uint64_t sdp, ice;  // messages relayed in the call, both directions
 };
@@ -107,6 +107,7 @@ class PairingState {
   Outcome check_id(std::string_view id) const;
   void drop(ConnId conn, const char *reason);
   void end_away(const std::string &id, const char *reason);
+  Outcome move_place(ConnId older, ConnId conn);
   Outcome try_resume(ConnId conn, const std::string &id, std::string_view remote, std::string_view token);
   void start(ConnId newcomer, ConnId waiting);
   CallEnded call_ended(const Entry &gone, ConnId gone_conn, const Entry *left, ConnId left_conn,

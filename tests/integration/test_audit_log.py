@@ -223,7 +223,8 @@ class AuditLogCase(DuetTestCase):
         self.assertLess(unpaired['duration_ms'], 60000)
         self.assertEqual({k: v for k, v in unpaired.items() if k not in ('time', 'duration_ms')},
                          {'event': 'unpaired', 'conn': waiting, 'local': waiting_id,
-                          'remote': newcomer_id, 'reason': 'client', 'sdp': sdp, 'ice': ice,
+                          # The test's clients close with 1000: a hang-up, not a lost link.
+                          'remote': newcomer_id, 'reason': 'hangup', 'sdp': sdp, 'ice': ice,
                           'partner_conn': newcomer})
         self.assertEqual({k: v for k, v in records[6].items() if k != 'time'},
                          {'event': 'closed', 'conn': waiting, 'reason': 'client'})

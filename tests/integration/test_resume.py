@@ -13,6 +13,11 @@ from duet_harness import DuetTestCase, Server, unique_id
 GRACE = 1.0  # seconds, short so the tests run fast
 
 
+def drop(client):
+    """The link dies (no close frame): what a phone leaving Wi-Fi looks like."""
+    client.ws.transport.abort()
+
+
 class ResumeTest(DuetTestCase):
 
     @classmethod
@@ -46,7 +51,7 @@ class ResumeTest(DuetTestCase):
 
     async def test_a_client_that_resumes_in_time_keeps_its_pair_and_the_partner_sees_no_close(self):
         alice, bob, token, alice_id, bob_id = await self.resumable_pair()
-        await alice.close()
+        drop(alice)
         await bob.expect_nothing(0.4)
         back = await self.connect(alice_id)
         await back.send_json({'open': {'local': alice_id, 'remote': bob_id, 'resume': token}})
@@ -65,14 +70,14 @@ class ResumeTest(DuetTestCase):
 
     async def test_while_a_partner_is_away_relays_get_partner_away(self):
         alice, bob, token, alice_id, bob_id = await self.resumable_pair()
-        await alice.close()
+        drop(alice)
         await asyncio.sleep(0.1)
         await bob.send_json({'ice': {'candidate': 'c'}, 'remote': alice_id})
         self.assertError(await bob.recv_json(), 'partner-away')
 
     async def test_after_the_grace_period_the_partner_gets_close_and_the_id_is_free(self):
         alice, bob, token, alice_id, bob_id = await self.resumable_pair()
-        await alice.close()
+        drop(alice)
         self.assertEqual(await bob.recv_json(timeout=GRACE + 3), {'close': 1})
         late = await self.connect(alice_id)
         await late.send_json({'open': {'local': alice_id, 'remote': bob_id, 'resume': token}})
@@ -84,13 +89,27 @@ class ResumeTest(DuetTestCase):
 
     async def test_a_wrong_token_ends_the_held_call_and_starts_a_new_one(self):
         alice, bob, token, alice_id, bob_id = await self.resumable_pair()
-        await alice.close()
+        drop(alice)
         await bob.expect_nothing(0.2)
         other = await self.connect(alice_id)
         await other.send_json({'open': {'local': alice_id, 'remote': bob_id, 'resume': '0' * 32}})
         self.assertEqual(await bob.recv_json(), {'close': 1})
         self.assertEqual(await bob.recv_json(), {'start': 'answer'})
         self.assertEqual((await other.recv_json())['start'], 'offer')
+
+    async def test_a_deliberate_hang_up_holds_no_place_and_the_partner_is_told_at_once(self):
+        alice, bob, token, alice_id, bob_id = await self.resumable_pair()
+        await alice.close()  # a close frame with 1000: the user hung up
+        self.assertEqual(await bob.recv_json(timeout=GRACE / 2), {'close': 1})
+
+    async def test_the_token_holder_back_before_its_old_link_is_noticed_dead_keeps_the_call(self):
+        alice, bob, token, alice_id, bob_id = await self.resumable_pair()
+        # The old socket is still open on the server (half-open TCP in real life).
+        back = await self.connect(alice_id)
+        await back.send_json({'open': {'local': alice_id, 'remote': bob_id, 'resume': token}})
+        self.assertEqual((await back.recv_json())['resumed'], 'answer')
+        self.assertEqual(await bob.recv_json(), {'resumed': 'offer'})
+        await alice.expect_close(4001)
 
     async def test_a_tutorial_client_that_drops_is_closed_at_once_as_before(self):
         a, b = await self.pair()
@@ -99,7 +118,7 @@ class ResumeTest(DuetTestCase):
 
     async def test_the_partner_leaving_while_the_other_is_away_frees_both_ids(self):
         alice, bob, token, alice_id, bob_id = await self.resumable_pair()
-        await alice.close()
+        drop(alice)
         await asyncio.sleep(0.1)
         await bob.close()
         await asyncio.sleep(0.1)

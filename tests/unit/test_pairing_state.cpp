@@ -291,3 +291,33 @@ TEST_CASE("if the partner leaves while the other is away the held place goes too
   CHECK(s.pairs() == 0);
   CHECK(s.registered() == 0);
 }
+
+TEST_CASE("a deliberate hang-up holds no place even for a client that can resume") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  s.open(1, "alice", "bob", std::string_view(""));
+  s.open(2, "bob", "alice");
+  r.sent.clear();
+  s.closed(1, "hangup");
+  CHECK(r.graces.empty());
+  CHECK(r.to(2) == std::vector<std::string>{R"({"close":1})"});
+}
+
+TEST_CASE("the token holder on a new connection takes its place before the old one is noticed dead") {
+  Recorder r;
+  PairingState s(r, Takeover::kRefuse, 256);
+  s.open(1, "alice", "bob", std::string_view(""));
+  s.open(2, "bob", "alice");
+  r.sent.clear();
+  // Only alice asked to resume: she got t1. Her old socket 1 is still registered.
+  REQUIRE(s.open(3, "alice", "bob", std::string_view("t1")).ok());
+  CHECK(r.closed == std::vector<std::pair<ConnId, int>>{{1, kCloseReplaced}});
+  CHECK(r.errors.empty());
+  CHECK(s.partner_of(3) == 2);
+  CHECK(s.partner_of(2) == 3);
+  CHECK(r.to(2) == std::vector<std::string>{R"({"resumed":"offer"})"});
+  CHECK(r.to(3) == std::vector<std::string>{R"({"resumed":"answer","resume":"t2"})"});
+  s.closed(1, "client");  // the old socket's close, when it comes, changes nothing
+  CHECK(s.partner_of(3) == 2);
+  CHECK(r.unpairs == 0);
+}

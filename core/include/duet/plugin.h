@@ -81,6 +81,7 @@ typedef struct duet_conn_info {
   char tls_version[16];  /* "TLSv1.3", or "" without TLS */
   uint64_t connected_unix_ms; /* wall-clock time the WebSocket was accepted */
   uint64_t idle_ms;      /* since the last frame of any kind (text, ping, pong) from the client */
+  uint16_t client_close_code; /* the code of the client's close frame; 0 if it sent none (yet) */
 } duet_conn_info_t;
 
 /*

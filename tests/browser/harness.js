@@ -1,0 +1,171 @@
+// Helpers for the browser tests: a real duetd on a free port, Debian's
+// Chromium through playwright-core, and "people" (one browser context each).
+'use strict';
+
+const { spawn, execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+const { chromium } = require('playwright-core');
+
+const REPO = path.resolve(__dirname, '..', '..');
+const DUETD = process.env.DUETD || '/work/main/build/core/duetd';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const ARTIFACTS = process.env.DUET_ARTIFACTS || path.join(os.tmpdir(), 'duet-browser-artifacts');
+
+const CHROMIUM_FLAGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+];
+
+// Starts duetd on 127.0.0.1 with a fresh state folder; resolves once it logs
+// the address it listens on. port 0 lets the kernel pick.
+function startDuetd({ args = [], port = 0, stateDir } = {}) {
+  const dir = stateDir || fs.mkdtempSync(path.join(os.tmpdir(), 'duet-browser-'));
+  const proc = spawn(DUETD, ['--address', '127.0.0.1', '--port', String(port), '--state-dir', dir,
+    '--web-root', path.join(REPO, 'web'), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`duetd did not start in 10 s:\n${log}`)); }, 10000);
+    proc.on('error', (e) => { clearTimeout(timer); reject(new Error(`cannot run duetd at ${DUETD}: ${e.message}`)); });
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`duetd exited with ${code} before listening:\n${log}`)); });
+    proc.stderr.on('data', (chunk) => {
+      log += chunk;
+      const m = /listening on (https?:\/\/[^\s]+:(\d+)\/)/.exec(log);
+      if (m && !server.url) {
+        clearTimeout(timer);
+        server.url = m[1];
+        server.port = Number(m[2]);
+        proc.removeAllListeners('exit');
+        resolve(server);
+      }
+    });
+    const server = {
+      proc, dir, url: '', port: 0,
+      log: () => log,
+      async stop(signal = 'SIGTERM') {
+        if (proc.exitCode !== null || proc.signalCode !== null) return;
+        const done = new Promise((r) => proc.once('exit', r));
+        proc.kill(signal);
+        await Promise.race([done, sleep(5000)]);
+        if (proc.exitCode === null && proc.signalCode === null) { proc.kill('SIGKILL'); await done; }
+      },
+    };
+  });
+}
+
+async function launchBrowser(extraFlags = []) {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...CHROMIUM_FLAGS, ...extraFlags] });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Everything a page complains about, for the "no console errors" checks.
+const problems = [];
+
+// A person: a browser context (their own storage and locale) with one page.
+async function person(browser, name, options = {}) {
+  const context = await browser.newContext({
+    ignoreHTTPSErrors: true,
+    locale: options.locale || 'en-US',
+    viewport: options.viewport || { width: 1280, height: 800 },
+  });
+  await context.addInitScript(() => {
+    window.__csp = [];
+    document.addEventListener('securitypolicyviolation', (e) => {
+      window.__csp.push(`${e.violatedDirective} ${e.blockedURI}`);
+      console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI}`);
+    });
+    window.__statusLog = [];
+    const watch = () => {
+      const el = document.getElementById('status');
+      if (!el) return;
+      const note = () => {
+        const v = el.dataset.status;
+        if (v && window.__statusLog[window.__statusLog.length - 1] !== v) window.__statusLog.push(v);
+      };
+      new MutationObserver(note).observe(el, { attributes: true, attributeFilter: ['data-status'] });
+      note();
+    };
+    document.addEventListener('DOMContentLoaded', watch);
+  });
+  const page = await context.newPage();
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') problems.push(`${name}: console error: ${msg.text()}`);
+  });
+  page.on('pageerror', (err) => problems.push(`${name}: uncaught: ${err.message}`));
+  page.on('close', () => {});
+  return { name, context, page, close: () => context.close() };
+}
+
+async function cspViolations(page) {
+  if (page.isClosed()) return [];
+  return page.evaluate(() => window.__csp);
+}
+
+function joinUrl(server, me, peer) {
+  return `${server.url}?${new URLSearchParams({ me, peer })}`;
+}
+
+async function join(p, url) {
+  await p.page.goto(url);
+  await p.page.click('#call-btn');
+}
+
+async function status(page) {
+  return page.evaluate(() => document.getElementById('status').dataset.status);
+}
+
+async function waitStatus(page, want, timeout = 10000) {
+  try {
+    await page.waitForFunction((w) => document.getElementById('status').dataset.status === w, want, { timeout });
+  } catch (e) {
+    const now = await page.evaluate(() => ({ s: document.getElementById('status').textContent, log: window.__statusLog }));
+    throw new Error(`status never became "${want}" within ${timeout} ms; it says "${now.s}" (history: ${now.log.join(' → ')})`);
+  }
+}
+
+// The remote video shows frames and its clock advances.
+async function remoteVideoPlays(page, name = '') {
+  await page.waitForFunction(() => {
+    const v = document.getElementById('remote');
+    return v.srcObject && v.videoWidth > 0 && v.readyState >= 2;
+  }, null, { timeout: 10000 }).catch(async () => {
+    throw new Error(`${name}: remote video never showed a frame`);
+  });
+  const t0 = await page.evaluate(() => document.getElementById('remote').currentTime);
+  await sleep(700);
+  const t1 = await page.evaluate(() => document.getElementById('remote').currentTime);
+  if (!(t1 > t0)) throw new Error(`${name}: remote video is frozen (currentTime ${t0} → ${t1})`);
+  return { t0, t1 };
+}
+
+async function info(page) {
+  return page.evaluate(() => window.__duetTest.info());
+}
+
+// Decodes a PNG QR code with zbarimg; null when zbarimg is not installed.
+function zbarDecode(pngPath) {
+  try {
+    execFileSync('zbarimg', ['--version'], { stdio: 'ignore' });
+  } catch (e) {
+    return null;
+  }
+  try {
+    return execFileSync('zbarimg', ['-q', '--raw', pngPath], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().replace(/\n$/, '');
+  } catch (e) {
+    return '';
+  }
+}
+
+function artifact(name) {
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  return path.join(ARTIFACTS, name);
+}
+
+module.exports = {
+  REPO, DUETD, ARTIFACTS, startDuetd, launchBrowser, person, join, joinUrl, status, waitStatus,
+  remoteVideoPlays, info, sleep, problems, cspViolations, zbarDecode, artifact,
+};
