@@ -61,10 +61,13 @@ static int respond(struct lws *wsi, unsigned status, const char *content_type, c
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* An error ends the connection: after a request we refused, whatever the
+ * client sent next on it (a smuggled request, a slow body) is not read. */
 static int respond_error(struct lws *wsi, unsigned status, const char *text, int head_only) {
   char body[256];
   snprintf(body, sizeof body, "%u %s\n", status, text);
-  return respond(wsi, status, "text/plain; charset=utf-8", NULL, NULL, body, head_only);
+  respond(wsi, status, "text/plain; charset=utf-8", "connection:", "close", body, head_only);
+  return -1;
 }
 
 /* Writes a response whose body is built in memory (health, metrics). */
@@ -229,12 +232,19 @@ static int on_request(duet_server_t *server, struct lws *wsi, http_session_t *s)
   enum lws_token_indexes token = WSI_TOKEN_GET_URI;
   if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
     if (lws_hdr_total_length(wsi, WSI_TOKEN_HEAD_URI) <= 0) {
-      return respond(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "allow:", "GET, HEAD",
-                     "405 only GET and HEAD are supported\n", 0);
+      /* Answer at once and close: no waiting for a body that may never come. */
+      respond(wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "allow:", "GET, HEAD",
+              "405 only GET and HEAD are supported\n", 0);
+      return -1;
     }
     token = WSI_TOKEN_HEAD_URI;
     head_only = 1;
   }
+
+  /* A GET or HEAD has no body; one that announces one is a smuggling attempt. */
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 ||
+      lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+    return respond_error(wsi, HTTP_STATUS_BAD_REQUEST, "a GET or HEAD request has no body", head_only);
 
   char uri[MAX_URI];
   int total = lws_hdr_total_length(wsi, token);

@@ -82,6 +82,11 @@ const Document::ValueType *resolve(const Document::ValueType &root, const char *
 }  // namespace
 
 extern "C" int duet__message_decode(const char *json, size_t len, duet_msg_t *msg, const char **why) {
+  // RapidJSON stops at a NUL, so whatever follows one would be relayed unread.
+  if (std::memchr(json, '\0', len) != nullptr) {
+    *why = "A message must not contain a NUL byte.";
+    return DUET_EINVAL;
+  }
   Decoder &d = decoder();
   d.doc.reset();
   d.values.Clear();

@@ -3,6 +3,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -171,7 +174,20 @@ check_final:
   }
 }
 
+/* glibc keeps freed memory after many connections close (100+ MB after a
+ * mass disconnect) until asked: give it back now and then, not per close. */
+static void trim_memory(uv_timer_t *timer) {
+  duet_server_t *server = timer->data;
+  if (server->closed_since_trim >= 256) {
+    server->closed_since_trim = 0;
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+  }
+}
+
 static void on_closed(duet_server_t *server, duet_conn_t *conn) {
+  server->closed_since_trim++;
   duet_close_reason_t why = conn->closing ? conn->close_why : DUET_CLOSE_CLIENT;
   server->metrics.closed[why]++;
   if (!conn->plugins_told) {
@@ -338,11 +354,17 @@ static int callback_signaling(struct lws *wsi, enum lws_callback_reasons reason,
   duet_server_t *server = server_of(wsi);
 
   switch (reason) {
-  case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+  case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
     /* The admin and redirect sockets are plain HTTP for their one job: no signaling there. */
     if (lws_get_opaque_user_data(wsi))
       return 1;
+    /* lws 4.1 upgrades odd requests too: RFC 6455 wants a GET with version 13. */
+    char version[8] = "";
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0 ||
+        lws_hdr_copy(wsi, version, sizeof version, WSI_TOKEN_VERSION) <= 0 || strcmp(version, "13") != 0)
+      return 1;
     return origin_allowed(server, wsi) ? 0 : 1;
+  }
   case LWS_CALLBACK_ESTABLISHED: {
     if (server->shutting_down)
       return -1;
@@ -549,6 +571,7 @@ static void close_own_handles(duet_server_t *server) {
   uv_close((uv_handle_t *)&server->shutdown_timer, NULL);
   uv_close((uv_handle_t *)&server->open_timer, NULL);
   uv_close((uv_handle_t *)&server->closing_timer, NULL);
+  uv_close((uv_handle_t *)&server->trim_timer, NULL);
 }
 
 int duet_server_run(const duet_options_t *opt) {
@@ -719,7 +742,9 @@ int duet_server_run(const duet_options_t *opt) {
   uv_timer_init(&server->loop, &server->shutdown_timer);
   uv_timer_init(&server->loop, &server->open_timer);
   uv_timer_init(&server->loop, &server->closing_timer);
-  server->closing_timer.data = server;
+  uv_timer_init(&server->loop, &server->trim_timer);
+  server->closing_timer.data = server->trim_timer.data = server;
+  uv_timer_start(&server->trim_timer, trim_memory, 5000, 5000);
   server->sigint.data = server->sigterm.data = server->sighup.data = server;
   server->shutdown_timer.data = server->open_timer.data = server;
   uv_signal_start(&server->sigint, on_signal, SIGINT);

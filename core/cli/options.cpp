@@ -26,7 +26,16 @@ std::vector<std::string> bundled_plugins() {
 namespace {
 
 // "/extra=DIR": the URL must be a clean absolute path other than "/".
+bool has_control_chars(const std::string &s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c == 0x7f)
+      return true;
+  return false;
+}
+
 std::string check_mount(const std::string &spec) {
+  if (has_control_chars(spec))
+    return "control characters (NUL included) are not allowed";
   auto eq = spec.find('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
     return "expected /URL=DIR, e.g. --mount /media=/srv/media";
@@ -46,6 +55,8 @@ std::string check_mount(const std::string &spec) {
 
 // "plugin.key=value"
 std::string check_plugin_opt(const std::string &spec) {
+  if (has_control_chars(spec))
+    return "control characters (NUL included) are not allowed";
   auto dot = spec.find('.');
   auto eq = spec.find('=');
   if (dot == std::string::npos || eq == std::string::npos || dot == 0 || dot + 1 >= eq)

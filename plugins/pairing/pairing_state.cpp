@@ -145,6 +145,7 @@ Outcome PairingState::try_resume(ConnId conn, const std::string &id, std::string
   std::string new_token = entry.token;
   conns_[conn] = std::move(entry);
   by_local_[id] = conn;
+  actions_.opened(conn, id, remote);
   actions_.send(conn, resumed_message(offerer, &new_token));
   actions_.send(partner, resumed_message(!offerer, nullptr));
   actions_.resumed(conn, partner, id);
@@ -158,8 +159,13 @@ Outcome PairingState::move_place(ConnId older, ConnId conn) {
   ConnId partner = entry.partner;
   bool offerer = entry.offerer;
   std::string token = entry.token, id = entry.local;
+  // Its partner may be away itself: that held place now waits for conn.
+  if (!entry.away_partner.empty())
+    if (auto a = away_.find(entry.away_partner); a != away_.end())
+      a->second.partner = conn;
   conns_[conn] = std::move(entry);
   by_local_[id] = conn;
+  actions_.opened(conn, id, conns_[conn].remote);
   actions_.close(older, kCloseReplaced, "resumed on a newer connection");
   if (partner != 0) {
     conns_.at(partner).partner = conn;
