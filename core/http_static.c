@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "server.h"
+#include "duet_build_config.h"
 
 #include <libwebsockets.h>
 
@@ -115,6 +116,7 @@ static int serve_admin(duet_server_t *server, struct lws *wsi, const char *uri, 
     free(text);
     return r;
   }
+#if DUET_WITH_METRICS
   if (strcmp(uri, "/metrics") == 0 && server->opt->metrics) {
     out = open_memstream(&text, &len);
     if (!out)
@@ -125,6 +127,7 @@ static int serve_admin(duet_server_t *server, struct lws *wsi, const char *uri, 
     free(text);
     return r;
   }
+#endif
   return on_admin_socket ? respond_error(wsi, HTTP_STATUS_NOT_FOUND, "not found", head_only) : 1;
 }
 

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "listener.h"
 
+#include "duet_build_config.h"
+
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -73,12 +75,17 @@ int duet__listener_open(duet_listener_t *l, uv_loop_t *loop, struct lws_vhost *v
 
   if (!address) {
     /* One dual-stack socket serves IPv4 and IPv6; without IPv6, IPv4 alone. */
+#if DUET_WITH_IPV6
     struct sockaddr_in6 any6;
     memset(&any6, 0, sizeof any6);
     any6.sin6_family = AF_INET6;
     any6.sin6_addr = in6addr_any;
     any6.sin6_port = htons((uint16_t)port);
     fd = bind_one((struct sockaddr *)&any6, sizeof any6, 0);
+#else
+    /* Built with -Dipv6=false: IPv4 alone. */
+    fd = -EAFNOSUPPORT;
+#endif
     if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL) {
       struct sockaddr_in any4;
       memset(&any4, 0, sizeof any4);

@@ -1,5 +1,7 @@
 #include "metrics.h"
 
+#include "duet_build_config.h"
+
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -80,6 +82,8 @@ void duet__metrics_count_error(duet_metrics_t *m, const char *code) {
   m->errors_other++;
 }
 
+/* The exposition below is left out of a -Dmetrics=false build. */
+#if DUET_WITH_METRICS
 static long resident_bytes(void) {
   long pages = 0, resident = 0;
   FILE *f = fopen("/proc/self/statm", "r");
@@ -147,3 +151,4 @@ void duet__metrics_render(const duet_metrics_t *m, FILE *out, size_t connections
                "# TYPE duet_uptime_seconds gauge\nduet_uptime_seconds %.3f\n",
           uptime_s);
 }
+#endif

@@ -1,5 +1,7 @@
 #include "server.h"
 
+#include "duet_build_config.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -758,7 +760,8 @@ int duet_server_run(const duet_options_t *opt) {
     DUET_INFO("listening on %s://%s%s%s:%d/ (web root %s)", scheme, strchr(opt->address, ':') ? "[" : "",
               opt->address, strchr(opt->address, ':') ? "]" : "", port, server->mounts[server->mount_count - 1].root);
   else
-    DUET_INFO("listening on %s://localhost:%d/ on every address, IPv4 and IPv6 (web root %s)", scheme, port,
+    DUET_INFO("listening on %s://localhost:%d/ on every address, %s (web root %s)", scheme, port,
+              DUET_WITH_IPV6 ? "IPv4 and IPv6" : "IPv4 only (built with -Dipv6=false)",
               server->mounts[server->mount_count - 1].root);
 
   server->handles_started = 1;

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -43,6 +44,20 @@ def duetd_path():
             'duetd binary not found at %r: build it (ninja -C build) and/or set '
             'DUETD to its path' % path)
     return path
+
+
+# DUETD_WRAPPER: a command line put in front of every duetd the tests start,
+# e.g. 'qemu-aarch64-static -L /usr/aarch64-linux-gnu' for a cross-built one
+# (tools/cross/check). Emulated servers start slower: the start timeout grows.
+DUETD_WRAPPER_SUPPORTED = True
+WRAPPER = shlex.split(os.environ.get('DUETD_WRAPPER', ''))
+if WRAPPER:
+    START_TIMEOUT = 30.0
+
+
+def duetd_command():
+    """The command that starts duetd: the wrapper, if any, and the binary."""
+    return WRAPPER + [duetd_path()]
 
 
 def unique_id(prefix='peer'):
@@ -102,7 +117,8 @@ def run_duetd(args, timeout=10.0, env=None):
     Returns a CompletedProcess with text stdout/stderr. A duetd that does not
     exit within the timeout is killed (it is our own child) and the test fails.
     """
-    cmd = [duetd_path()] + list(args)
+    cmd = duetd_command() + list(args)
+    timeout = max(timeout, START_TIMEOUT) if WRAPPER else timeout
     try:
         return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               stdin=subprocess.DEVNULL, timeout=timeout, env=env,
@@ -155,7 +171,7 @@ class Server:
     # ---- lifecycle -------------------------------------------------------
 
     def command(self):
-        cmd = self.wrapper + [duetd_path()]
+        cmd = self.wrapper + duetd_command()
         if self.address is not None:
             cmd += ['--address', self.address]
         if self.requested_port is not None:
