@@ -572,6 +572,29 @@ class DuetTestCase(unittest.IsolatedAsyncioTestCase):
         await b.close()
 
 
+class SharedServerTestCase(DuetTestCase):
+    """One duetd for the whole test class, started with server_args. Its exit
+    code on SIGTERM must be 0 (a sanitizer report at exit shows up there)."""
+
+    server_args = ()
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server(extra_args=list(cls.server_args))
+        cls.server.__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        srv = cls.server
+        try:
+            rc = srv.stop()
+        finally:
+            srv.cleanup()
+        if rc != 0:
+            raise AssertionError('duetd exited with %s on SIGTERM (expected 0).\nstderr:\n%s'
+                                 % (rc, srv.log()))
+
+
 # ---------------------------------------------------------------------------
 # Raw HTTP(S)
 # ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import unittest
 import websockets.exceptions
 import websockets.frames
 
-from duet_harness import DuetTestCase, Server, raw_request, run_duetd
+from duet_harness import DuetTestCase, Server, raw_request, run_duetd, SharedServerTestCase
 
 INTERVAL = 0.2
 TIMEOUT = 1.0
@@ -36,26 +36,11 @@ SERVER_PING = {'ping': 1}
 CLOSE_DEADLINE = TIMEOUT + INTERVAL + 8.0
 
 
-class SharedServerCase(DuetTestCase):
+class SharedServerCase(SharedServerTestCase):
     """One duetd per class, started with server_args; tests use unique ids."""
 
     server_args = []
 
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(extra_args=cls.server_args)
-        cls.server.__enter__()
-
-    @classmethod
-    def tearDownClass(cls):
-        srv = cls.server
-        try:
-            rc = srv.stop()
-        finally:
-            srv.cleanup()
-        if rc != 0:
-            raise AssertionError('duetd exited with %s on SIGTERM (expected 0).\nstderr:\n%s'
-                                 % (rc, srv.log()))
 
 
 async def recv_besides_pings(client, timeout):

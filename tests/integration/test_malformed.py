@@ -6,7 +6,7 @@ Run: DUETD=build/core/duetd /usr/bin/python3 tests/integration/test_malformed.py
 
 import unittest
 
-from duet_harness import Closed, DuetTestCase, Server, unique_id
+from duet_harness import Closed, DuetTestCase, Server, unique_id, SharedServerTestCase
 
 OP_TEXT = 0x1
 OP_BINARY = 0x2
@@ -15,24 +15,9 @@ OP_CONT = 0x0
 DEFAULT_MAX = 65536
 
 
-class MalformedCase(DuetTestCase):
+class MalformedCase(SharedServerTestCase):
     server_args = []
 
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(extra_args=cls.server_args)
-        cls.server.__enter__()
-
-    @classmethod
-    def tearDownClass(cls):
-        srv = cls.server
-        try:
-            rc = srv.stop()
-        finally:
-            srv.cleanup()
-        if rc != 0:
-            raise AssertionError('duetd exited with %s on SIGTERM (expected 0).\nstderr:\n%s'
-                                 % (rc, srv.log()))
 
     async def assert_refused(self, client, code, what):
         """The next message is the error; the connection is still usable."""

@@ -8,7 +8,7 @@ clients, which never send "resume", see exactly the old behaviour.
 import asyncio
 import unittest
 
-from duet_harness import DuetTestCase, Server, unique_id
+from duet_harness import DuetTestCase, Server, unique_id, SharedServerTestCase
 
 GRACE = 1.0  # seconds, short so the tests run fast
 
@@ -18,22 +18,9 @@ def drop(client):
     client.ws.transport.abort()
 
 
-class ResumeTest(DuetTestCase):
+class ResumeTest(SharedServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(extra_args=['--plugin-opt', 'pairing.resume-grace=%s' % GRACE])
-        cls.server.__enter__()
-
-    @classmethod
-    def tearDownClass(cls):
-        srv = cls.server
-        try:
-            rc = srv.stop()
-        finally:
-            srv.cleanup()
-        if rc != 0:
-            raise AssertionError('duetd exited with %s on SIGTERM.\nstderr:\n%s' % (rc, srv.log()))
+    server_args = ['--plugin-opt', 'pairing.resume-grace=%s' % GRACE]
 
     async def resumable_pair(self):
         """alice waits and can resume; bob is a tutorial client. Returns (alice, bob, token)."""

@@ -8,29 +8,14 @@ import asyncio
 import json
 import unittest
 
-from duet_harness import DuetTestCase, Server, unique_id
+from duet_harness import DuetTestCase, Server, unique_id, SharedServerTestCase
 
 
-class SharedServerCase(DuetTestCase):
+class SharedServerCase(SharedServerTestCase):
     """One duetd per class; every test uses its own unique ids."""
 
     server_args = []
 
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(extra_args=cls.server_args)
-        cls.server.__enter__()
-
-    @classmethod
-    def tearDownClass(cls):
-        srv = cls.server
-        try:
-            rc = srv.stop()
-        finally:
-            srv.cleanup()
-        if rc != 0:
-            raise AssertionError('duetd exited with %s on SIGTERM (expected 0).\nstderr:\n%s'
-                                 % (rc, srv.log()))
 
 
 class TutorialFlowTest(SharedServerCase):
