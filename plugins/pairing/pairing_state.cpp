@@ -92,7 +92,9 @@ Outcome PairingState::open(ConnId conn, std::string_view local, std::string_view
     drop(older, "takeover");
   }
 
-  Entry entry{local_id, std::string(remote)};
+  Entry entry;
+  entry.local = local_id;
+  entry.remote = std::string(remote);
   entry.can_resume = resume.has_value();
   conns_[conn] = std::move(entry);
   by_local_[local_id] = conn;
