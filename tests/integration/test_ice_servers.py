@@ -11,12 +11,12 @@ import tempfile
 import time
 import unittest
 
-from duet_harness import DuetTestCase, Server, run_duetd, unique_id
+from duet_harness import SharedServerTestCase, run_duetd, unique_id
 
 SECRET = 'north-wind-7'
 
 
-class IceServersTest(DuetTestCase):
+class IceServersTest(SharedServerTestCase):
 
     @classmethod
     def setUpClass(cls):
@@ -24,20 +24,10 @@ class IceServersTest(DuetTestCase):
         cls.secret_file = os.path.join(cls.tmp, 'turn-secret')
         with open(cls.secret_file, 'w') as f:
             f.write(SECRET + '\n')
-        cls.server = Server(extra_args=['--stun', 'stun:stun.example.org:3478', '--stun', 'stun:127.0.0.1',
-                                        '--turn', 'turn:turn.example.org:3478?transport=udp',
-                                        '--turn-secret', cls.secret_file, '--turn-ttl', '600'])
-        cls.server.__enter__()
-
-    @classmethod
-    def tearDownClass(cls):
-        srv = cls.server
-        try:
-            rc = srv.stop()
-        finally:
-            srv.cleanup()
-        if rc != 0:
-            raise AssertionError('duetd exited with %s on SIGTERM.\nstderr:\n%s' % (rc, srv.log()))
+        cls.server_args = ['--stun', 'stun:stun.example.org:3478', '--stun', 'stun:127.0.0.1',
+                           '--turn', 'turn:turn.example.org:3478?transport=udp',
+                           '--turn-secret', cls.secret_file, '--turn-ttl', '600']
+        super().setUpClass()
 
     async def test_each_client_gets_its_servers_and_its_own_turn_credentials_after_open(self):
         me, peer = unique_id('me'), unique_id('peer')
@@ -67,17 +57,7 @@ class IceServersTest(DuetTestCase):
         self.assertEqual(await b.recv_json(), {'start': 'offer'})
 
 
-class NoIceServersTest(DuetTestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server()
-        cls.server.__enter__()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-        cls.server.cleanup()
+class NoIceServersTest(SharedServerTestCase):
 
     async def test_without_servers_nothing_is_sent_after_open(self):
         me = unique_id('me')

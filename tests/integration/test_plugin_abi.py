@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import unittest
 
-from duet_harness import DuetTestCase, Server, run_duetd, unique_id, SharedServerTestCase
+from duet_harness import SharedServerTestCase, run_duetd, unique_id
 
 PLUGIN_DIR = os.environ.get('DUET_TEST_PLUGIN_DIR', '')
 
@@ -28,23 +28,13 @@ def plugin(name):
     return os.path.abspath(path)
 
 
-class EchoPluginTest(DuetTestCase):
+class EchoPluginTest(SharedServerTestCase):
 
     @classmethod
     def setUpClass(cls):
         cls.echo = plugin('echo_plugin.so')
-        cls.server = Server(extra_args=['--plugin', cls.echo])
-        cls.server.__enter__()
-
-    @classmethod
-    def tearDownClass(cls):
-        srv = cls.server
-        try:
-            rc = srv.stop()
-        finally:
-            srv.cleanup()
-        if rc != 0:
-            raise AssertionError('duetd exited with %s on SIGTERM.\nstderr:\n%s' % (rc, srv.log()))
+        cls.server_args = ['--plugin', cls.echo]
+        super().setUpClass()
 
     async def test_an_echo_message_comes_back_unchanged(self):
         c = await self.connect('echo')
