@@ -639,8 +639,9 @@ int duet_server_run(const duet_options_t *opt) {
   const struct lws_protocols protocols[] = {
       {"http", callback_http, duet__http_static_session_size(), 0, 0, NULL, 0},
       /* A 128-byte receive buffer (not 4 KiB) per connection: larger messages
-       * arrive in pieces and are reassembled in on_receive. */
-      {"duet", callback_signaling, sizeof(signaling_session_t), 128, 0, NULL, 4096},
+       * arrive in pieces and are reassembled in on_receive. Writes go out up to
+       * one TLS record (16 KiB) at a time, as conn.c batches them. */
+      {"duet", callback_signaling, sizeof(signaling_session_t), 128, 0, NULL, 16384},
       {NULL, NULL, 0, 0, 0, NULL, 0},
   };
   void *loops[] = {&server->loop};

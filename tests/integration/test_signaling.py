@@ -77,6 +77,29 @@ class TutorialFlowTest(SharedServerCase):
             self.assertEqual(got, text, 'relayed bytes differ from what was sent')
         await b.expect_nothing(0.2)
 
+    async def test_a_burst_arrives_complete_in_order_one_message_per_frame(self):
+        # Sent without waiting, these queue up at the server, which sends
+        # several per write: each must still arrive as its own message, whole,
+        # in order. The sizes straddle every WebSocket length encoding
+        # (7-bit, 16-bit, 64-bit) and the 16 KiB batch the server writes at once.
+        a, b = await self.pair()
+        sizes = [60, 125, 126, 127, 300, 4000, 16370, 16384, 16400, 30000, 65535, 65536]
+        sizes += [60 + (i * 37) % 900 for i in range(60)]
+        texts = []
+        for i, size in enumerate(sizes):
+            head = '{"ice":{"n":%d,"pad":"' % i
+            tail = '"},"remote":"%s"}' % a.name
+            texts.append(head + 'p' * (size - len(head) - len(tail)) + tail)
+            self.assertEqual(len(texts[-1].encode()), size)
+        for text in texts:
+            await b.send_text(text)
+        for i, text in enumerate(texts):
+            got = await a.recv_text(timeout=5.0)
+            self.assertEqual(len(got), len(text), 'message %d: length' % i)
+            self.assertEqual(got, text, 'message %d differs' % i)
+        await a.expect_nothing(0.2)
+        await b.expect_nothing(0.2)
+
     async def test_the_waiting_peer_gets_nothing_until_its_partner_arrives(self):
         alice, bob = unique_id('alice'), unique_id('bob')
         a = await self.connect('alice')
