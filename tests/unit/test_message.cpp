@@ -28,6 +28,32 @@ TEST_CASE("malformed messages are refused") {
     CHECK(type_of(bad) == "error");
 }
 
+TEST_CASE("text that is not well-formed UTF-8 is refused, anywhere in the message") {
+  // Each is refused inside a string, and outside one.
+  for (const char *bad : {"\xff", "\x80", "\xc0\xaf", "\xc1\xbf",          // stray byte, overlong 2-byte
+                          "\xc3", "\xc3(", "\xe2\x82", "\xe2\x82(",         // truncated, bad continuation
+                          "\xe0\x80\xaf", "\xed\xa0\x80", "\xed\xbf\xbf",  // overlong 3-byte, surrogates
+                          "\xf0\x80\x80\xaf", "\xf4\x90\x80\x80", "\xf5\x80\x80\x80",  // overlong 4, > U+10FFFF
+                          "\xf8\x88\x80\x80\x80"}) {
+    CAPTURE(bad);
+    CHECK(type_of(std::string("{\"ping\":\"") + bad + "\"}") == "error");
+    CHECK(type_of(std::string("{\"ping\":1}") + bad) == "error");
+    // After eight ASCII bytes, where the fast path hands over.
+    CHECK(type_of(std::string("{\"ping\":\"12345678") + bad + "\"}") == "error");
+  }
+}
+
+TEST_CASE("every length of well-formed UTF-8 is accepted") {
+  // U+007F, U+0080, U+07FF, U+0800, U+D7FF, U+E000, U+FFFF, U+10000, U+10FFFF.
+  for (const char *good : {"\x7f", "\xc2\x80", "\xdf\xbf", "\xe0\xa0\x80", "\xed\x9f\xbf",
+                           "\xee\x80\x80", "\xef\xbf\xbf", "\xf0\x90\x80\x80", "\xf4\x8f\xbf\xbf"}) {
+    CAPTURE(good);
+    CHECK(type_of(std::string("{\"ping\":\"") + good + "\"}") == "ping");
+    CHECK(type_of(std::string("{\"ping\":\"1234567") + good + "abcdefgh\"}") == "ping");
+  }
+  CHECK(type_of("{\"ice\":\"h\xc3\xa9llo \xf0\x9f\x8e\x89 \xe6\x97\xa5\xe6\x9c\xac\"}") == "ice");
+}
+
 TEST_CASE("deep nesting is parsed without recursion") {
   std::string deep = "{\"a\":" + std::string(200000, '[') + std::string(200000, ']') + "}";
   CHECK(type_of(deep) == "a");
