@@ -176,12 +176,14 @@ check_final:
   }
 }
 
-/* glibc keeps freed memory after many connections close (100+ MB after a
- * mass disconnect) until asked: give it back now and then, not per close. */
+/* glibc keeps freed memory until asked: after a mass disconnect (100+ MB),
+ * and after a burst of TLS handshakes, whose scratch memory leaves holes
+ * between the connections that stay (~3 KiB per connection). Give it back
+ * now and then, not per connection. */
 static void trim_memory(uv_timer_t *timer) {
   duet_server_t *server = timer->data;
-  if (server->closed_since_trim >= 256) {
-    server->closed_since_trim = 0;
+  if (server->churn_since_trim >= 256) {
+    server->churn_since_trim = 0;
 #ifdef __GLIBC__
     malloc_trim(0);
 #endif
@@ -189,7 +191,7 @@ static void trim_memory(uv_timer_t *timer) {
 }
 
 static void on_closed(duet_server_t *server, duet_conn_t *conn) {
-  server->closed_since_trim++;
+  server->churn_since_trim++;
   duet_close_reason_t why = conn->closing ? conn->close_why : DUET_CLOSE_CLIENT;
   server->metrics.closed[why]++;
   if (!conn->plugins_told) {
@@ -376,6 +378,7 @@ static int callback_signaling(struct lws *wsi, enum lws_callback_reasons reason,
       return -1;
     }
     session->conn = conn;
+    server->churn_since_trim++;
     describe_conn(server, wsi, conn);
     server->metrics.accepted++;
     DUET_DEBUG("connection %s opened", conn->peer);

@@ -45,8 +45,8 @@ struct duet_server {
   uv_timer_t shutdown_timer;
   uv_timer_t open_timer;
   uv_timer_t closing_timer;  /* tells plugins of closes started this turn */
-  uv_timer_t trim_timer;     /* returns freed memory to the system after many closes */
-  size_t closed_since_trim;
+  uv_timer_t trim_timer;     /* returns freed memory to the system after much churn */
+  size_t churn_since_trim;   /* connections opened or closed since the last trim */
   uint64_t *closing_ids;
   size_t closing_count, closing_cap;
   duet_conn_t *waiting_head; /* connections yet to send an accepted message, oldest first */
