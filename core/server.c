@@ -652,8 +652,10 @@ int duet_server_run(const duet_options_t *opt) {
   struct lws_context_creation_info info;
   memset(&info, 0, sizeof info);
   info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+  /* lws gives each vhost a client SSL_CTX too and fills it with the system CA
+   * bundle (~0.9 MB); duetd never connects out. */
   if (opt->tls)
-    info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
   info.foreign_loops = loops;
   info.pcontext = &server->lws;
   info.user = server;
