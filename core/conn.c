@@ -58,6 +58,11 @@ static uint64_t make_id(uint32_t generation, size_t slot) {
   return ((uint64_t)generation << 32) | (uint64_t)(slot + 1);
 }
 
+const char *duet__conn_name(const duet_conn_t *conn, char buf[static 64]) {
+  snprintf(buf, 64, "%s#%llu", conn->addr, (unsigned long long)(conn->id & 0xffffffffu));
+  return buf;
+}
+
 void duet__conns_init(duet_conns_t *conns, size_t plugin_count, size_t max_queued_bytes) {
   memset(conns, 0, sizeof *conns);
   conns->plugin_count = plugin_count;
@@ -79,7 +84,7 @@ static void free_conn(duet_conn_t *conn) {
   free_queue(conn);
   free(conn->rx);
   free(conn->user_agent);
-  free(conn->plugin_data);
+  free(conn->close_reason);
   free(conn);
 }
 
@@ -120,16 +125,9 @@ static int grow(duet_conns_t *conns) {
 duet_conn_t *duet__conns_add(duet_conns_t *conns, struct lws *wsi) {
   if (conns->free_count == 0 && grow(conns) != 0)
     return NULL;
-  duet_conn_t *conn = calloc(1, sizeof *conn);
+  duet_conn_t *conn = calloc(1, sizeof *conn + conns->plugin_count * sizeof conn->plugin_data[0]);
   if (!conn)
     return NULL;
-  if (conns->plugin_count) {
-    conn->plugin_data = calloc(conns->plugin_count, sizeof *conn->plugin_data);
-    if (!conn->plugin_data) {
-      free(conn);
-      return NULL;
-    }
-  }
   uint32_t slot = conns->free_list[--conns->free_count];
   conn->id = make_id(conns->generations[slot], slot);
   conn->wsi = wsi;
@@ -162,7 +160,8 @@ int duet__conn_send(duet_conns_t *conns, duet_conn_t *conn, const char *data, si
   if (conn->closing)
     return DUET_ENOCONN;
   if (conn->queued_bytes + len > conns->max_queued_bytes) {
-    DUET_WARN("connection %s: more than %zu bytes queued to a slow client, closing it", conn->peer,
+    char name[64];
+    DUET_WARN("connection %s: more than %zu bytes queued to a slow client, closing it", duet__conn_name(conn, name),
               conns->max_queued_bytes);
     /* Waiting for the backlog to drain would let the client hold the memory. */
     free_queue(conn);
@@ -198,7 +197,8 @@ void duet__conn_close(duet_conn_t *conn, int code, const char *reason, duet_clos
   if (conn->conns->on_closing)
     conn->conns->on_closing(conn->conns->on_closing_data, conn);
   conn->close_code = code;
-  snprintf(conn->close_reason, sizeof conn->close_reason, "%s", reason ? reason : "");
+  /* RFC 6455 5.5: a close frame's reason fits in 123 bytes. */
+  conn->close_reason = reason && *reason ? strndup(reason, 123) : NULL;
   lws_callback_on_writable(conn->wsi);
 }
 
@@ -258,7 +258,8 @@ int duet__conn_on_writeable(duet_conn_t *conn) {
   }
   if (conn->queue_head) {
     if (write_batch(conn) < 0) {
-      DUET_INFO("connection %s: write failed, closing", conn->peer);
+      char name[64];
+      DUET_INFO("connection %s: write failed, closing", duet__conn_name(conn, name));
       return -1;
     }
     if (conn->queue_head || conn->closing)
@@ -269,11 +270,12 @@ int duet__conn_on_writeable(duet_conn_t *conn) {
     /* lws 4.1 drops the socket without a close frame when a WRITEABLE
      * callback returns -1, so we send the frame ourselves and wait (bounded)
      * for the client's answer; see LWS_CALLBACK_WS_PEER_INITIATED_CLOSE. */
-    unsigned char frame[LWS_PRE + 2 + sizeof conn->close_reason];
-    size_t reason_len = strlen(conn->close_reason);
+    unsigned char frame[LWS_PRE + 2 + 123];
+    size_t reason_len = conn->close_reason ? strlen(conn->close_reason) : 0;
     frame[LWS_PRE] = (unsigned char)(conn->close_code >> 8);
     frame[LWS_PRE + 1] = (unsigned char)(conn->close_code & 0xff);
-    memcpy(frame + LWS_PRE + 2, conn->close_reason, reason_len);
+    if (reason_len)
+      memcpy(frame + LWS_PRE + 2, conn->close_reason, reason_len);
     conn->close_sent = true;
     if (lws_write(conn->wsi, frame + LWS_PRE, 2 + reason_len, WRITE_CLOSE_FRAME) < 0)
       return -1;

@@ -18,7 +18,6 @@ typedef struct duet_conn {
   uint64_t id;
   struct duet_conns *conns;
   struct lws *wsi;
-  char peer[64]; /* "address#slot" for logs */
   char addr[46]; /* numeric remote address */
   uint16_t port;
   const char *tls_version; /* OpenSSL's static string, or NULL */
@@ -54,9 +53,9 @@ typedef struct duet_conn {
   uint16_t client_close_code; /* from the client's close frame, 0 if none */
   bool plugins_told;  /* on_close already delivered */
   int close_code;
-  char close_reason[124];
+  char *close_reason; /* NULL for none */
 
-  void **plugin_data; /* one slot per loaded plugin */
+  void *plugin_data[]; /* one slot per loaded plugin */
 } duet_conn_t;
 
 typedef struct duet_conns {
@@ -76,6 +75,9 @@ typedef struct duet_conns {
 
 void duet__conns_init(duet_conns_t *conns, size_t plugin_count, size_t max_queued_bytes);
 void duet__conns_destroy(duet_conns_t *conns);
+
+/* "address#slot", the connection's name in logs. */
+const char *duet__conn_name(const duet_conn_t *conn, char buf[static 64]);
 
 /* Registers a new connection for wsi; NULL when out of memory. */
 duet_conn_t *duet__conns_add(duet_conns_t *conns, struct lws *wsi);

@@ -42,7 +42,8 @@ int duet__server_send_error(duet_server_t *server, duet_conn_t *conn, const char
   duet__json_escape(code_json, sizeof code_json, code);
   duet__json_escape(message_json, sizeof message_json, message);
   int n = snprintf(frame, sizeof frame, "{\"error\":{\"code\":%s,\"message\":%s}}", code_json, message_json);
-  DUET_DEBUG("connection %s: error %s: %s", conn->peer, code, message);
+  char name[64];
+  DUET_DEBUG("connection %s: error %s: %s", duet__conn_name(conn, name), code, message);
   return duet__conn_send(&server->conns, conn, frame, (size_t)n);
 }
 
@@ -201,7 +202,8 @@ static void on_closed(duet_server_t *server, duet_conn_t *conn) {
   mark_ready(server, conn);
   if (conn->ip)
     duet__ip_table_release(&server->ips, conn->ip);
-  DUET_DEBUG("connection %s closed", conn->peer);
+  char name[64];
+  DUET_DEBUG("connection %s closed", duet__conn_name(conn, name));
   duet__conns_remove(&server->conns, conn);
   /* During teardown lws closes what is left; a stop then would cut short the
    * loop runs that let its handles close. */
@@ -289,7 +291,6 @@ static void describe_conn(duet_server_t *server, struct lws *wsi, duet_conn_t *c
       conn->port = ntohs(in4->sin_port);
     }
   }
-  snprintf(conn->peer, sizeof conn->peer, "%s#%llu", conn->addr, (unsigned long long)(conn->id & 0xffffffffu));
   int ua_len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_USER_AGENT);
   if (ua_len > 0) {
     size_t keep = ua_len > 255 ? 256 : (size_t)ua_len + 1;
@@ -323,7 +324,8 @@ static int admit(duet_server_t *server, duet_conn_t *conn) {
              opt->max_connections_per_ip);
   }
   if (code) {
-    DUET_WARN("connection %s refused: %s", conn->peer, code);
+    char name[64];
+    DUET_WARN("connection %s refused: %s", duet__conn_name(conn, name), code);
     conn->plugins_told = true; /* plugins never heard of it */
     conn->ready = true;
     reject(server, conn, code, text);
@@ -381,7 +383,8 @@ static int callback_signaling(struct lws *wsi, enum lws_callback_reasons reason,
     server->churn_since_trim++;
     describe_conn(server, wsi, conn);
     server->metrics.accepted++;
-    DUET_DEBUG("connection %s opened", conn->peer);
+    char name[64];
+    DUET_DEBUG("connection %s opened", duet__conn_name(conn, name));
     if (admit(server, conn))
       duet__plugins_on_open(server->plugins, conn->id);
     return 0;
