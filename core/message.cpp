@@ -6,6 +6,10 @@
 #include <new>
 #include <optional>
 
+#if defined(__SSE2__)
+// Strings and whitespace are scanned 16 bytes at a time (on NUL-terminated text).
+#define RAPIDJSON_SSE2
+#endif
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 
@@ -18,6 +22,10 @@ using Document = rapidjson::GenericDocument<rapidjson::UTF8<>, Pool, Pool>;
 // Everything runs on the loop thread, hence one decoder state.
 alignas(8) char value_buffer[32 * 1024];
 alignas(8) char stack_buffer[16 * 1024];
+// Messages up to this size are parsed from a NUL-terminated copy, which
+// RapidJSON's SIMD scanning needs; its aligned 16-byte loads may read past
+// the NUL, so the size is a multiple of 16.
+alignas(16) char text_buffer[64 * 1024 + 16];
 
 struct Decoder {
   Pool values{value_buffer, sizeof value_buffer};
@@ -150,7 +158,13 @@ extern "C" int duet__message_decode(const char *json, size_t len, duet_msg_t *ms
   d.doc.emplace(&d.values, 1024, &d.stack);
   Document &doc = *d.doc;
 
-  doc.Parse<kParseFlags>(json, len);
+  if (len < sizeof text_buffer) {
+    std::memcpy(text_buffer, json, len);
+    text_buffer[len] = '\0';  // the text has no NUL of its own: checked above
+    doc.Parse<kParseFlags>(text_buffer);
+  } else {
+    doc.Parse<kParseFlags>(json, len);
+  }
   if (doc.HasParseError()) {
     *why = rapidjson::GetParseError_En(doc.GetParseError());
     return DUET_EINVAL;
