@@ -18,8 +18,6 @@ typedef struct duet_conn {
   uint64_t id;
   struct duet_conns *conns;
   struct lws *wsi;
-  char addr[46]; /* numeric remote address */
-  uint16_t port;
   const char *tls_version; /* OpenSSL's static string, or NULL */
   char *user_agent;        /* of the upgrade request, or NULL */
   uint64_t connected_unix_ms;
@@ -33,9 +31,7 @@ typedef struct duet_conn {
   uint64_t rate_error_at;
 
   /* Until its first accepted message a connection waits in a list, oldest first. */
-  bool ready;
   struct duet_conn *wait_prev, *wait_next;
-  bool ping_pending;
 
   duet_frame_t *queue_head;
   duet_frame_t *queue_tail;
@@ -45,15 +41,19 @@ typedef struct duet_conn {
   char *rx;
   size_t rx_len;
   size_t rx_cap;
-  int rx_refused; /* the current message is being skipped: 1 too large, 2 binary */
 
-  bool closing;       /* no more sends: close once the queue is drained */
-  duet_close_reason_t close_why;
-  bool close_sent;    /* our close frame is out: waiting for the client's */
-  uint16_t client_close_code; /* from the client's close frame, 0 if none */
-  bool plugins_told;  /* on_close already delivered */
-  int close_code;
   char *close_reason; /* NULL for none */
+  int close_code;
+  duet_close_reason_t close_why;
+  int rx_refused; /* the current message is being skipped: 1 too large, 2 binary */
+  uint16_t port;
+  uint16_t client_close_code; /* from the client's close frame, 0 if none */
+  bool ready;         /* its first message was accepted */
+  bool ping_pending;
+  bool closing;       /* no more sends: close once the queue is drained */
+  bool close_sent;    /* our close frame is out: waiting for the client's */
+  bool plugins_told;  /* on_close already delivered */
+  char addr[46]; /* numeric remote address */
 
   void *plugin_data[]; /* one slot per loaded plugin */
 } duet_conn_t;
