@@ -199,6 +199,9 @@ void duet__conn_close(duet_conn_t *conn, int code, const char *reason, duet_clos
   conn->close_code = code;
   /* RFC 6455 5.5: a close frame's reason fits in 123 bytes. */
   conn->close_reason = reason && *reason ? strndup(reason, 123) : NULL;
+  /* A client that reads nothing may never let the rest out: give up after a
+   * while (the close frame, once sent, gets its own 3 s for the answer). */
+  lws_set_timeout(conn->wsi, PENDING_TIMEOUT_CLOSE_SEND, 10);
   lws_callback_on_writable(conn->wsi);
 }
 

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 import unittest
@@ -22,7 +23,7 @@ import unittest
 import websockets.exceptions
 import websockets.frames
 
-from duet_harness import DuetTestCase, Server, raw_request, run_duetd, SharedServerTestCase
+from duet_harness import DuetTestCase, Server, raw_request, run_duetd, SharedServerTestCase, unique_id
 
 INTERVAL = 0.2
 TIMEOUT = 1.0
@@ -160,6 +161,26 @@ class KeepaliveAloneTest(DuetTestCase):
             # Everything else is still refused: keepalive passes it on.
             await c.send_json({'open': {'local': 'x', 'remote': 'y'}})
             self.assertError(await c.recv_json(), 'unknown-type')
+            await c.close()
+
+
+class TcpKeepaliveTest(DuetTestCase):
+    """Without any plugin that pings, the kernel still finds a peer that
+    vanished without FIN or RST: accepted sockets have TCP keepalive on."""
+
+    async def test_accepted_sockets_probe_after_five_idle_minutes(self):
+        with Server(extra_args=['--no-default-plugins', '--plugin', 'pairing']) as srv:
+            c = await self.connect('tcp-keepalive', server=srv)
+            await c.open(unique_id('k'), unique_id('nobody'))
+            client_port = c.ws.transport.get_extra_info('sockname')[1]
+            # ss shows the server's side of this connection with its timer.
+            out = subprocess.run(['ss', '-tnoH', 'state', 'established', '( sport = :%d and dport = :%d )'
+                                  % (srv.port, client_port)], capture_output=True, text=True, check=True).stdout
+            m = re.search(r'timer:\(keepalive,(?:(\d+)min)?([\d.]+)m?sec', out)
+            self.assertIsNotNone(m, 'no keepalive timer on the server socket: %r' % out)
+            seconds = int(m.group(1) or 0) * 60 + float(m.group(2))
+            self.assertTrue(240 < seconds <= 300, 'keepalive fires in %.0f s, expected about 300: %r'
+                            % (seconds, out))
             await c.close()
 
 
