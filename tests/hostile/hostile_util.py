@@ -17,7 +17,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), 'integration'))
 
-from duet_harness import DuetTestCase, Server, ssl_context  # noqa: E402
+from duet_harness import SharedServerTestCase, recv_or_eof, ssl_context  # noqa: E402
 
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -25,31 +25,8 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x
 SLOW = float(os.environ.get('DUET_HOSTILE_SLOW', '3' if 'asan' in os.environ.get('DUETD', '') else '1'))
 
 
-class SharedServerCase(DuetTestCase):
-    """One duetd per test class; stopping it with SIGTERM must give exit 0
-    (a sanitizer report would not)."""
-
-    server_args = []
-
-    @classmethod
-    def setUpClass(cls):
-        cls.server = Server(extra_args=cls.server_args, **cls.server_kwargs())
-        cls.server.__enter__()
-
-    @classmethod
-    def server_kwargs(cls):
-        return {}
-
-    @classmethod
-    def tearDownClass(cls):
-        srv = cls.server
-        try:
-            rc = srv.stop()
-        finally:
-            srv.cleanup()
-        if rc != 0:
-            raise AssertionError('duetd exited with %s on SIGTERM (expected 0; a sanitizer '
-                                 'report or a crash).\nstderr:\n%s' % (rc, srv.log()[-20000:]))
+# One duetd per test class; its exit code on SIGTERM must be 0.
+SharedServerCase = SharedServerTestCase
 
 
 def tls_socket(server, timeout=5.0, alpn=('http/1.1',)):
@@ -70,15 +47,9 @@ def read_all(sock, timeout=3.0, limit=1 << 20):
             return data, False
         sock.settimeout(left)
         try:
-            chunk = sock.recv(65536)
+            chunk = recv_or_eof(sock, alert_is_eof=True)
         except (socket.timeout, TimeoutError):
             return data, False
-        except ssl.SSLError as e:
-            if 'EOF' in str(e) or 'UNEXPECTED' in str(e).upper() or 'ALERT' in str(e).upper():
-                return data, True
-            raise
-        except (ConnectionResetError, BrokenPipeError):
-            return data, True
         if not chunk:
             return data, True
         data += chunk
@@ -121,15 +92,7 @@ class RawWs:
 
     def _fill(self, timeout):
         self.sock.settimeout(timeout)
-        try:
-            chunk = self.sock.recv(65536)
-        except ssl.SSLError as e:
-            if 'EOF' in str(e) or 'UNEXPECTED' in str(e).upper():
-                chunk = b''
-            else:
-                raise
-        except ConnectionResetError:
-            chunk = b''
+        chunk = recv_or_eof(self.sock)
         if not chunk:
             raise EOFError('connection closed')
         self.buf += chunk

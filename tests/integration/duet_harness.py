@@ -580,24 +580,49 @@ class SharedServerTestCase(DuetTestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.server = Server(extra_args=list(cls.server_args))
+        cls.server = Server(extra_args=list(cls.server_args), **cls.server_kwargs())
         cls.server.__enter__()
 
     @classmethod
+    def server_kwargs(cls):
+        """Further Server() arguments (web_root, ...) for a subclass to give."""
+        return {}
+
+    @classmethod
     def tearDownClass(cls):
-        srv = cls.server
-        try:
-            rc = srv.stop()
-        finally:
-            srv.cleanup()
-        if rc != 0:
-            raise AssertionError('duetd exited with %s on SIGTERM (expected 0).\nstderr:\n%s'
-                                 % (rc, srv.log()))
+        stop_checked(cls.server)
+
+
+def stop_checked(srv):
+    """Stops srv with SIGTERM and removes its files; the exit code must be 0
+    (a sanitizer report or a crash at exit shows up there)."""
+    try:
+        rc = srv.stop()
+    finally:
+        log = srv.log()
+        srv.cleanup()
+    if rc != 0:
+        raise AssertionError('duetd exited with %s on SIGTERM (expected 0; a sanitizer '
+                             'report or a crash).\nstderr:\n%s' % (rc, log[-20000:]))
 
 
 # ---------------------------------------------------------------------------
 # Raw HTTP(S)
 # ---------------------------------------------------------------------------
+
+def recv_or_eof(sock, size=65536, alert_is_eof=False):
+    """sock.recv(), with b'' for every way a peer may end a connection: a
+    close without TLS close_notify, a reset, and (alert_is_eof) a TLS alert."""
+    try:
+        return sock.recv(size)
+    except ssl.SSLError as e:
+        text = str(e).upper()
+        if 'EOF' in text or 'UNEXPECTED' in text or (alert_is_eof and 'ALERT' in text):
+            return b''
+        raise
+    except (ConnectionResetError, BrokenPipeError):
+        return b''
+
 
 class RawResponse:
     def __init__(self, status, reason, headers, body, raw_head):
@@ -675,16 +700,7 @@ class _Reader:
         if left <= 0:
             raise socket.timeout('HTTP response incomplete: %r' % self.buf[:500])
         self.sock.settimeout(left)
-        try:
-            data = self.sock.recv(65536)
-        except ssl.SSLError as e:
-            # Some servers close TLS without close_notify; treat as EOF.
-            if 'EOF' in str(e) or 'UNEXPECTED' in str(e).upper():
-                data = b''
-            else:
-                raise
-        except ConnectionResetError:
-            data = b''
+        data = recv_or_eof(self.sock)
         if not data:
             self.eof = True
             return False

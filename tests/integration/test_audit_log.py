@@ -24,7 +24,7 @@ import tempfile
 import unittest
 import uuid
 
-from duet_harness import DuetTestCase, Server, raw_request, run_duetd, ssl_context, unique_id
+from duet_harness import DuetTestCase, Server, raw_request, run_duetd, ssl_context, stop_checked, unique_id
 
 TIME_RE = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$')
 WAIT = 5.0
@@ -110,18 +110,8 @@ class AuditLogCase(DuetTestCase):
         srv = Server(extra_args=args)
         srv.__enter__()
         self._server = srv
-        self.addCleanup(self._stop_server, srv)
+        self.addCleanup(stop_checked, srv)
         return srv
-
-    def _stop_server(self, srv):
-        try:
-            rc = srv.stop()
-        finally:
-            log = srv.log()
-            srv.cleanup()
-        if rc != 0:
-            raise AssertionError('duetd exited with %s on SIGTERM (expected 0).\nstderr:\n%s'
-                                 % (rc, log))
 
     def stop_server(self):
         rc = self._server.stop()

@@ -11,7 +11,7 @@ import unittest
 import urllib.parse
 import uuid
 
-from duet_harness import ConnectionClosedEarly, Server, make_cert, raw_request, run_duetd
+from duet_harness import ConnectionClosedEarly, Server, make_cert, raw_request, run_duetd, stop_checked
 
 SECRET = ('DUET-SECRET-%s' % uuid.uuid4().hex).encode()
 PASSWD_MARK = b'root:x:0:0'
@@ -132,14 +132,10 @@ class StaticFilesTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        srv = cls.server
         try:
-            rc = srv.stop()
+            stop_checked(cls.server)
         finally:
-            srv.cleanup()
             shutil.rmtree(cls.tmp, ignore_errors=True)
-        if rc != 0:
-            raise AssertionError('duetd exited with %s on SIGTERM.\nstderr:\n%s' % (rc, srv.log()))
 
     def tearDown(self):
         self.server.assert_alive()
