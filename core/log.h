@@ -12,6 +12,12 @@ void duet__log(duet_log_level_t level, const char *fmt, ...)
 #define DUET_ERROR(...) duet__log(DUET_LOG_ERROR, __VA_ARGS__)
 #define DUET_WARN(...) duet__log(DUET_LOG_WARN, __VA_ARGS__)
 #define DUET_INFO(...) duet__log(DUET_LOG_INFO, __VA_ARGS__)
-#define DUET_DEBUG(...) duet__log(DUET_LOG_DEBUG, __VA_ARGS__)
+/* Debug records sit on per-connection paths: skip formatting their arguments
+ * (connection names, ...) unless debug logging is on. */
+#define DUET_DEBUG(...)                                                                                 \
+  do {                                                                                                  \
+    if (duet__log_level() >= DUET_LOG_DEBUG)                                                            \
+      duet__log(DUET_LOG_DEBUG, __VA_ARGS__);                                                           \
+  } while (0)
 
 #endif
