@@ -63,10 +63,12 @@ const char *duet__conn_name(const duet_conn_t *conn, char buf[static 64]) {
   return buf;
 }
 
-void duet__conns_init(duet_conns_t *conns, size_t plugin_count, size_t max_queued_bytes) {
+void duet__conns_init(duet_conns_t *conns, size_t plugin_count, size_t max_queued_bytes,
+                      size_t max_queued_bytes_total) {
   memset(conns, 0, sizeof *conns);
   conns->plugin_count = plugin_count;
   conns->max_queued_bytes = max_queued_bytes;
+  conns->max_queued_bytes_total = max_queued_bytes_total;
 }
 
 static void free_queue(duet_conn_t *conn) {
@@ -77,6 +79,7 @@ static void free_queue(duet_conn_t *conn) {
     f = next;
   }
   conn->queue_head = conn->queue_tail = NULL;
+  conn->conns->queued_bytes_total -= conn->queued_bytes;
   conn->queued_bytes = 0;
 }
 
@@ -156,17 +159,53 @@ void duet__conns_remove(duet_conns_t *conns, duet_conn_t *conn) {
   free_conn(conn);
 }
 
+/* The connection holding the most queued bytes, or NULL when none holds any. */
+static duet_conn_t *heaviest(const duet_conns_t *conns) {
+  duet_conn_t *most = NULL;
+  for (size_t i = 0; i < conns->slot_count; i++) {
+    duet_conn_t *c = conns->slots[i];
+    if (c && c->queued_bytes && (!most || c->queued_bytes > most->queued_bytes))
+      most = c;
+  }
+  return most;
+}
+
+/* Slow readers together may hold at most max_queued_bytes_total: the ones
+ * holding the most are dropped until len more fits. A scan of every
+ * connection, but only when the budget is hit, and each drop frees the
+ * largest queue. */
+static void make_room(duet_conns_t *conns, size_t len) {
+  while (conns->queued_bytes_total + len > conns->max_queued_bytes_total) {
+    duet_conn_t *victim = heaviest(conns);
+    if (!victim)
+      return;
+    char name[64];
+    DUET_WARN_LIMITED("send budget full",
+                      "the clients that do not read hold %zu bytes, the limit for all (--max-queued-bytes-total); "
+                      "closing %s, which holds the most (%zu bytes)",
+                      conns->queued_bytes_total, duet__conn_name(victim, name), victim->queued_bytes);
+    conns->budget_closes++;
+    free_queue(victim);
+    duet__conn_close(victim, LWS_CLOSE_STATUS_POLICY_VIOLATION, "server send budget full", DUET_CLOSE_LIMIT);
+  }
+}
+
 int duet__conn_send(duet_conns_t *conns, duet_conn_t *conn, const char *data, size_t len) {
   if (conn->closing)
     return DUET_ENOCONN;
   if (conn->queued_bytes + len > conns->max_queued_bytes) {
     char name[64];
-    DUET_WARN("connection %s: more than %zu bytes queued to a slow client, closing it", duet__conn_name(conn, name),
-              conns->max_queued_bytes);
+    DUET_WARN_LIMITED("send queue full", "connection %s: more than %zu bytes queued to a slow client, closing it",
+                      duet__conn_name(conn, name), conns->max_queued_bytes);
     /* Waiting for the backlog to drain would let the client hold the memory. */
     free_queue(conn);
     duet__conn_close(conn, LWS_CLOSE_STATUS_POLICY_VIOLATION, "send queue full", DUET_CLOSE_LIMIT);
     return DUET_ENOBUFS;
+  }
+  if (conns->queued_bytes_total + len > conns->max_queued_bytes_total) {
+    make_room(conns, len);
+    if (conn->closing || conns->queued_bytes_total + len > conns->max_queued_bytes_total)
+      return DUET_ENOBUFS;
   }
   duet_frame_t *f = malloc(sizeof *f + LWS_PRE + len);
   if (!f)
@@ -182,6 +221,9 @@ int duet__conn_send(duet_conns_t *conns, duet_conn_t *conn, const char *data, si
     conn->queue_head = f;
   conn->queue_tail = f;
   conn->queued_bytes += len;
+  conns->queued_bytes_total += len;
+  if (conns->queued_bytes_total > conns->queued_bytes_peak)
+    conns->queued_bytes_peak = conns->queued_bytes_total;
   /* A non-empty queue has asked already: with libuv every ask costs lws an
    * epoll_ctl round trip, so ask once per batch. */
   if (was_empty)
@@ -216,6 +258,7 @@ static void pop_frame(duet_conn_t *conn) {
   if (!conn->queue_head)
     conn->queue_tail = NULL;
   conn->queued_bytes -= f->len;
+  conn->conns->queued_bytes_total -= f->len;
   free(f);
 }
 
@@ -262,7 +305,7 @@ int duet__conn_on_writeable(duet_conn_t *conn) {
   if (conn->queue_head) {
     if (write_batch(conn) < 0) {
       char name[64];
-      DUET_INFO("connection %s: write failed, closing", duet__conn_name(conn, name));
+      DUET_INFO_LIMITED("write failed", "connection %s: write failed, closing", duet__conn_name(conn, name));
       return -1;
     }
     if (conn->queue_head || conn->closing)

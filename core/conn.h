@@ -66,14 +66,19 @@ typedef struct duet_conns {
   size_t slot_count;
   size_t live;
   size_t plugin_count;
-  size_t max_queued_bytes;
+  size_t max_queued_bytes;       /* per connection */
+  size_t max_queued_bytes_total; /* all connections together */
+  size_t queued_bytes_total;
+  size_t queued_bytes_peak;      /* the most queued at once since start */
+  uint64_t budget_closes;        /* connections dropped for the total */
   /* Called when a close starts, so plugins can hear of it at once rather
    * than after the close handshake (which a dead peer never answers). */
   void (*on_closing)(void *data, duet_conn_t *conn);
   void *on_closing_data;
 } duet_conns_t;
 
-void duet__conns_init(duet_conns_t *conns, size_t plugin_count, size_t max_queued_bytes);
+void duet__conns_init(duet_conns_t *conns, size_t plugin_count, size_t max_queued_bytes,
+                      size_t max_queued_bytes_total);
 void duet__conns_destroy(duet_conns_t *conns);
 
 /* "address#slot", the connection's name in logs. */
@@ -88,7 +93,8 @@ void duet__conns_remove(duet_conns_t *conns, duet_conn_t *conn);
 
 /* Queues a copy of one text frame. Returns 0, DUET_ENOCONN when closing,
  * DUET_ENOBUFS when the queue would exceed its bound (the connection is
- * then closed with 1008), DUET_ENOMEM. */
+ * then closed with 1008; when all queues together would exceed theirs, the
+ * connections holding the most are closed first), DUET_ENOMEM. */
 int duet__conn_send(duet_conns_t *conns, duet_conn_t *conn, const char *data, size_t len);
 /* Starts a graceful close: queued frames go out, then a close frame. why
  * is what plugins hear in on_close. */

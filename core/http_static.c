@@ -121,7 +121,9 @@ static int serve_admin(duet_server_t *server, struct lws *wsi, const char *uri, 
     out = open_memstream(&text, &len);
     if (!out)
       return -1;
-    duet__metrics_render(&server->metrics, out, server->conns.live, (double)uptime_ms / 1000.0);
+    duet_metrics_live_t live;
+    duet__server_metrics_live(server, &live);
+    duet__metrics_render(&server->metrics, out, &live);
     fclose(out);
     int r = respond_body(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4; charset=utf-8", text, len, head_only);
     free(text);
@@ -220,7 +222,7 @@ static int serve_file(struct lws *wsi, http_session_t *s, const char *path, cons
 
   s->fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (s->fd < 0) {
-    DUET_WARN("cannot open %s: %s", path, strerror(errno));
+    DUET_WARN_LIMITED("cannot open a served file", "cannot open %s: %s", path, strerror(errno));
     return -1; /* headers are out: all we can do is drop the connection */
   }
   s->has_file = 1;

@@ -5,6 +5,7 @@
 #include "duet_build_config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -20,6 +21,54 @@
 /* Bounded work per wake-up keeps one busy listener from starving the loop. */
 #define ACCEPTS_PER_WAKE 64
 
+/* Out of descriptors, the listener stays readable while connections wait:
+ * it pauses instead, this long at first, doubling while it lasts. */
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 800
+
+static void on_readable(uv_poll_t *poll, int status, int events);
+
+static void resume_accepting(uv_timer_t *timer) {
+  duet_listener_t *l = timer->data;
+  if (l->open)
+    uv_poll_start(&l->poll, UV_READABLE, on_readable);
+}
+
+/* libuv's answer to EMFILE: a descriptor kept in reserve is given up for a
+ * moment to accept the waiting connections and close them at once, so
+ * clients hear "no" instead of hanging in the backlog. */
+static unsigned shed_waiting(duet_listener_t *l) {
+  unsigned shed = 0;
+  if (l->reserve_fd < 0)
+    return 0;
+  close(l->reserve_fd);
+  for (; shed < ACCEPTS_PER_WAKE; shed++) {
+    int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+      break;
+    close(fd);
+  }
+  l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return shed;
+}
+
+static void out_of_descriptors(duet_listener_t *l, int error) {
+  unsigned shed = shed_waiting(l);
+  l->shed += shed;
+  l->pauses++;
+  l->backoff_ms = l->backoff_ms ? l->backoff_ms * 2 : BACKOFF_MIN_MS;
+  if (l->backoff_ms > BACKOFF_MAX_MS)
+    l->backoff_ms = BACKOFF_MAX_MS;
+  DUET_WARN_LIMITED("out of file descriptors",
+                    "cannot accept connections: %s; closed %u waiting connection(s), pausing for %u ms "
+                    "(raise the open-files limit, e.g. LimitNOFILE= in the systemd unit or ulimit -n, or "
+                    "lower --max-connections)",
+                    error == ENFILE ? "the system's open-files table is full" : "duetd's open-files limit is reached",
+                    shed, l->backoff_ms);
+  uv_poll_stop(&l->poll);
+  uv_timer_start(&l->backoff_timer, resume_accepting, l->backoff_ms, 0);
+}
+
 static void on_readable(uv_poll_t *poll, int status, int events) {
   duet_listener_t *l = poll->data;
   (void)events;
@@ -29,9 +78,10 @@ static void on_readable(uv_poll_t *poll, int status, int events) {
     int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EMFILE || errno == ENFILE)
-        DUET_WARN("cannot accept a connection: out of file descriptors (raise the limit: ulimit -n)");
+        out_of_descriptors(l, errno);
       return; /* EAGAIN: drained; anything else: try again on the next wake */
     }
+    l->backoff_ms = 0;
     /* Signaling messages are small and latency matters: no Nagle delay
      * (measured by tools/bench: p99 at 5,000 msg/s from 41 ms to ~1 ms). */
     int one = 1;
@@ -51,8 +101,12 @@ static void on_readable(uv_poll_t *poll, int status, int events) {
     struct lws *wsi = lws_adopt_descriptor_vhost(
         l->vhost, LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | (l->plain_http ? 0 : LWS_ADOPT_ALLOW_SSL), desc, NULL, NULL);
     if (!wsi) {
-      /* lws closes fd itself when adoption fails. */
-      DUET_WARN("libwebsockets refused an accepted connection");
+      /* lws closes fd itself when adoption fails: most often a TLS
+       * handshake that failed at once (its ClientHello had arrived). */
+      l->refused++;
+      DUET_WARN_LIMITED("connection dropped on adoption",
+                        "dropped a new connection: its TLS handshake failed at once, or libwebsockets could not "
+                        "take it (out of memory or descriptors)");
       continue;
     }
     if (l->tag)
@@ -85,6 +139,7 @@ int duet__listener_open(duet_listener_t *l, uv_loop_t *loop, struct lws_vhost *v
   l->plain_http = plain_http;
   l->tag = tag;
   l->fd = -1;
+  l->reserve_fd = -1;
   l->vhost = vhost;
   int fd;
 
@@ -150,6 +205,9 @@ int duet__listener_open(duet_listener_t *l, uv_loop_t *loop, struct lws_vhost *v
     return r;
   }
   l->poll.data = l;
+  uv_timer_init(loop, &l->backoff_timer);
+  l->backoff_timer.data = l;
+  l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   l->open = 1;
   uv_poll_start(&l->poll, UV_READABLE, on_readable);
   return 0;
@@ -159,6 +217,9 @@ static void on_closed(uv_handle_t *handle) {
   duet_listener_t *l = handle->data;
   close(l->fd);
   l->fd = -1;
+  if (l->reserve_fd >= 0)
+    close(l->reserve_fd);
+  l->reserve_fd = -1;
 }
 
 void duet__listener_close(duet_listener_t *l) {
@@ -166,5 +227,6 @@ void duet__listener_close(duet_listener_t *l) {
     return;
   l->open = 0;
   uv_poll_stop(&l->poll);
+  uv_close((uv_handle_t *)&l->backoff_timer, NULL);
   uv_close((uv_handle_t *)&l->poll, on_closed);
 }

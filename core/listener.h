@@ -13,10 +13,16 @@ struct lws_vhost;
 
 typedef struct duet_listener {
   uv_poll_t poll;
+  uv_timer_t backoff_timer; /* accepting paused while out of descriptors */
   int fd;
+  int reserve_fd;           /* given up for a moment to shed connections at EMFILE */
   int open;
+  unsigned backoff_ms;
   struct lws_vhost *vhost;
   unsigned long long accepted;
+  unsigned long long shed;    /* accepted and closed at once for lack of descriptors */
+  unsigned long long pauses;  /* times accepting paused for lack of descriptors */
+  unsigned long long refused; /* libwebsockets did not take an accepted socket */
   int plain_http; /* set before open: no TLS on this socket even if the vhost has it */
   void *tag;      /* set before open: given to every connection as lws opaque user data */
 } duet_listener_t;

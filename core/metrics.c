@@ -107,10 +107,39 @@ static void put_label(FILE *out, const char *value) {
   }
 }
 
-void duet__metrics_render(const duet_metrics_t *m, FILE *out, size_t connections_open, double uptime_s) {
+static void put_value(FILE *out, const char *name, const char *type, const char *help, unsigned long long value) {
+  fprintf(out, "# HELP duet_%s %s\n# TYPE duet_%s %s\nduet_%s %llu\n", name, help, name, type, name, value);
+}
+
+/* What protects the server from floods: descriptors, send memory, log. */
+static void render_protection(FILE *out, const duet_metrics_live_t *live) {
+  put_value(out, "connections_shed_total", "counter",
+            "TCP connections closed right after accept because duetd was out of file descriptors.",
+            live->connections_shed);
+  put_value(out, "accept_pauses_total", "counter",
+            "Times duetd stopped accepting for a moment because it was out of file descriptors.",
+            live->accept_pauses);
+  put_value(out, "connections_dropped_on_adoption_total", "counter",
+            "Accepted connections that failed at once (most often a TLS handshake) before any request.",
+            live->adoptions_refused);
+  put_value(out, "open_files_limit", "gauge", "The open-files limit duetd runs with.", live->open_files_limit);
+  put_value(out, "send_queue_bytes", "gauge", "Bytes waiting in all send queues now.", live->queued_bytes);
+  put_value(out, "send_queue_bytes_peak", "gauge", "The most bytes waiting in all send queues at once since start.",
+            live->queued_bytes_peak);
+  put_value(out, "send_queue_bytes_limit", "gauge", "--max-queued-bytes-total: the bound on all send queues.",
+            live->queued_bytes_limit);
+  put_value(out, "send_budget_closes_total", "counter",
+            "Connections closed because all send queues together reached --max-queued-bytes-total.",
+            live->queue_budget_closes);
+  put_value(out, "log_lines_suppressed_total", "counter",
+            "Repeated log lines left out by the per-kind log limit (each kind has a summary line).",
+            live->log_lines_suppressed);
+}
+
+void duet__metrics_render(const duet_metrics_t *m, FILE *out, const duet_metrics_live_t *live) {
   fprintf(out, "# HELP duet_connections_open WebSocket connections open now.\n"
                "# TYPE duet_connections_open gauge\nduet_connections_open %zu\n",
-          connections_open);
+          live->connections_open);
   fprintf(out, "# HELP duet_connections_accepted_total WebSocket connections accepted.\n"
                "# TYPE duet_connections_accepted_total counter\nduet_connections_accepted_total %llu\n",
           (unsigned long long)m->accepted);
@@ -144,11 +173,12 @@ void duet__metrics_render(const duet_metrics_t *m, FILE *out, size_t connections
     fprintf(out, "\n# TYPE duet_%s %s\nduet_%s %lld\n", metric->name,
             metric->type == DUET_METRIC_COUNTER ? "counter" : "gauge", metric->name, (long long)metric->value);
   }
+  render_protection(out, live);
   fprintf(out, "# HELP duet_process_resident_memory_bytes Resident memory of duetd.\n"
                "# TYPE duet_process_resident_memory_bytes gauge\nduet_process_resident_memory_bytes %ld\n",
           resident_bytes());
   fprintf(out, "# HELP duet_uptime_seconds Seconds since duetd started.\n"
                "# TYPE duet_uptime_seconds gauge\nduet_uptime_seconds %.3f\n",
-          uptime_s);
+          live->uptime_s);
 }
 #endif

@@ -39,7 +39,22 @@ int duet__metrics_add(duet_metrics_t *m, int64_t id, int64_t delta);
 int duet__metrics_set(duet_metrics_t *m, int64_t id, int64_t value);
 void duet__metrics_count_error(duet_metrics_t *m, const char *code);
 
-/* Writes the whole exposition; live values come from the caller. */
-void duet__metrics_render(const duet_metrics_t *m, FILE *out, size_t connections_open, double uptime_s);
+/* Values that live elsewhere in the server, read when /metrics is asked for. */
+typedef struct duet_metrics_live {
+  size_t connections_open;
+  double uptime_s;
+  uint64_t connections_shed;     /* accepted and closed at once: out of descriptors */
+  uint64_t accept_pauses;        /* times accepting paused: out of descriptors */
+  uint64_t adoptions_refused;    /* failed at once (TLS) or refused by libwebsockets */
+  size_t open_files_limit;
+  size_t queued_bytes;           /* waiting in every send queue now */
+  size_t queued_bytes_peak;
+  size_t queued_bytes_limit;     /* --max-queued-bytes-total */
+  uint64_t queue_budget_closes;  /* connections dropped to stay within it */
+  uint64_t log_lines_suppressed;
+} duet_metrics_live_t;
+
+/* Writes the whole exposition. */
+void duet__metrics_render(const duet_metrics_t *m, FILE *out, const duet_metrics_live_t *live);
 
 #endif

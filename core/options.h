@@ -30,6 +30,7 @@ typedef struct duet_options {
   size_t mount_count;
   size_t max_message_bytes;
   size_t max_queued_bytes;
+  size_t max_queued_bytes_total; /* all connections' send queues together */
   size_t max_connections;        /* WebSocket connections in all */
   size_t max_connections_per_ip; /* WebSocket connections from one address */
   unsigned max_messages_per_second; /* per connection; bursts of twice that */

@@ -17,6 +17,9 @@ struct duet_host_ctx {
   duet_server_t *server;
   size_t index;
   const char *name;
+  /* A plugin may log per connection (keepalive's timeouts): a flood of
+   * clients must not become a flood of lines. */
+  duet_log_limit_t log_limit;
 };
 
 typedef struct plugin {
@@ -244,7 +247,11 @@ static const char *host_config_get(duet_host_ctx_t *ctx, const char *key) {
 static void host_log(duet_host_ctx_t *ctx, duet_log_level_t level, const char *message) {
   if (level > DUET_LOG_DEBUG)
     level = DUET_LOG_DEBUG;
-  duet__log(level, "%s: %s", ctx->name, message ? message : "");
+  if (!ctx->log_limit.kind) {
+    ctx->log_limit.kind = ctx->name;
+    ctx->log_limit.burst = 10;
+  }
+  duet__log_limited(&ctx->log_limit, level, "%s: %s", ctx->name, message ? message : "");
 }
 
 static int host_msg_string(duet_host_ctx_t *ctx, const duet_msg_t *msg, const char *pointer,
@@ -569,6 +576,7 @@ void duet__plugins_unload(duet_plugins_t *plugins) {
     if (p->lib_open && !getenv("DUET_KEEP_PLUGINS_LOADED"))
       uv_dlclose(&p->lib);
     free(p->source);
+    duet__log_limit_release(&p->ctx.log_limit);
   }
   if (plugins->server)
     plugins->server->plugins = NULL;

@@ -21,6 +21,7 @@
 #include <openssl/ssl.h>
 
 #include "dev_cert.h"
+#include "fd_limit.h"
 #include "listener.h"
 #include "log.h"
 #include "message.h"
@@ -180,8 +181,9 @@ check_final:
 /* glibc keeps freed memory until asked: after a mass disconnect (100+ MB),
  * and after a burst of TLS handshakes, whose scratch memory leaves holes
  * between the connections that stay (~3 KiB per connection). Give it back
- * now and then, not per connection. */
-static void trim_memory(uv_timer_t *timer) {
+ * now and then, not per connection. And a flood that stopped still gets
+ * the summary of the log lines it caused. */
+static void housekeeping(uv_timer_t *timer) {
   duet_server_t *server = timer->data;
   if (server->churn_since_trim >= 256) {
     server->churn_since_trim = 0;
@@ -189,6 +191,25 @@ static void trim_memory(uv_timer_t *timer) {
     malloc_trim(0);
 #endif
   }
+  duet__log_flush_suppressed();
+}
+
+void duet__server_metrics_live(const duet_server_t *server, duet_metrics_live_t *live) {
+  const duet_listener_t *listeners[] = {&server->listener, &server->admin_listener, &server->redirect_listener};
+  memset(live, 0, sizeof *live);
+  live->connections_open = server->conns.live;
+  live->uptime_s = (double)(uv_now(&server->loop) - server->started_ms) / 1000.0;
+  for (size_t i = 0; i < sizeof listeners / sizeof listeners[0]; i++) {
+    live->connections_shed += listeners[i]->shed;
+    live->accept_pauses += listeners[i]->pauses;
+    live->adoptions_refused += listeners[i]->refused;
+  }
+  live->open_files_limit = server->open_files_limit;
+  live->queued_bytes = server->conns.queued_bytes_total;
+  live->queued_bytes_peak = server->conns.queued_bytes_peak;
+  live->queued_bytes_limit = server->conns.max_queued_bytes_total;
+  live->queue_budget_closes = server->conns.budget_closes;
+  live->log_lines_suppressed = duet__log_suppressed_total();
 }
 
 static void on_closed(duet_server_t *server, duet_conn_t *conn) {
@@ -266,7 +287,8 @@ static int origin_allowed(duet_server_t *server, struct lws *wsi) {
       return 1;
   }
 refuse:
-  DUET_WARN("refused a WebSocket from origin %.100s (allow it with --allow-origin)", n > 0 ? origin : "(too long)");
+  DUET_WARN_LIMITED("refused origin", "refused a WebSocket from origin %.100s (allow it with --allow-origin)",
+                    n > 0 ? origin : "(too long)");
   duet__metrics_count_error(&server->metrics, "origin-refused");
   return 0;
 }
@@ -325,7 +347,11 @@ static int admit(duet_server_t *server, duet_conn_t *conn) {
   }
   if (code) {
     char name[64];
-    DUET_WARN("connection %s refused: %s", duet__conn_name(conn, name), code);
+    if (code[0] == 's')
+      DUET_WARN_LIMITED("server full", "connection %s refused: %s", duet__conn_name(conn, name), code);
+    else
+      DUET_WARN_LIMITED("too many connections from one address", "connection %s refused: %s",
+                        duet__conn_name(conn, name), code);
     conn->plugins_told = true; /* plugins never heard of it */
     conn->ready = true;
     reject(server, conn, code, text);
@@ -434,11 +460,14 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
 }
 
 static void lws_log_to_ours(int level, const char *line) {
+  /* lws logs some failures per connection (TLS errors among them): a few
+   * lines in full per interval, the rest counted. */
+  static duet_log_limit_t limit = {.kind = "libwebsockets", .burst = 5};
   size_t n = strlen(line);
   while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
     n--;
-  duet__log(level == LLL_ERR ? DUET_LOG_ERROR : level == LLL_WARN ? DUET_LOG_WARN : DUET_LOG_DEBUG,
-            "libwebsockets: %.*s", (int)n, line);
+  duet__log_limited(&limit, level == LLL_ERR ? DUET_LOG_ERROR : level == LLL_WARN ? DUET_LOG_WARN : DUET_LOG_DEBUG,
+                    "libwebsockets: %.*s", (int)n, line);
 }
 
 static void grace_over(uv_timer_t *timer) {
@@ -579,7 +608,7 @@ static void close_own_handles(duet_server_t *server) {
   uv_close((uv_handle_t *)&server->shutdown_timer, NULL);
   uv_close((uv_handle_t *)&server->open_timer, NULL);
   uv_close((uv_handle_t *)&server->closing_timer, NULL);
-  uv_close((uv_handle_t *)&server->trim_timer, NULL);
+  uv_close((uv_handle_t *)&server->housekeeping_timer, NULL);
 }
 
 int duet_server_run(const duet_options_t *opt) {
@@ -614,11 +643,13 @@ int duet_server_run(const duet_options_t *opt) {
     exit_code = 0;
     goto out_plugins;
   }
-  duet__conns_init(&server->conns, duet__plugins_count(server->plugins), opt->max_queued_bytes);
+  duet__conns_init(&server->conns, duet__plugins_count(server->plugins), opt->max_queued_bytes,
+                   opt->max_queued_bytes_total);
   server->conns.on_closing = on_closing;
   server->conns.on_closing_data = server;
   uv_update_time(&server->loop);
   server->started_ms = uv_now(&server->loop);
+  server->open_files_limit = duet__fd_limit_raise(opt->max_connections);
 
   /* TLS material: the user's pair, or a development certificate we make. */
   char state_buf[PATH_MAX], cert_path[PATH_MAX], key_path[PATH_MAX];
@@ -761,9 +792,9 @@ int duet_server_run(const duet_options_t *opt) {
   uv_timer_init(&server->loop, &server->shutdown_timer);
   uv_timer_init(&server->loop, &server->open_timer);
   uv_timer_init(&server->loop, &server->closing_timer);
-  uv_timer_init(&server->loop, &server->trim_timer);
-  server->closing_timer.data = server->trim_timer.data = server;
-  uv_timer_start(&server->trim_timer, trim_memory, 5000, 5000);
+  uv_timer_init(&server->loop, &server->housekeeping_timer);
+  server->closing_timer.data = server->housekeeping_timer.data = server;
+  uv_timer_start(&server->housekeeping_timer, housekeeping, 5000, 5000);
   server->sigint.data = server->sigterm.data = server->sighup.data = server;
   server->shutdown_timer.data = server->open_timer.data = server;
   uv_signal_start(&server->sigint, on_signal, SIGINT);

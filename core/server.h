@@ -45,7 +45,7 @@ struct duet_server {
   uv_timer_t shutdown_timer;
   uv_timer_t open_timer;
   uv_timer_t closing_timer;  /* tells plugins of closes started this turn */
-  uv_timer_t trim_timer;     /* returns freed memory to the system after much churn */
+  uv_timer_t housekeeping_timer; /* returns freed memory after much churn; reports suppressed log lines */
   size_t churn_since_trim;   /* connections opened or closed since the last trim */
   uint64_t *closing_ids;
   size_t closing_count, closing_cap;
@@ -54,6 +54,7 @@ struct duet_server {
   duet_ip_table_t ips;       /* WebSocket connections per client address */
   duet_metrics_t metrics;
   uint64_t started_ms;
+  size_t open_files_limit;
   int shutting_down;
   int tearing_down; /* the main loop run is over */
   int handles_started; /* sigint, sigterm, shutdown_timer need closing */
@@ -62,6 +63,9 @@ struct duet_server {
 /* Sends {"error":{"code":...,"message":...}} to conn. */
 int duet__server_send_error(duet_server_t *server, duet_conn_t *conn, const char *code,
                             const char *message);
+
+/* Fills live with the values /metrics shows that are not counters of its own. */
+void duet__server_metrics_live(const duet_server_t *server, duet_metrics_live_t *live);
 
 /* Static files: the HTTP side of the vhost (http_static.c). */
 struct lws;

@@ -131,6 +131,11 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
                  "Bytes that may wait for one slow client before it is disconnected")
       ->check(CLI::Range(static_cast<std::size_t>(4096), static_cast<std::size_t>(1024 * 1024 * 1024)))
       ->capture_default_str();
+  app.add_option("--max-queued-bytes-total", o.max_queued_bytes_total,
+                 "Bytes that may wait for all slow clients together; past it the clients holding the most are "
+                 "disconnected (bounds memory on a small board)")
+      ->check(CLI::Range(static_cast<std::size_t>(4096), static_cast<std::size_t>(1024) * 1024 * 1024 * 64))
+      ->capture_default_str();
   app.add_option("--max-connections", o.max_connections,
                  "WebSocket connections in all; more get a server-full error and are closed")
       ->check(CLI::Range(static_cast<std::size_t>(1), static_cast<std::size_t>(10000000)))
@@ -335,6 +340,11 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
     err << "--http-redirect-port and --hsts need TLS: drop --no-tls\n";
     return 2;
   }
+  if (o.max_queued_bytes_total < o.max_queued_bytes) {
+    err << "--max-queued-bytes-total (" << o.max_queued_bytes_total << ") must be at least --max-queued-bytes ("
+        << o.max_queued_bytes << "): one slow client may hold that much\n";
+    return 2;
+  }
   if (o.web_root.empty())
     o.web_root = default_web;
 
@@ -350,6 +360,7 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
   c.mount_count = o.mounts_.size();
   c.max_message_bytes = o.max_message_bytes;
   c.max_queued_bytes = o.max_queued_bytes;
+  c.max_queued_bytes_total = o.max_queued_bytes_total;
   c.max_connections = o.max_connections;
   c.max_connections_per_ip = o.max_connections_per_ip;
   c.max_messages_per_second = o.max_messages_per_second;

@@ -18,6 +18,7 @@ struct CliOptions {
   std::vector<std::string> mount_specs;
   std::size_t max_message_bytes = 64 * 1024;
   std::size_t max_queued_bytes = 1024 * 1024;
+  std::size_t max_queued_bytes_total = 64 * 1024 * 1024;
   std::size_t max_connections = 10000;
   std::size_t max_connections_per_ip = 32;
   unsigned max_messages_per_second = 50;

@@ -270,6 +270,15 @@ class InstalledTreeTest(unittest.TestCase):
         for setting in HARDENING:
             self.assertIn(setting, lines)
 
+    def test_the_units_open_files_limit_fits_the_default_max_connections(self):
+        # duetd warns at start when its limit is below --max-connections + 240.
+        help_text = self.run_installed('--help').stdout
+        default = re.search(r'--max-connections UINT[^\n]*?=(\d+)', help_text)
+        self.assertIsNotNone(default, help_text)
+        limit = re.search(r'(?m)^LimitNOFILE=(\d+)$', self.unit_text())
+        self.assertIsNotNone(limit, self.unit_text())
+        self.assertEqual(int(limit.group(1)), int(default.group(1)) + 240)
+
     def systemd_analyze(self):
         tool = shutil.which('systemd-analyze')
         if tool is None:

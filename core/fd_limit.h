@@ -1,0 +1,19 @@
+/* The open-files limit: every connection, handshake in flight, listener and
+ * log file is a descriptor, and a limit too low for --max-connections makes
+ * the server refuse clients long before its own limits do. */
+#ifndef DUET_FD_LIMIT_H
+#define DUET_FD_LIMIT_H
+
+#include <stddef.h>
+
+/* Descriptors beyond one per WebSocket: TLS handshakes and HTTP requests in
+ * flight, listeners, the event loop's own, plugins' files. */
+#define DUET_FD_HEADROOM 240
+
+/* Raises the soft RLIMIT_NOFILE to the hard limit, logs the limit it got,
+ * and warns (saying how to raise it) when that is below what
+ * max_connections needs. Returns the limit now in force. Call it before
+ * libwebsockets starts: lws sizes its tables by the limit it finds. */
+size_t duet__fd_limit_raise(size_t max_connections);
+
+#endif
