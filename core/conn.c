@@ -8,6 +8,7 @@
 
 #include "duet/plugin.h"
 #include "log.h"
+#include "message.h"
 
 /* lws 4.1 keeps its close opcode (4) out of the public enum ("handled by
  * lws_close_reason()"), but lws_write() accepts it; see duet__conn_on_writeable. */
@@ -229,6 +230,14 @@ int duet__conn_send(duet_conns_t *conns, duet_conn_t *conn, const char *data, si
   if (was_empty)
     lws_callback_on_writable(conn->wsi);
   return 0;
+}
+
+int duet__conn_send_error(duet_conns_t *conns, duet_conn_t *conn, const char *code, const char *message) {
+  char frame[DUET_ERROR_FRAME_MAX];
+  size_t n = duet__error_frame(frame, code, message);
+  char name[64];
+  DUET_DEBUG("connection %s: error %s: %s", duet__conn_name(conn, name), code, message);
+  return duet__conn_send(conns, conn, frame, n);
 }
 
 void duet__conn_close(duet_conn_t *conn, int code, const char *reason, duet_close_reason_t why) {

@@ -96,6 +96,9 @@ void duet__conns_remove(duet_conns_t *conns, duet_conn_t *conn);
  * then closed with 1008; when all queues together would exceed theirs, the
  * connections holding the most are closed first), DUET_ENOMEM. */
 int duet__conn_send(duet_conns_t *conns, duet_conn_t *conn, const char *data, size_t len);
+/* Queues {"error":{"code":...,"message":...}} (duet__error_frame) to conn;
+ * returns as duet__conn_send. */
+int duet__conn_send_error(duet_conns_t *conns, duet_conn_t *conn, const char *code, const char *message);
 /* Starts a graceful close: queued frames go out, then a close frame. why
  * is what plugins hear in on_close. */
 void duet__conn_close(duet_conn_t *conn, int code, const char *reason, duet_close_reason_t why);

@@ -2,6 +2,7 @@
 #include "message.h"
 
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <new>
 #include <optional>
@@ -39,8 +40,43 @@ Decoder &decoder() {
 // parsing (valid_utf8), not by RapidJSON character by character.
 constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag;
 
-// Well-formed UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past
-// U+10FFFF. Signaling is nearly all ASCII, which goes eight bytes at a time.
+// The length of the well-formed UTF-8 sequence (RFC 3629) at s, of at most n
+// bytes: 1 to 4, or 0 when it is not one (an overlong form, a surrogate,
+// past U+10FFFF, a stray continuation byte, or cut short).
+size_t utf8_sequence(const unsigned char *s, size_t n) {
+  unsigned char c = s[0];
+  if (c < 0x80)
+    return 1;
+  size_t len;
+  uint32_t cp;
+  if (c >= 0xc2 && c <= 0xdf) {
+    len = 2;
+    cp = c & 0x1fu;
+  } else if (c >= 0xe0 && c <= 0xef) {
+    len = 3;
+    cp = c & 0x0fu;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    len = 4;
+    cp = c & 0x07u;
+  } else {
+    return 0;
+  }
+  if (n < len)
+    return 0;
+  for (size_t k = 1; k < len; k++) {
+    unsigned char d = s[k];
+    if ((d & 0xc0) != 0x80)
+      return 0;
+    cp = cp << 6 | (d & 0x3fu);
+  }
+  if (len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
+    return 0;
+  if (len == 4 && (cp < 0x10000 || cp > 0x10ffff))
+    return 0;
+  return len;
+}
+
+// Signaling is nearly all ASCII, which goes eight bytes at a time.
 bool valid_utf8(const unsigned char *s, size_t n) {
   size_t i = 0;
   while (i < n) {
@@ -52,36 +88,8 @@ bool valid_utf8(const unsigned char *s, size_t n) {
         continue;
       }
     }
-    unsigned char c = s[i];
-    if (c < 0x80) {
-      i++;
-      continue;
-    }
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xc2 && c <= 0xdf) {
-      len = 2;
-      cp = c & 0x1fu;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      len = 3;
-      cp = c & 0x0fu;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      len = 4;
-      cp = c & 0x07u;
-    } else {
-      return false;  // a continuation byte first, an overlong lead (c0, c1), or past U+10FFFF
-    }
-    if (n - i < len)
-      return false;
-    for (size_t k = 1; k < len; k++) {
-      unsigned char d = s[i + k];
-      if ((d & 0xc0) != 0x80)
-        return false;
-      cp = cp << 6 | (d & 0x3fu);
-    }
-    if (len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
-      return false;
-    if (len == 4 && (cp < 0x10000 || cp > 0x10ffff))
+    size_t len = utf8_sequence(s + i, n - i);
+    if (len == 0)
       return false;
     i += len;
   }
@@ -200,31 +208,54 @@ extern "C" int duet__message_string(const duet_msg_t *msg, const char *pointer, 
 
 extern "C" size_t duet__json_escape(char *out, size_t out_size, const char *s) {
   static const char hex[] = "0123456789abcdef";
-  size_t n = 0;
-  auto put = [&](char c) {
-    if (n + 1 < out_size)
-      out[n] = c;
-    ++n;
-  };
-  put('"');
-  for (const unsigned char *p = reinterpret_cast<const unsigned char *>(s); *p; ++p) {
-    unsigned char c = *p;
-    if (c == '"' || c == '\\') {
-      put('\\');
-      put(static_cast<char>(c));
-    } else if (c < 0x20) {
-      put('\\');
-      put('u');
-      put('0');
-      put('0');
-      put(hex[c >> 4]);
-      put(hex[c & 15]);
-    } else {
-      put(static_cast<char>(c));
-    }
+  if (out_size < 3) {
+    if (out_size > 0)
+      out[0] = '\0';
+    return 0;
   }
-  put('"');
-  if (out_size > 0)
-    out[n < out_size ? n : out_size - 1] = '\0';
+  const size_t room = out_size - 2;  // the closing quote and the NUL always fit
+  const unsigned char *p = reinterpret_cast<const unsigned char *>(s);
+  const size_t total = std::strlen(s);
+  size_t n = 0;
+  out[n++] = '"';
+  for (size_t i = 0; i < total;) {
+    char piece[6];
+    size_t len = 0, take = 1;
+    unsigned char c = p[i];
+    if (c == '"' || c == '\\') {
+      piece[len++] = '\\';
+      piece[len++] = static_cast<char>(c);
+    } else if (c < 0x20) {
+      std::memcpy(piece, "\\u00", 4);
+      len = 4;
+      piece[len++] = hex[c >> 4];
+      piece[len++] = hex[c & 15];
+    } else if (c < 0x80) {
+      piece[len++] = static_cast<char>(c);
+    } else if ((take = utf8_sequence(p + i, total - i)) != 0) {
+      std::memcpy(piece, p + i, take);
+      len = take;
+    } else {
+      std::memcpy(piece, "\\ufffd", 6);  // a JSON text must be valid UTF-8
+      len = 6;
+      take = 1;
+    }
+    if (n + len > room)
+      break;  // cut before a whole character, never inside one
+    std::memcpy(out + n, piece, len);
+    n += len;
+    i += take;
+  }
+  out[n++] = '"';
+  out[n] = '\0';
   return n;
+}
+
+extern "C" size_t duet__error_frame(char *out, const char *code, const char *message) {
+  char code_json[DUET_ERROR_CODE_MAX], message_json[DUET_ERROR_MESSAGE_MAX];
+  duet__json_escape(code_json, sizeof code_json, code);
+  duet__json_escape(message_json, sizeof message_json, message);
+  int n = std::snprintf(out, DUET_ERROR_FRAME_MAX, "{\"error\":{\"code\":%s,\"message\":%s}}", code_json,
+                        message_json);
+  return n < 0 ? 0 : static_cast<size_t>(n);
 }

@@ -82,7 +82,7 @@ static int host_send_error(duet_host_ctx_t *ctx, uint64_t id, const char *code, 
     return DUET_ENOCONN;
   if (!code || !message)
     return DUET_EINVAL;
-  return duet__server_send_error(ctx->server, conn, code, message);
+  return duet__conn_send_error(&ctx->server->conns, conn, code, message);
 }
 
 static int host_close(duet_host_ctx_t *ctx, uint64_t id, int ws_code, const char *reason,

@@ -37,21 +37,10 @@ typedef struct signaling_session {
 
 static duet_server_t *server_of(struct lws *wsi) { return lws_context_user(lws_get_context(wsi)); }
 
-int duet__server_send_error(duet_server_t *server, duet_conn_t *conn, const char *code,
-                            const char *message) {
-  char code_json[128], message_json[512], frame[700];
-  duet__json_escape(code_json, sizeof code_json, code);
-  duet__json_escape(message_json, sizeof message_json, message);
-  int n = snprintf(frame, sizeof frame, "{\"error\":{\"code\":%s,\"message\":%s}}", code_json, message_json);
-  char name[64];
-  DUET_DEBUG("connection %s: error %s: %s", duet__conn_name(conn, name), code, message);
-  return duet__conn_send(&server->conns, conn, frame, (size_t)n);
-}
-
 /* Refuses a client's message: the error answer, its metric and the
  * "duet.rejected" event (the audit log records it). */
 static void reject(duet_server_t *server, duet_conn_t *conn, const char *code, const char *message) {
-  duet__server_send_error(server, conn, code, message);
+  duet__conn_send_error(&server->conns, conn, code, message);
   duet__metrics_count_error(&server->metrics, code);
   char code_json[128], json[160];
   duet__json_escape(code_json, sizeof code_json, code);

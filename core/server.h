@@ -60,10 +60,6 @@ struct duet_server {
   int handles_started; /* sigint, sigterm, shutdown_timer need closing */
 };
 
-/* Sends {"error":{"code":...,"message":...}} to conn. */
-int duet__server_send_error(duet_server_t *server, duet_conn_t *conn, const char *code,
-                            const char *message);
-
 /* Fills live with the values /metrics shows that are not counters of its own. */
 void duet__server_metrics_live(const duet_server_t *server, duet_metrics_live_t *live);
 
