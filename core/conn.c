@@ -86,7 +86,7 @@ static void free_queue(duet_conn_t *conn) {
 
 static void free_conn(duet_conn_t *conn) {
   free_queue(conn);
-  free(conn->rx);
+  duet__reassembly_free(&conn->rx);
   free(conn->user_agent);
   free(conn->close_reason);
   free(conn);

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "duet/plugin.h"
+#include "reassembly.h"
 
 struct lws;
 typedef struct duet_frame duet_frame_t;
@@ -37,15 +38,11 @@ typedef struct duet_conn {
   duet_frame_t *queue_tail;
   size_t queued_bytes;
 
-  /* Reassembly of a fragmented message, bounded by max_message_bytes. */
-  char *rx;
-  size_t rx_len;
-  size_t rx_cap;
+  duet_reassembly_t rx; /* of a fragmented message, bounded by max_message_bytes */
 
   char *close_reason; /* NULL for none */
   int close_code;
   duet_close_reason_t close_why;
-  int rx_refused; /* the current message is being skipped: 1 too large, 2 binary */
   uint16_t port;
   uint16_t client_close_code; /* from the client's close frame, 0 if none */
   bool ready;         /* its first message was accepted */
@@ -65,6 +62,7 @@ typedef struct duet_conns {
   size_t free_count;
   size_t slot_count;
   size_t live;
+  bool draining;                 /* shutting down: plugins may still send to connections they were told closed */
   size_t plugin_count;
   size_t max_queued_bytes;       /* per connection */
   size_t max_queued_bytes_total; /* all connections together */

@@ -11,7 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "server.h"
+#include "http_static.h"
+
 #include "duet_build_config.h"
 
 #include <libwebsockets.h>
@@ -95,35 +96,35 @@ static int respond_body(struct lws *wsi, unsigned status, const char *content_ty
 }
 
 /* GET /healthz and /metrics. Returns 1 when uri is not one of them. */
-static int serve_admin(duet_server_t *server, struct lws *wsi, const char *uri, int head_only) {
-  int on_admin_socket = lws_get_opaque_user_data(wsi) == server->admin_listener.tag && server->admin_listener.tag;
+static int serve_admin(const duet_http_t *http, struct lws *wsi, const char *uri, int head_only) {
+  int on_admin_socket = http->admin_tag && lws_get_opaque_user_data(wsi) == http->admin_tag;
   /* With --admin-listen they are served there only. */
-  if (server->admin_listener.tag && !on_admin_socket)
+  if (http->admin_tag && !on_admin_socket)
     return 1;
   char *text = NULL;
   size_t len = 0;
   FILE *out = NULL;
-  uint64_t uptime_ms = uv_now(&server->loop) - server->started_ms;
-  if (strcmp(uri, "/healthz") == 0 && server->opt->health) {
+  duet_metrics_live_t live;
+  if (strcmp(uri, "/healthz") == 0 && http->opt->health) {
     out = open_memstream(&text, &len);
     if (!out)
       return -1;
-    fprintf(out, "{\"status\":\"%s\",\"connections\":%zu,\"uptime_s\":%.3f}\n",
-            server->shutting_down ? "stopping" : "ok", server->conns.live, (double)uptime_ms / 1000.0);
+    int stopping = http->status(http->status_data, &live);
+    fprintf(out, "{\"status\":\"%s\",\"connections\":%zu,\"uptime_s\":%.3f}\n", stopping ? "stopping" : "ok",
+            live.connections_open, live.uptime_s);
     fclose(out);
-    int r = respond_body(wsi, server->shutting_down ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK,
-                         "application/json", text, len, head_only);
+    int r = respond_body(wsi, stopping ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK, "application/json", text,
+                         len, head_only);
     free(text);
     return r;
   }
 #if DUET_WITH_METRICS
-  if (strcmp(uri, "/metrics") == 0 && server->opt->metrics) {
+  if (strcmp(uri, "/metrics") == 0 && http->opt->metrics) {
     out = open_memstream(&text, &len);
     if (!out)
       return -1;
-    duet_metrics_live_t live;
-    duet__server_metrics_live(server, &live);
-    duet__metrics_render(&server->metrics, out, &live);
+    http->status(http->status_data, &live);
+    duet__metrics_render(http->metrics, out, &live);
     fclose(out);
     int r = respond_body(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4; charset=utf-8", text, len, head_only);
     free(text);
@@ -135,9 +136,9 @@ static int serve_admin(duet_server_t *server, struct lws *wsi, const char *uri, 
 
 /* The --http-redirect-port socket: ACME http-01 challenge files, and a
  * redirect to HTTPS for everything else. */
-static int serve_redirect(duet_server_t *server, struct lws *wsi, const char *uri, int head_only) {
+static int serve_redirect(const duet_http_t *http, struct lws *wsi, const char *uri, int head_only) {
   static const char challenge[] = "/.well-known/acme-challenge/";
-  const char *acme = server->opt->acme_webroot;
+  const char *acme = http->opt->acme_webroot;
   if (acme && strncmp(uri, challenge, sizeof challenge - 1) == 0) {
     const char *token = uri + sizeof challenge - 1;
     /* Tokens are base64url: anything else is not a challenge we could hold. */
@@ -169,22 +170,12 @@ static int serve_redirect(duet_server_t *server, struct lws *wsi, const char *ur
     *colon = '\0'; /* drop the plain-HTTP port */
   if (!host[0])
     snprintf(host, sizeof host, "localhost");
-  if (server->public_port == 443)
+  if (http->public_port == 443)
     snprintf(location, sizeof location, "https://%s%s", host, uri);
   else
-    snprintf(location, sizeof location, "https://%s:%d%s", host, server->public_port, uri);
+    snprintf(location, sizeof location, "https://%s:%d%s", host, http->public_port, uri);
   return respond(wsi, HTTP_STATUS_MOVED_PERMANENTLY, "text/plain; charset=utf-8", "location:", location,
                  "301 moved to https\n", head_only);
-}
-
-static const duet_server_mount_t *find_mount(const duet_server_t *server, const char *uri) {
-  /* Mounts are sorted longest URL first, so the first match is the best. */
-  for (size_t i = 0; i < server->mount_count; i++) {
-    const duet_server_mount_t *m = &server->mounts[i];
-    if (strncmp(uri, m->url, m->url_len) == 0 && (uri[m->url_len] == '/' || uri[m->url_len] == '\0'))
-      return m;
-  }
-  return NULL;
 }
 
 static int etag_matches(struct lws *wsi, const char *etag) {
@@ -231,7 +222,7 @@ static int serve_file(struct lws *wsi, http_session_t *s, const char *path, cons
   return 0;
 }
 
-static int on_request(duet_server_t *server, struct lws *wsi, http_session_t *s) {
+static int on_request(const duet_http_t *http, struct lws *wsi, http_session_t *s) {
   close_file(s);
   int head_only = 0;
   enum lws_token_indexes token = WSI_TOKEN_GET_URI;
@@ -260,13 +251,13 @@ static int on_request(duet_server_t *server, struct lws *wsi, http_session_t *s)
   if (n < 0 || (size_t)n != strlen(uri) || uri[0] != '/')
     return respond_error(wsi, HTTP_STATUS_BAD_REQUEST, "bad request path", head_only);
 
-  if (server->redirect_listener.tag && lws_get_opaque_user_data(wsi) == server->redirect_listener.tag)
-    return serve_redirect(server, wsi, uri, head_only);
-  int admin = serve_admin(server, wsi, uri, head_only);
+  if (http->redirect_tag && lws_get_opaque_user_data(wsi) == http->redirect_tag)
+    return serve_redirect(http, wsi, uri, head_only);
+  int admin = serve_admin(http, wsi, uri, head_only);
   if (admin != 1)
     return admin;
 
-  const duet_server_mount_t *m = find_mount(server, uri);
+  const duet_mount_point_t *m = duet__mounts_find(http->mounts, uri);
   if (!m)
     return respond_error(wsi, HTTP_STATUS_NOT_FOUND, "not found", head_only);
 
@@ -320,11 +311,12 @@ static int on_writeable(struct lws *wsi, http_session_t *s) {
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-int duet__http_static_callback(struct lws *wsi, int reason, void *user, void *in, size_t len) {
+int duet__http_static_callback(const duet_http_t *http, struct lws *wsi, int reason, void *user, void *in,
+                               size_t len) {
   http_session_t *s = user;
   switch ((enum lws_callback_reasons)reason) {
   case LWS_CALLBACK_HTTP:
-    return on_request(lws_context_user(lws_get_context(wsi)), wsi, s);
+    return on_request(http, wsi, s);
   case LWS_CALLBACK_HTTP_WRITEABLE:
     return on_writeable(wsi, s);
   case LWS_CALLBACK_CLOSED_HTTP:

@@ -10,11 +10,10 @@
 #include "log.h"
 #include "message.h"
 #include "paths.h"
-#include "server.h"
 #include "static_plugins.h"
 
 struct duet_host_ctx {
-  duet_server_t *server;
+  duet_plugins_t *plugins;
   size_t index;
   const char *name;
   /* A plugin may log per connection (keepalive's timeouts): a flood of
@@ -36,6 +35,7 @@ typedef struct host_timer {
   uv_timer_t handle;
   int64_t id;
   size_t plugin;
+  duet_plugins_t *plugins;
   duet_timer_cb cb;
   void *userdata;
   struct host_timer *prev, *next;
@@ -44,7 +44,7 @@ typedef struct host_timer {
 struct duet_plugins {
   plugin_t *list;
   size_t count;
-  duet_server_t *server;
+  duet_plugins_env_t env;
   const duet_options_t *opt;
   host_timer_t *timers;
   int64_t next_timer_id;
@@ -58,13 +58,13 @@ struct duet_plugins {
 
 /* ---- host table ---- */
 
-static duet_plugins_t *plugins_of(duet_host_ctx_t *ctx) { return ctx->server->plugins; }
+static duet_plugins_t *plugins_of(duet_host_ctx_t *ctx) { return ctx->plugins; }
 
 static duet_conn_t *live_conn(duet_host_ctx_t *ctx, uint64_t id) {
-  duet_conn_t *conn = duet__conns_get(&ctx->server->conns, id);
+  duet_conn_t *conn = duet__conns_get(ctx->plugins->env.conns, id);
   /* At shutdown every plugin hears of every connection before any closes,
    * so sends still work then (see on_close in plugin.h). */
-  return conn && !conn->closing && (!conn->plugins_told || ctx->server->shutting_down) ? conn : NULL;
+  return conn && !conn->closing && (!conn->plugins_told || ctx->plugins->env.conns->draining) ? conn : NULL;
 }
 
 static int host_send(duet_host_ctx_t *ctx, uint64_t id, const char *json, size_t len) {
@@ -73,7 +73,7 @@ static int host_send(duet_host_ctx_t *ctx, uint64_t id, const char *json, size_t
     return DUET_ENOCONN;
   if (!json)
     return DUET_EINVAL;
-  return duet__conn_send(&ctx->server->conns, conn, json, len);
+  return duet__conn_send(ctx->plugins->env.conns, conn, json, len);
 }
 
 static int host_send_error(duet_host_ctx_t *ctx, uint64_t id, const char *code, const char *message) {
@@ -82,7 +82,7 @@ static int host_send_error(duet_host_ctx_t *ctx, uint64_t id, const char *code, 
     return DUET_ENOCONN;
   if (!code || !message)
     return DUET_EINVAL;
-  return duet__conn_send_error(&ctx->server->conns, conn, code, message);
+  return duet__conn_send_error(ctx->plugins->env.conns, conn, code, message);
 }
 
 static int host_close(duet_host_ctx_t *ctx, uint64_t id, int ws_code, const char *reason,
@@ -97,7 +97,7 @@ static int host_close(duet_host_ctx_t *ctx, uint64_t id, int ws_code, const char
 }
 
 static int host_conn_info(duet_host_ctx_t *ctx, uint64_t id, duet_conn_info_t *info) {
-  duet_conn_t *conn = duet__conns_get(&ctx->server->conns, id);
+  duet_conn_t *conn = duet__conns_get(ctx->plugins->env.conns, id);
   if (!conn)
     return DUET_ENOCONN;
   if (!info || info->struct_size < offsetof(duet_conn_info_t, idle_ms) + sizeof info->idle_ms)
@@ -107,7 +107,7 @@ static int host_conn_info(duet_host_ctx_t *ctx, uint64_t id, duet_conn_info_t *i
   snprintf(info->user_agent, sizeof info->user_agent, "%s", conn->user_agent ? conn->user_agent : "");
   snprintf(info->tls_version, sizeof info->tls_version, "%s", conn->tls_version ? conn->tls_version : "");
   info->connected_unix_ms = conn->connected_unix_ms;
-  uint64_t now = uv_now(&ctx->server->loop);
+  uint64_t now = uv_now(ctx->plugins->env.loop);
   info->idle_ms = now > conn->last_rx_ms ? now - conn->last_rx_ms : 0;
   if (info->struct_size >= offsetof(duet_conn_info_t, client_close_code) + sizeof info->client_close_code)
     info->client_close_code = conn->client_close_code;
@@ -124,15 +124,15 @@ static int host_ping(duet_host_ctx_t *ctx, uint64_t id) {
 
 static int64_t host_metric_register(duet_host_ctx_t *ctx, const char *name, const char *help,
                                     duet_metric_type_t type) {
-  return duet__metrics_register(&ctx->server->metrics, name, help, type);
+  return duet__metrics_register(ctx->plugins->env.metrics, name, help, type);
 }
 
 static int host_metric_add(duet_host_ctx_t *ctx, int64_t id, int64_t delta) {
-  return duet__metrics_add(&ctx->server->metrics, id, delta);
+  return duet__metrics_add(ctx->plugins->env.metrics, id, delta);
 }
 
 static int host_metric_set(duet_host_ctx_t *ctx, int64_t id, int64_t value) {
-  return duet__metrics_set(&ctx->server->metrics, id, value);
+  return duet__metrics_set(ctx->plugins->env.metrics, id, value);
 }
 
 static void timer_closed(uv_handle_t *handle) { free(handle->data); }
@@ -150,7 +150,7 @@ static void timer_free(duet_plugins_t *plugins, host_timer_t *t) {
 
 static void timer_fired(uv_timer_t *handle) {
   host_timer_t *t = handle->data;
-  duet_plugins_t *plugins = handle->loop->data ? ((duet_server_t *)handle->loop->data)->plugins : NULL;
+  duet_plugins_t *plugins = t->plugins;
   int repeating = uv_timer_get_repeat(handle) > 0;
   t->cb(t->userdata);
   /* A one-shot timer is spent: free it unless its callback already did. */
@@ -171,10 +171,11 @@ static int64_t host_timer_start(duet_host_ctx_t *ctx, uint64_t timeout_ms, uint6
   host_timer_t *t = calloc(1, sizeof *t);
   if (!t)
     return DUET_ENOMEM;
-  uv_timer_init(&ctx->server->loop, &t->handle);
+  uv_timer_init(ctx->plugins->env.loop, &t->handle);
   t->handle.data = t;
   t->id = ++plugins->next_timer_id;
   t->plugin = ctx->index;
+  t->plugins = plugins;
   t->cb = cb;
   t->userdata = userdata;
   t->next = plugins->timers;
@@ -214,7 +215,7 @@ void duet__plugins_emit(duet_plugins_t *plugins, const duet_event_t *event) {
 }
 
 static int host_conn_set_data(duet_host_ctx_t *ctx, uint64_t id, void *data) {
-  duet_conn_t *conn = duet__conns_get(&ctx->server->conns, id);
+  duet_conn_t *conn = duet__conns_get(ctx->plugins->env.conns, id);
   if (!conn)
     return DUET_ENOCONN;
   conn->plugin_data[ctx->index] = data;
@@ -222,7 +223,7 @@ static int host_conn_set_data(duet_host_ctx_t *ctx, uint64_t id, void *data) {
 }
 
 static void *host_conn_get_data(duet_host_ctx_t *ctx, uint64_t id) {
-  duet_conn_t *conn = duet__conns_get(&ctx->server->conns, id);
+  duet_conn_t *conn = duet__conns_get(ctx->plugins->env.conns, id);
   return conn ? conn->plugin_data[ctx->index] : NULL;
 }
 
@@ -461,15 +462,14 @@ static int check_plugin_opts(duet_plugins_t *plugins, char *err, size_t err_len)
   return 0;
 }
 
-int duet__plugins_load(duet_plugins_t **out, duet_server_t *server, const duet_options_t *opt,
+int duet__plugins_load(duet_plugins_t **out, const duet_plugins_env_t *env, const duet_options_t *opt,
                        char *err, size_t err_len) {
   duet_plugins_t *plugins = calloc(1, sizeof *plugins);
   if (!plugins)
     return DUET_ENOMEM;
-  plugins->server = server;
+  plugins->env = *env;
   plugins->opt = opt;
   *out = plugins;
-  server->plugins = plugins;
 
   int r = 0;
   for (size_t i = 0; i < opt->plugin_count && r == 0; i++)
@@ -484,7 +484,7 @@ int duet__plugins_load(duet_plugins_t **out, duet_server_t *server, const duet_o
 
   for (size_t i = 0; i < plugins->count; i++) {
     plugin_t *p = &plugins->list[i];
-    p->ctx.server = server;
+    p->ctx.plugins = plugins;
     p->ctx.index = i;
     p->ctx.name = p->desc->name;
   }
@@ -578,8 +578,6 @@ void duet__plugins_unload(duet_plugins_t *plugins) {
     free(p->source);
     duet__log_limit_release(&p->ctx.log_limit);
   }
-  if (plugins->server)
-    plugins->server->plugins = NULL;
   free(plugins->list);
   free(plugins);
 }

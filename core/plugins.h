@@ -6,16 +6,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
+#include "conn.h"
 #include "duet/plugin.h"
+#include "metrics.h"
 #include "options.h"
 
-typedef struct duet_server duet_server_t;
 typedef struct duet_plugins duet_plugins_t;
+
+/* What the host table works on: plugins send through the connection table,
+ * time with the loop, count in the metrics. */
+typedef struct duet_plugins_env {
+  uv_loop_t *loop;
+  duet_conns_t *conns;
+  duet_metrics_t *metrics;
+} duet_plugins_env_t;
 
 /* Loads every plugin the options name, checks ABI versions and options,
  * and calls each init. On failure writes a sentence to err and returns a
  * negative error; a usage error (unknown --plugin-opt key) returns -2. */
-int duet__plugins_load(duet_plugins_t **out, duet_server_t *server, const duet_options_t *opt,
+int duet__plugins_load(duet_plugins_t **out, const duet_plugins_env_t *env, const duet_options_t *opt,
                        char *err, size_t err_len);
 size_t duet__plugins_count(const duet_plugins_t *plugins);
 /* Prints "name version  description" per plugin, with its options. */

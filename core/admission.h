@@ -1,0 +1,52 @@
+/* Who may become a signaling connection, and for how long it may wait:
+ * the upgrade check (RFC 6455 request, page origin), the connection limits
+ * (in all and per address), and the open timeout for a WebSocket that
+ * sends no accepted message. */
+#ifndef DUET_ADMISSION_H
+#define DUET_ADMISSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <uv.h>
+
+#include "conn.h"
+#include "ip_table.h"
+#include "metrics.h"
+#include "options.h"
+
+struct lws;
+
+typedef struct duet_admission {
+  const duet_options_t *opt;
+  uv_loop_t *loop;
+  duet_metrics_t *metrics;
+  duet_ip_table_t ips;       /* WebSocket connections per client address */
+  duet_conn_t *waiting_head; /* connections yet to send an accepted message, oldest first */
+  duet_conn_t *waiting_tail;
+  uv_timer_t open_timer;
+  /* Called for each connection whose open timeout ran out; it must close it. */
+  void (*on_timeout)(void *data, duet_conn_t *conn);
+  void *data;
+} duet_admission_t;
+
+/* Starts the open-timeout timer on loop. */
+void duet__admission_init(duet_admission_t *a, uv_loop_t *loop, const duet_options_t *opt, duet_metrics_t *metrics,
+                          void (*on_timeout)(void *data, duet_conn_t *conn), void *data);
+/* Closes the timer handle (the loop must run once more). */
+void duet__admission_close(duet_admission_t *a);
+void duet__admission_destroy(duet_admission_t *a);
+
+/* Whether this HTTP upgrade may become a signaling WebSocket: a GET with
+ * WebSocket version 13, from no page or a page of an allowed origin. */
+bool duet__admission_upgrade_allowed(duet_admission_t *a, struct lws *wsi);
+/* Applies the limits to a new WebSocket, live being the number open with
+ * it. Returns NULL when it is admitted (it then waits for its first
+ * message), else the error code, with a sentence for the client in text. */
+const char *duet__admission_admit(duet_admission_t *a, size_t live, duet_conn_t *conn, char *text, size_t text_len);
+/* The connection's first message was accepted: it waits no more. */
+void duet__admission_ready(duet_admission_t *a, duet_conn_t *conn);
+/* The connection closed: it no longer counts or waits. */
+void duet__admission_release(duet_admission_t *a, duet_conn_t *conn);
+
+#endif
