@@ -1,5 +1,7 @@
 #include "dev_cert.h"
 
+#include "state_dir.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -63,59 +65,6 @@ static const char *ssl_reason(char *buf, size_t len) {
     ERR_error_string_n(e, buf, len);
   ERR_clear_error();
   return buf;
-}
-
-static int is_dir(const char *path) {
-  struct stat sb;
-
-  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-/* Like mkdir -p with mode 0700 for every folder it makes. */
-static int make_dirs(const char *dir, char *err, size_t err_len) {
-  char buf[PATH_MAX];
-  size_t len = strlen(dir);
-  char *p;
-
-  if (len == 0 || len >= sizeof(buf)) {
-    set_err(err, err_len,
-            "The state folder path \"%.64s\" is empty or too long (over %d bytes); choose another state "
-            "folder.",
-            dir, PATH_MAX - 1);
-    return len == 0 ? -EINVAL : -ENAMETOOLONG;
-  }
-  memcpy(buf, dir, len + 1);
-  for (p = buf + 1;; p++) {
-    char saved = *p;
-    int e;
-
-    if (saved != '/' && saved != '\0')
-      continue;
-    *p = '\0';
-    /* An existing folder is fine whatever mkdir() says about it: EEXIST,
-     * but also EROFS or EACCES on a read-only or foreign parent. */
-    if (mkdir(buf, 0700) != 0) {
-      e = errno; /* Saved first: is_dir() may overwrite errno. */
-      if (!is_dir(buf)) {
-        if (e == EEXIST) {
-          set_err(err, err_len,
-                  "Cannot use %s as (part of) the state folder: it exists but is not a folder. Move it "
-                  "away or choose another state folder.",
-                  buf);
-          return -ENOTDIR;
-        }
-        set_err(err, err_len,
-                "Cannot create the state folder %s: %s. Create it yourself, fix the permissions of its "
-                "parent, or choose another state folder.",
-                buf, strerror(e));
-        return -e;
-      }
-    }
-    *p = saved;
-    if (saved == '\0')
-      break;
-  }
-  return 0;
 }
 
 /* LDH rule of RFC 1123: labels of letters, digits and hyphens, no hyphen at
@@ -349,69 +298,6 @@ static int pair_is_usable(const char *cert_path, const char *key_path) {
 
 /* Writes data to path through a temporary file and rename(), so readers see
  * either the old file or the complete new one, never a half-written one. */
-static int write_atomic(const char *path, mode_t mode, const char *data, size_t len, const char *what,
-                        char *err, size_t err_len) {
-  char tmp[PATH_MAX];
-  size_t done = 0;
-  int fd = -1;
-  int e;
-  int n;
-
-  n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
-  if (n < 0 || (size_t)n >= sizeof(tmp)) {
-    set_err(err, err_len, "The path of the development %s %s is too long; choose a shorter state folder.",
-            what, path);
-    return -ENAMETOOLONG;
-  }
-  /* A leftover from a crashed run with the same pid would block O_EXCL. */
-  (void)unlink(tmp);
-  fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-  if (fd < 0)
-    goto fail;
-  /* The umask may have narrowed the mode; the key must be exactly 0600 and
-   * the certificate readable by a proxy or browser import. */
-  if (fchmod(fd, mode) != 0)
-    goto fail;
-  while (done < len) {
-    ssize_t w = write(fd, data + done, len - done);
-
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      goto fail;
-    }
-    done += (size_t)w;
-  }
-  if (fsync(fd) != 0)
-    goto fail;
-  e = close(fd);
-  fd = -1;
-  if (e != 0 || rename(tmp, path) != 0)
-    goto fail;
-  return 0;
-
-fail:
-  e = errno;
-  if (fd >= 0)
-    close(fd);
-  (void)unlink(tmp);
-  set_err(err, err_len,
-          "Cannot write the development %s %s: %s. Make the state folder writable by this user and check "
-          "that the disk is not full, or choose another state folder.",
-          what, path, strerror(e));
-  return -e;
-}
-
-/* Makes the renames durable; failure only risks redoing the pair later. */
-static void sync_dir(const char *dir) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-  if (fd >= 0) {
-    (void)fsync(fd);
-    close(fd);
-  }
-}
-
 static int write_pair(EVP_PKEY *key, X509 *x, const char *cert_path, const char *key_path, char *err,
                       size_t err_len) {
   /* A secure-memory BIO wipes the private key's PEM text when freed. */
@@ -434,11 +320,11 @@ static int write_pair(EVP_PKEY *key, X509 *x, const char *cert_path, const char 
   /* The key goes first: a crash between the two renames leaves a pair that
    * does not match, which the next start detects and replaces. */
   n = BIO_get_mem_data(kb, &data);
-  rc = write_atomic(key_path, 0600, data, (size_t)n, "key", err, err_len);
+  rc = duet__state_file_write(key_path, 0600, data, (size_t)n, "key", err, err_len);
   if (rc != 0)
     goto out;
   n = BIO_get_mem_data(cb, &data);
-  rc = write_atomic(cert_path, 0644, data, (size_t)n, "certificate", err, err_len);
+  rc = duet__state_file_write(cert_path, 0644, data, (size_t)n, "certificate", err, err_len);
 
 out:
   BIO_free(kb);
@@ -490,7 +376,7 @@ int duet__dev_cert_ensure(const char *state_dir, char *cert_path, size_t cert_le
     return -ENAMETOOLONG;
   }
 
-  rc = make_dirs(state_dir, err, err_len);
+  rc = duet__state_dir_make(state_dir, err, err_len);
   if (rc != 0)
     return rc;
   if (pair_is_usable(cert_path, key_path))
@@ -508,7 +394,7 @@ int duet__dev_cert_ensure(const char *state_dir, char *cert_path, size_t cert_le
   EVP_PKEY_free(key);
   if (rc != 0)
     return rc;
-  sync_dir(state_dir);
+  duet__state_dir_sync(state_dir);
   *created = 1;
   return 0;
 }
