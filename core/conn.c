@@ -104,7 +104,7 @@ void duet__conns_destroy(duet_conns_t *conns) {
 
 static int grow(duet_conns_t *conns) {
   size_t n = conns->slot_count ? conns->slot_count * 2 : 64;
-  duet_conn_t **slots = realloc(conns->slots, n * sizeof *slots);
+  duet_conn_t **slots = realloc(conns->slots, n * sizeof(duet_conn_t *));
   if (!slots)
     return DUET_ENOMEM;
   conns->slots = slots;

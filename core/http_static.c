@@ -20,7 +20,7 @@
 #include "log.h"
 #include "web_path.h"
 
-#define CHUNK_BYTES (16 * 1024)
+#define CHUNK_BYTES ((size_t)16 * 1024)
 #define MAX_URI 2048
 
 typedef struct http_session {

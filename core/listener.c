@@ -192,7 +192,9 @@ int duet__listener_open(duet_listener_t *l, uv_loop_t *loop, struct lws_vhost *v
 
   struct sockaddr_storage bound;
   socklen_t bound_len = sizeof bound;
-  getsockname(fd, (struct sockaddr *)&bound, &bound_len);
+  memset(&bound, 0, sizeof bound);
+  if (getsockname(fd, (struct sockaddr *)&bound, &bound_len) != 0)
+    bound.ss_family = AF_UNSPEC; /* the port stays 0 in the log: harmless */
   *bound_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                   : ((struct sockaddr_in *)&bound)->sin_port);
 

@@ -198,7 +198,7 @@ static void describe_conn(duet_sessions_t *s, struct lws *wsi, duet_conn_t *conn
 /* A new WebSocket: over a limit it is told and closed (plugins never see
  * it); otherwise plugins hear of it and it waits for its first message. */
 static int on_established(duet_sessions_t *s, struct lws *wsi, session_t *session) {
-  if (s->conns.draining)
+  if (s->conns.draining || !session)
     return -1;
   duet_conn_t *conn = duet__conns_add(&s->conns, wsi);
   if (!conn) {

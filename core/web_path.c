@@ -178,7 +178,7 @@ duet_web_path_result_t duet__web_path_resolve(const char *root_real, const char 
   segments = join_path(joined, limit, root_real, root_len, rel, rel_len);
   if (segments < 0)
     return DUET_WEB_PATH_BAD_REQUEST;
-  want_dir = segments == 0 || rel[rel_len - 1] == '/';
+  want_dir = segments == 0 || (rel_len > 0 && rel[rel_len - 1] == '/');
 
   r = resolve_inside(joined, root_real, root_len, real);
   if (r != DUET_WEB_PATH_FILE)
