@@ -64,12 +64,20 @@ const char *duet__conn_name(const duet_conn_t *conn, char buf[static 64]) {
   return buf;
 }
 
-void duet__conns_init(duet_conns_t *conns, size_t plugin_count, size_t max_queued_bytes,
+static void flush_corked(uv_check_t *check);
+
+void duet__conns_init(duet_conns_t *conns, uv_loop_t *loop, size_t plugin_count, size_t max_queued_bytes,
                       size_t max_queued_bytes_total) {
   memset(conns, 0, sizeof *conns);
   conns->plugin_count = plugin_count;
   conns->max_queued_bytes = max_queued_bytes;
   conns->max_queued_bytes_total = max_queued_bytes_total;
+  uv_check_init(loop, &conns->flush);
+  conns->flush.data = conns;
+}
+
+void duet__conns_close_handles(duet_conns_t *conns) {
+  uv_close((uv_handle_t *)&conns->flush, NULL);
 }
 
 static void free_queue(duet_conn_t *conn) {
@@ -99,6 +107,7 @@ void duet__conns_destroy(duet_conns_t *conns) {
   free(conns->slots);
   free(conns->generations);
   free(conns->free_list);
+  free(conns->corked_ids);
   memset(conns, 0, sizeof *conns);
 }
 
@@ -191,6 +200,29 @@ static void make_room(duet_conns_t *conns, size_t len) {
   }
 }
 
+/* Marks conn to be written at the end of this loop turn. Asking lws for
+ * WRITEABLE instead would cost an epoll_ctl pair (libuv 1.44 removes and
+ * re-adds the fd) and a second loop turn before the write. */
+static int cork(duet_conns_t *conns, duet_conn_t *conn) {
+  if (conn->corked)
+    return 0;
+  if (uv_is_closing((uv_handle_t *)&conns->flush))
+    return DUET_ENOCONN; /* teardown: lws writes what is left, if anything */
+  if (conns->corked_count == conns->corked_cap) {
+    size_t cap = conns->corked_cap ? conns->corked_cap * 2 : 64;
+    uint64_t *ids = realloc(conns->corked_ids, cap * sizeof *ids);
+    if (!ids)
+      return DUET_ENOMEM;
+    conns->corked_ids = ids;
+    conns->corked_cap = cap;
+  }
+  if (conns->corked_count == 0)
+    uv_check_start(&conns->flush, flush_corked);
+  conns->corked_ids[conns->corked_count++] = conn->id;
+  conn->corked = true;
+  return 0;
+}
+
 int duet__conn_send(duet_conns_t *conns, duet_conn_t *conn, const char *data, size_t len) {
   if (conn->closing)
     return DUET_ENOCONN;
@@ -225,9 +257,9 @@ int duet__conn_send(duet_conns_t *conns, duet_conn_t *conn, const char *data, si
   conns->queued_bytes_total += len;
   if (conns->queued_bytes_total > conns->queued_bytes_peak)
     conns->queued_bytes_peak = conns->queued_bytes_total;
-  /* A non-empty queue has asked already: with libuv every ask costs lws an
-   * epoll_ctl round trip, so ask once per batch. */
-  if (was_empty)
+  /* A queue that was not empty is waiting already: for the flush, or for
+   * WRITEABLE behind a partial write. */
+  if (was_empty && cork(conns, conn) != 0)
     lws_callback_on_writable(conn->wsi);
   return 0;
 }
@@ -337,4 +369,49 @@ int duet__conn_on_writeable(duet_conn_t *conn) {
     lws_set_timeout(conn->wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
   }
   return 0;
+}
+
+/* Outside any lws callback a write error cannot be returned to lws: ask it
+ * to close the connection on its own, soon. */
+static void drop_broken(duet_conn_t *conn) {
+  char name[64];
+  DUET_INFO_LIMITED("write failed", "connection %s: write failed, closing", duet__conn_name(conn, name));
+  free_queue(conn);
+  lws_set_timeout(conn->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+}
+
+/* Writes a corked connection's queue now, batch after batch, until it is
+ * empty or lws holds part of a write (then WRITEABLE takes over, in order:
+ * lws sends what it holds first). A closing connection drains in WRITEABLE,
+ * which ends with the close frame. */
+static void flush_one(duet_conn_t *conn) {
+  conn->corked = false;
+  if (!conn->queue_head)
+    return;
+  if (conn->closing || lws_partial_buffered(conn->wsi)) {
+    lws_callback_on_writable(conn->wsi);
+    return;
+  }
+  while (conn->queue_head) {
+    if (write_batch(conn) < 0) {
+      drop_broken(conn);
+      return;
+    }
+    if (conn->queue_head && lws_partial_buffered(conn->wsi)) {
+      lws_callback_on_writable(conn->wsi);
+      return;
+    }
+  }
+}
+
+static void flush_corked(uv_check_t *check) {
+  duet_conns_t *conns = check->data;
+  /* Flushing sends no new frames, so the list cannot grow meanwhile. */
+  for (size_t i = 0; i < conns->corked_count; i++) {
+    duet_conn_t *conn = duet__conns_get(conns, conns->corked_ids[i]);
+    if (conn)
+      flush_one(conn);
+  }
+  conns->corked_count = 0;
+  uv_check_stop(check);
 }

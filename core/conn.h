@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <uv.h>
+
 #include "duet/plugin.h"
 #include "reassembly.h"
 
@@ -50,6 +52,7 @@ typedef struct duet_conn {
   bool closing;       /* no more sends: close once the queue is drained */
   bool close_sent;    /* our close frame is out: waiting for the client's */
   bool plugins_told;  /* on_close already delivered */
+  bool corked;        /* has frames to write when this loop turn's I/O is done */
   char addr[46]; /* numeric remote address */
 
   void *plugin_data[]; /* one slot per loaded plugin */
@@ -69,14 +72,21 @@ typedef struct duet_conns {
   size_t queued_bytes_total;
   size_t queued_bytes_peak;      /* the most queued at once since start */
   uint64_t budget_closes;        /* connections dropped for the total */
+  /* Frames queued during one loop turn are written when its I/O callbacks
+   * are done (a check handle): at once, and batched per connection. */
+  uv_check_t flush;
+  uint64_t *corked_ids;
+  size_t corked_count, corked_cap;
   /* Called when a close starts, so plugins can hear of it at once rather
    * than after the close handshake (which a dead peer never answers). */
   void (*on_closing)(void *data, duet_conn_t *conn);
   void *on_closing_data;
 } duet_conns_t;
 
-void duet__conns_init(duet_conns_t *conns, size_t plugin_count, size_t max_queued_bytes,
+void duet__conns_init(duet_conns_t *conns, uv_loop_t *loop, size_t plugin_count, size_t max_queued_bytes,
                       size_t max_queued_bytes_total);
+/* Closes the flush handle (the loop must run once more before destroy). */
+void duet__conns_close_handles(duet_conns_t *conns);
 void duet__conns_destroy(duet_conns_t *conns);
 
 /* "address#slot", the connection's name in logs. */
@@ -89,7 +99,9 @@ duet_conn_t *duet__conns_get(const duet_conns_t *conns, uint64_t id);
 /* Frees conn and retires its id. */
 void duet__conns_remove(duet_conns_t *conns, duet_conn_t *conn);
 
-/* Queues a copy of one text frame. Returns 0, DUET_ENOCONN when closing,
+/* Queues a copy of one text frame, written when the current loop turn's
+ * I/O is done (or, behind a partial write, when the socket takes more).
+ * Frames leave in the order they were queued. Returns 0, DUET_ENOCONN when closing,
  * DUET_ENOBUFS when the queue would exceed its bound (the connection is
  * then closed with 1008; when all queues together would exceed theirs, the
  * connections holding the most are closed first), DUET_ENOMEM. */
@@ -102,8 +114,9 @@ int duet__conn_send_error(duet_conns_t *conns, duet_conn_t *conn, const char *co
 void duet__conn_close(duet_conn_t *conn, int code, const char *reason, duet_close_reason_t why);
 /* Queues a WebSocket ping frame. */
 void duet__conn_ping(duet_conn_t *conn);
-/* Writes what lws lets us write now. Returns -1 when the connection must be
- * closed (lws then closes it), else 0. Call from SERVER_WRITEABLE only. */
+/* Writes what lws lets us write now: pings, queued frames behind a partial
+ * write, the close frame. Returns -1 when the connection must be closed
+ * (lws then closes it), else 0. Call from SERVER_WRITEABLE only. */
 int duet__conn_on_writeable(duet_conn_t *conn);
 
 #endif

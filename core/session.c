@@ -273,7 +273,8 @@ void duet__sessions_init(duet_sessions_t *s, uv_loop_t *loop, const duet_options
   s->metrics = metrics;
   s->on_drained = on_drained;
   s->data = data;
-  duet__conns_init(&s->conns, duet__plugins_count(plugins), opt->max_queued_bytes, opt->max_queued_bytes_total);
+  duet__conns_init(&s->conns, loop, duet__plugins_count(plugins), opt->max_queued_bytes,
+                   opt->max_queued_bytes_total);
   s->conns.on_closing = on_closing;
   s->conns.on_closing_data = s;
   duet__admission_init(&s->admission, loop, opt, metrics, open_timed_out, s);
@@ -309,6 +310,7 @@ void duet__sessions_close_handles(duet_sessions_t *s) {
   if (!s->started)
     return;
   duet__admission_close(&s->admission);
+  duet__conns_close_handles(&s->conns);
   uv_close((uv_handle_t *)&s->closing_timer, NULL);
 }
 
