@@ -135,8 +135,8 @@ test('a signaling drop resumes with the token and the call never stops', { timeo
   await h.remoteVideoPlays(b.page, 'bob');
   for (const [who, other] of [[a, b], [b, a]]) {
     const before = await h.info(who.page);
-    await who.page.evaluate(() => window.__duetTest.dropSignaling());
-    await who.page.waitForFunction((o) => window.__duetTest.info().opens > o && window.__duetTest.info().wsOpen, before.opens, { timeout: 10000 });
+    await h.dropSignaling(who.page);
+    await h.waitSocketOpened(who.page, before.opens);
     await h.waitStatus(who.page, 'connected');
     const log = await who.page.evaluate(() => window.__statusLog);
     assert.ok(log.includes('reconnecting'), `${who.name} showed reconnecting (${log.join(' → ')})`);

@@ -90,6 +90,30 @@ async function person(browser, name, options = {}) {
       note();
     };
     document.addEventListener('DOMContentLoaded', watch);
+    // The page ships no test hooks. What it does with its WebSocket and its
+    // RTCPeerConnection is seen by wrapping the two constructors before any
+    // of its scripts run, the way a browser extension could.
+    window.__sockets = [];
+    window.__peers = [];
+    const NativeWebSocket = window.WebSocket;
+    window.WebSocket = class extends NativeWebSocket {
+      constructor(...args) {
+        super(...args);
+        const seen = { ws: this, opened: false, received: [] };
+        window.__sockets.push(seen);
+        this.addEventListener('open', () => { seen.opened = true; });
+        this.addEventListener('message', (ev) => {
+          try { seen.received.push(JSON.parse(ev.data)); } catch (e) { /* not JSON: not ours to judge */ }
+        });
+      }
+    };
+    const NativePeerConnection = window.RTCPeerConnection;
+    window.RTCPeerConnection = class extends NativePeerConnection {
+      constructor(config, ...rest) {
+        super(config, ...rest);
+        window.__peers.push({ pc: this, config: JSON.parse(JSON.stringify(config || {})) });
+      }
+    };
   });
   const page = await context.newPage();
   page.on('console', (msg) => {
@@ -142,8 +166,35 @@ async function remoteVideoPlays(page, name = '') {
   return { t0, t1 };
 }
 
+// The page's signaling socket and peer connection as the wrapped
+// constructors saw them: the newest of each.
 async function info(page) {
-  return page.evaluate(() => window.__duetTest.info());
+  return page.evaluate(() => {
+    const ws = window.__sockets[window.__sockets.length - 1];
+    const peer = window.__peers[window.__peers.length - 1];
+    return {
+      wsOpen: Boolean(ws && ws.ws.readyState === WebSocket.OPEN),
+      opens: window.__sockets.filter((x) => x.opened).length,
+      hasToken: window.__sockets.some((x) => x.received.some((m) => ('start' in m || 'resumed' in m) && typeof m.resume === 'string' && m.resume !== '')),
+      pc: peer ? peer.pc.connectionState : 'none',
+      ice: peer ? peer.pc.iceConnectionState : 'none',
+      iceServers: peer ? peer.config.iceServers : null,
+    };
+  });
+}
+
+// Closes the page's signaling socket from its side, as a network drop would.
+async function dropSignaling(page) {
+  await page.evaluate(() => window.__sockets[window.__sockets.length - 1].ws.close());
+}
+
+// Waits until more than `opens` signaling sockets have opened and the newest is open.
+async function waitSocketOpened(page, opens, timeout = 10000) {
+  await page.waitForFunction((o) => {
+    const open = window.__sockets.filter((x) => x.opened);
+    const last = window.__sockets[window.__sockets.length - 1];
+    return open.length > o && last.ws.readyState === WebSocket.OPEN;
+  }, opens, { timeout });
 }
 
 // Decodes a PNG QR code with zbarimg; null when zbarimg is not installed.
@@ -167,5 +218,5 @@ function artifact(name) {
 
 module.exports = {
   REPO, DUETD, ARTIFACTS, startDuetd, launchBrowser, person, join, joinUrl, status, waitStatus,
-  remoteVideoPlays, info, sleep, problems, cspViolations, zbarDecode, artifact,
+  remoteVideoPlays, info, dropSignaling, waitSocketOpened, sleep, problems, cspViolations, zbarDecode, artifact,
 };
