@@ -184,7 +184,8 @@ export function fakePeerConnection() {
     // Driven by the test: the ICE agent's state changes.
     iceState(state) {
       this.iceConnectionState = state;
-      this.connectionState = state === 'completed' ? 'connected' : state;
+      const overall = { checking: 'connecting', completed: 'connected' };
+      this.connectionState = overall[state] || state;
       if (this.oniceconnectionstatechange) this.oniceconnectionstatechange();
     }
   }

@@ -111,7 +111,8 @@ test('the backoff keeps growing across sockets that open and close; reconnectNow
   signaling.reconnectNow(); // a socket is open: nothing to do
   last().serverCloses(1006);
   const retry = named('retry')[2];
-  assert.equal(retry.at - before, 2000, 'reconnectNow does nothing while a socket is there');
+  assert.equal(retry.at - before, 2000, 'the third try waits 2 s although the second one opened');
+  assert.equal(named('connecting').length, 3, 'reconnectNow did nothing while a socket was there');
   signaling.reconnectNow();
   assert.equal(named('connecting').length, 4, 'reconnectNow opens at once when no socket is there');
   last().serverCloses(1006);
