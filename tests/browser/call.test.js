@@ -288,6 +288,21 @@ test('the keyboard reaches every control, and each has a name for screen readers
   assert.strictEqual(await a.page.evaluate(() => document.getElementById('local').srcObject.getAudioTracks()[0].enabled), false);
   await a.page.keyboard.press('Enter');
   assert.strictEqual(await a.page.getAttribute('#mic-btn', 'aria-label'), 'Mute microphone');
+  // The camera goes off and on again, and the preview says so.
+  await a.page.focus('#cam-btn');
+  await a.page.keyboard.press('Enter');
+  assert.strictEqual(await a.page.getAttribute('#cam-btn', 'aria-label'), 'Turn camera on');
+  assert.strictEqual(await a.page.evaluate(() => document.getElementById('local').srcObject.getVideoTracks()[0].enabled), false);
+  assert.ok(await a.page.evaluate(() => document.getElementById('local-wrap').classList.contains('cam-off')));
+  await a.page.keyboard.press('Enter');
+  assert.strictEqual(await a.page.getAttribute('#cam-btn', 'aria-label'), 'Turn camera off');
+  assert.strictEqual(await a.page.evaluate(() => document.getElementById('local').srcObject.getVideoTracks()[0].enabled), true);
+  // Full screen and back; the button's name follows.
+  await a.page.focus('#fs-btn');
+  await a.page.keyboard.press('Enter');
+  await a.page.waitForFunction(() => document.fullscreenElement && document.getElementById('fs-btn').getAttribute('aria-label') === 'Leave full screen', null, { timeout: h.WAIT_MS });
+  await a.page.keyboard.press('Enter');
+  await a.page.waitForFunction(() => !document.fullscreenElement && document.getElementById('fs-btn').getAttribute('aria-label') === 'Full screen', null, { timeout: h.WAIT_MS });
   await a.page.focus('#hangup-btn');
   await a.page.keyboard.press('Enter');
   assert.ok(await a.page.isVisible('#join'));
@@ -406,6 +421,27 @@ test('desktop screenshots of the join form and the call, for people to look at',
   await c.page.setViewportSize({ width: 1280, height: 800 });
   await c.page.screenshot({ path: h.artifact('join-en-1280.png') });
   await hangUpAll(a, b, c);
+});
+
+// Users get the client and nothing else: no globals of its own (the modules
+// keep everything inside) and no test hooks. The baseline is a page of the
+// same origin without the client, in the same kind of browser context.
+test('the page adds nothing to window: no globals and no test hooks', { timeout: h.TEST_MS }, async () => {
+  const a = await person('globals');
+  const names = () => Object.getOwnPropertyNames(window).filter((k) => !k.startsWith('__'));
+  // Shown as a page of its own, the icon makes Chromium ask for /favicon.ico,
+  // which duet does not have: answer that in the browser, not with a 404.
+  await a.page.route('**/favicon.ico', (route) => route.fulfill({ status: 204 }));
+  await a.page.goto(`${server.url}favicon.svg`);
+  const baseline = new Set(await a.page.evaluate(names));
+  await a.page.goto(h.joinUrl(server, 'globals-a', 'globals-b'));
+  await a.page.waitForFunction(() => document.getElementById('invite-link').value !== '');
+  await a.page.click('#call-btn');
+  await h.waitStatus(a.page, 'waiting');
+  const added = (await a.page.evaluate(names)).filter((k) => !baseline.has(k));
+  assert.deepStrictEqual(added, [], 'names the page put on window');
+  assert.strictEqual(await a.page.evaluate(() => typeof window.__duetTest), 'undefined');
+  await a.close();
 });
 
 test('no console errors and no CSP violations in any of these calls', { timeout: 10000 }, async () => {
