@@ -1,9 +1,8 @@
 // Every text the page shows, in English and Japanese. Nothing the user reads
 // is written anywhere else: index.html names keys (data-i18n, data-i18n-attr)
-// and app.js asks t(key). Placeholders look like {name}.
-'use strict';
+// and the other modules ask format(lang, key). Placeholders look like {name}.
 
-const DUET_MESSAGES = {
+export const MESSAGES = {
   en: {
     'app.title': 'duet — video calls',
     'app.tagline': 'Video calls between two people, straight from browser to browser.',
@@ -140,20 +139,19 @@ const DUET_MESSAGES = {
 
 // The language to start with: the one chosen before, else the first of the
 // browser's languages we have, else English.
-function duetPickLanguage(stored, browserLanguages) {
-  if (stored && DUET_MESSAGES[stored]) return stored;
+export function pickLanguage(stored, browserLanguages) {
+  if (stored && MESSAGES[stored]) return stored;
   for (const l of browserLanguages || []) {
     const base = String(l).toLowerCase().split('-')[0];
-    if (DUET_MESSAGES[base]) return base;
+    if (MESSAGES[base]) return base;
   }
   return 'en';
 }
 
-function duetFormat(lang, key, params) {
-  const table = DUET_MESSAGES[lang] || DUET_MESSAGES.en;
-  const text = table[key] !== undefined ? table[key] : DUET_MESSAGES.en[key];
+export function format(lang, key, params) {
+  const table = MESSAGES[lang] || MESSAGES.en;
+  const text = table[key] !== undefined ? table[key] : MESSAGES.en[key];
   if (text === undefined) return key;
   return text.replace(/\{(\w+)\}/g, (m, name) => (params && name in params ? String(params[name]) : m));
 }
 
-if (typeof module !== 'undefined') module.exports = { DUET_MESSAGES, duetPickLanguage, duetFormat };

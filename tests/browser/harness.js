@@ -62,6 +62,13 @@ async function launchBrowser(extraFlags = []) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Time limits. The tests wait for events, never for a fixed time; these only
+// bound how long an event may take. Each is several times what it takes on
+// an idle machine, so another build running beside the tests (both cores
+// busy) slows them down without failing them.
+const WAIT_MS = 30000; // one thing the page should do: a status, a frame, a notice
+const TEST_MS = 120000; // one test, from opening its pages to closing them
+
 // Everything a page complains about, for the "no console errors" checks.
 const problems = [];
 
@@ -90,6 +97,40 @@ async function person(browser, name, options = {}) {
       note();
     };
     document.addEventListener('DOMContentLoaded', watch);
+    // The page ships no test hooks. What it does with its WebSocket and its
+    // RTCPeerConnection is seen by wrapping the two constructors before any
+    // of its scripts run, the way a browser extension could.
+    window.__sockets = [];
+    window.__peers = [];
+    window.__signals = []; // every message in and out, in order: { dir, msg }
+    const NativeWebSocket = window.WebSocket;
+    window.WebSocket = class extends NativeWebSocket {
+      constructor(...args) {
+        super(...args);
+        const seen = { ws: this, opened: false, received: [] };
+        window.__sockets.push(seen);
+        this.addEventListener('open', () => { seen.opened = true; });
+        this.addEventListener('message', (ev) => {
+          try {
+            const msg = JSON.parse(ev.data);
+            seen.received.push(msg);
+            window.__signals.push({ dir: 'in', msg });
+          } catch (e) { /* not JSON: not ours to judge */ }
+        });
+      }
+
+      send(data) {
+        try { window.__signals.push({ dir: 'out', msg: JSON.parse(data) }); } catch (e) { /* as above */ }
+        return super.send(data);
+      }
+    };
+    const NativePeerConnection = window.RTCPeerConnection;
+    window.RTCPeerConnection = class extends NativePeerConnection {
+      constructor(config, ...rest) {
+        super(config, ...rest);
+        window.__peers.push({ pc: this, config: JSON.parse(JSON.stringify(config || {})) });
+      }
+    };
   });
   const page = await context.newPage();
   page.on('console', (msg) => {
@@ -118,7 +159,7 @@ async function status(page) {
   return page.evaluate(() => document.getElementById('status').dataset.status);
 }
 
-async function waitStatus(page, want, timeout = 10000) {
+async function waitStatus(page, want, timeout = WAIT_MS) {
   try {
     await page.waitForFunction((w) => document.getElementById('status').dataset.status === w, want, { timeout });
   } catch (e) {
@@ -132,18 +173,65 @@ async function remoteVideoPlays(page, name = '') {
   await page.waitForFunction(() => {
     const v = document.getElementById('remote');
     return v.srcObject && v.videoWidth > 0 && v.readyState >= 2;
-  }, null, { timeout: 10000 }).catch(async () => {
+  }, null, { timeout: WAIT_MS }).catch(async () => {
     throw new Error(`${name}: remote video never showed a frame`);
   });
   const t0 = await page.evaluate(() => document.getElementById('remote').currentTime);
-  await sleep(700);
+  await page.waitForFunction((t) => document.getElementById('remote').currentTime > t + 0.3, t0, { timeout: WAIT_MS })
+    .catch(() => { throw new Error(`${name}: remote video is frozen at currentTime ${t0}`); });
   const t1 = await page.evaluate(() => document.getElementById('remote').currentTime);
-  if (!(t1 > t0)) throw new Error(`${name}: remote video is frozen (currentTime ${t0} → ${t1})`);
   return { t0, t1 };
 }
 
+// The page's signaling socket and peer connection as the wrapped
+// constructors saw them: the newest of each.
 async function info(page) {
-  return page.evaluate(() => window.__duetTest.info());
+  return page.evaluate(() => {
+    const ws = window.__sockets[window.__sockets.length - 1];
+    const peer = window.__peers[window.__peers.length - 1];
+    return {
+      wsOpen: Boolean(ws && ws.ws.readyState === WebSocket.OPEN),
+      opens: window.__sockets.filter((x) => x.opened).length,
+      hasToken: window.__sockets.some((x) => x.received.some((m) => ('start' in m || 'resumed' in m) && typeof m.resume === 'string' && m.resume !== '')),
+      pc: peer ? peer.pc.connectionState : 'none',
+      ice: peer ? peer.pc.iceConnectionState : 'none',
+      iceServers: peer ? peer.config.iceServers : null,
+    };
+  });
+}
+
+// Closes the page's signaling socket from its side, as a network drop would.
+async function dropSignaling(page) {
+  await page.evaluate(() => window.__sockets[window.__sockets.length - 1].ws.close());
+}
+
+// Waits until more than `opens` signaling sockets have opened and the newest is open.
+async function waitSocketOpened(page, opens, timeout = WAIT_MS) {
+  await page.waitForFunction((o) => {
+    const open = window.__sockets.filter((x) => x.opened);
+    const last = window.__sockets[window.__sockets.length - 1];
+    return open.length > o && last.ws.readyState === WebSocket.OPEN;
+  }, opens, { timeout });
+}
+
+// Waits until the offer/answer that follows the server's newest "start" or
+// "resumed" (an ICE restart, when the call was kept) is done: an answer went
+// out or came in after it, and the connection is stable and connected.
+async function waitRenegotiated(page, name = '') {
+  await page.waitForFunction(() => {
+    const log = window.__signals;
+    let i = log.length - 1;
+    while (i >= 0 && !(log[i].dir === 'in' && ('start' in log[i].msg || 'resumed' in log[i].msg))) i--;
+    if (i < 0) return false;
+    const answered = log.slice(i + 1).some((x) => x.msg.sdp && x.msg.sdp.type === 'answer');
+    const peer = window.__peers[window.__peers.length - 1];
+    return answered && peer && peer.pc.signalingState === 'stable' && peer.pc.connectionState === 'connected';
+  }, null, { timeout: WAIT_MS }).catch(() => { throw new Error(`${name}: no renegotiation finished after the server's start/resumed`); });
+}
+
+// The messages a page's signaling got from the server, all sockets together.
+async function received(page) {
+  return page.evaluate(() => window.__signals.filter((x) => x.dir === 'in').map((x) => x.msg));
 }
 
 // Decodes a PNG QR code with zbarimg; null when zbarimg is not installed.
@@ -167,5 +255,6 @@ function artifact(name) {
 
 module.exports = {
   REPO, DUETD, ARTIFACTS, startDuetd, launchBrowser, person, join, joinUrl, status, waitStatus,
-  remoteVideoPlays, info, sleep, problems, cspViolations, zbarDecode, artifact,
+  remoteVideoPlays, info, dropSignaling, waitSocketOpened, waitRenegotiated, received, sleep,
+  WAIT_MS, TEST_MS, problems, cspViolations, zbarDecode, artifact,
 };

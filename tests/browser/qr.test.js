@@ -2,13 +2,16 @@
 // where zbarimg is installed, against a real decoder for every version and mask.
 'use strict';
 
-const test = require('node:test');
+const { test, before } = require('node:test');
 const assert = require('node:assert');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { execFileSync } = require('node:child_process');
-const QR = require('../../web/qr.js');
+
+// web/qr.js is an ES module (web/package.json says so): import it.
+let QR;
+before(async () => { QR = await import('../../web/qr.js'); });
 
 test('Reed-Solomon gives the EC codewords of the 1-M "HELLO WORLD" example', () => {
   const data = [32, 91, 11, 120, 209, 114, 220, 77, 67, 64, 236, 17, 236, 17, 236, 17];

@@ -1,0 +1,277 @@
+// The peer connection of one call: perfect negotiation of offers and
+// answers, ICE candidates (kept until the remote description is there),
+// ICE restarts when the network path breaks, and the data channel that
+// tells whether the partner is still there while signaling is away.
+// RTCPeerConnection, timers and the way out to signaling come in as
+// parameters so that Node can drive this module with fakes.
+
+export const ICE_RESTART_TRIES = 3;
+export const ICE_RESTART_WAIT_MS = 10000;
+export const DISCONNECTED_GRACE_MS = 4000;
+
+// Only entries a browser accepts; anything else from the server is dropped.
+export function cleanIceServers(list) {
+  return Array.isArray(list) ? list.filter((x) => x && (typeof x.urls === 'string' || Array.isArray(x.urls))) : [];
+}
+
+// signal: { send(msg) -> bool, isOpen() -> bool }, to the partner `remote`.
+// localStream: what we send (its tracks are added to each connection).
+// Callbacks in `on` (all optional):
+//   connecting()            a connection to the partner is being set up
+//   negotiated({ connected }) an offer or answer was applied
+//   connected()             ICE connected (again)
+//   reconnecting()          an ICE restart is under way
+//   failed(reasonKey)       the connection was given up (reason.ice, reason.negotiation)
+//   gone()                  the partner left (said bye, or its channel closed)
+//   track(ev)               a remote track arrived
+//   closed()                the connection was closed; nothing is received any more
+export function createPeer({
+  RTCPeerConnection, timers = globalThis, now = Date.now, signal, remote, localStream, on = {},
+}) {
+  const emit = (name, arg) => { if (on[name]) on[name](arg); };
+  let iceServers = [];
+  let pc = null;
+  let dc = null;
+  let role = '';
+  let pendingIce = [];
+  let makingOffer = false;
+  let pendingRestart = false;
+  let restartTries = 0;
+  let restartTimer = 0;
+  let disconnectedTimer = 0;
+  let connectedAt = 0;
+
+  const send = (message) => signal.send({ ...message, remote });
+
+  function isConnected() {
+    return Boolean(pc) && (pc.iceConnectionState === 'connected' || pc.iceConnectionState === 'completed');
+  }
+
+  // With a data channel still open the partner is demonstrably there (the
+  // server restarted, or their signaling is coming back).
+  function partnerStillThere() {
+    return Boolean(pc && dc && dc.readyState === 'open' && pc.connectionState !== 'failed' && pc.connectionState !== 'closed');
+  }
+
+  function open() {
+    const conn = new RTCPeerConnection({ iceServers });
+    pc = conn;
+    pendingIce = [];
+    makingOffer = false;
+    pendingRestart = false;
+    restartTries = 0;
+    for (const track of localStream.getTracks()) conn.addTrack(track, localStream);
+    conn.ontrack = (ev) => { if (conn === pc) emit('track', ev); };
+    conn.onicecandidate = (ev) => {
+      if (conn === pc && ev.candidate) send({ ice: ev.candidate });
+    };
+    conn.oniceconnectionstatechange = () => { if (conn === pc) onIceState(); };
+    if (role === 'offer') watchChannel(conn.createDataChannel('duet'));
+    conn.ondatachannel = (ev) => { if (conn === pc) watchChannel(ev.channel); };
+  }
+
+  function watchChannel(channel) {
+    dc = channel;
+    channel.onmessage = (ev) => {
+      let msg = null;
+      try { msg = JSON.parse(ev.data); } catch (e) { return; }
+      if (msg && msg.bye && channel === dc) partnerGone();
+    };
+    channel.onclose = () => {
+      if (channel === dc) partnerGone();
+    };
+  }
+
+  function close() {
+    timers.clearTimeout(restartTimer);
+    timers.clearTimeout(disconnectedTimer);
+    const conn = pc;
+    const channel = dc;
+    pc = null;
+    dc = null;
+    pendingIce = [];
+    connectedAt = 0;
+    if (channel) { channel.onclose = null; channel.onmessage = null; try { channel.close(); } catch (e) { /* closed */ } }
+    if (conn) { conn.ontrack = null; conn.onicecandidate = null; conn.oniceconnectionstatechange = null; conn.close(); }
+    emit('closed');
+  }
+
+  function partnerGone() {
+    close();
+    emit('gone');
+  }
+
+  function fail(reasonKey) {
+    close();
+    emit('failed', reasonKey);
+  }
+
+  async function makeOffer(iceRestart) {
+    const conn = pc;
+    if (!conn) return;
+    if (conn.signalingState !== 'stable' || makingOffer || !signal.isOpen()) {
+      pendingRestart = pendingRestart || iceRestart;
+      return;
+    }
+    pendingRestart = false;
+    makingOffer = true;
+    try {
+      const offer = await conn.createOffer(iceRestart ? { iceRestart: true } : undefined);
+      if (conn !== pc) return;
+      await conn.setLocalDescription(offer);
+      if (conn !== pc) return;
+      send({ sdp: conn.localDescription });
+    } catch (e) {
+      if (conn === pc) fail('reason.negotiation');
+    } finally {
+      makingOffer = false;
+    }
+  }
+
+  // Perfect negotiation, in short: the side that got "answer" from the
+  // server is polite and yields when both offer at once.
+  async function onSdp(desc) {
+    if (!desc || (desc.type !== 'offer' && desc.type !== 'answer')) return;
+    if (!pc) {
+      if (desc.type !== 'offer') return;
+      open();
+    }
+    const conn = pc;
+    const collision = desc.type === 'offer' && (makingOffer || conn.signalingState !== 'stable');
+    if (role === 'offer' && collision) return;
+    try {
+      await conn.setRemoteDescription(desc);
+    } catch (e) {
+      if (conn !== pc) return;
+      // A description this connection cannot take (the partner started over
+      // with a new connection): start over too.
+      close();
+      open();
+      if (desc.type === 'offer') {
+        try { await pc.setRemoteDescription(desc); } catch (e2) { fail('reason.negotiation'); return; }
+      } else {
+        makeOffer(false);
+        return;
+      }
+    }
+    const current = pc;
+    if (!current) return;
+    for (const cand of pendingIce.splice(0)) current.addIceCandidate(cand).catch(() => {});
+    if (desc.type === 'offer') {
+      try {
+        const answer = await current.createAnswer();
+        if (current !== pc) return;
+        await current.setLocalDescription(answer);
+        if (current !== pc) return;
+        send({ sdp: current.localDescription });
+      } catch (e) {
+        if (current === pc) fail('reason.negotiation');
+        return;
+      }
+    }
+    emit('negotiated', { connected: isConnected() });
+    if (pendingRestart && current.signalingState === 'stable') makeOffer(true);
+  }
+
+  function onIce(cand) {
+    if (!cand) return;
+    if (!pc || !pc.remoteDescription) {
+      pendingIce.push(cand); // before the remote description: keep for later
+      return;
+    }
+    pc.addIceCandidate(cand).catch(() => { /* a candidate of an ignored offer */ });
+  }
+
+  function onIceState() {
+    const state = pc.iceConnectionState;
+    if (state === 'connected' || state === 'completed') {
+      timers.clearTimeout(restartTimer);
+      timers.clearTimeout(disconnectedTimer);
+      restartTries = 0;
+      if (!connectedAt) connectedAt = now();
+      emit('connected');
+    } else if (state === 'disconnected') {
+      timers.clearTimeout(disconnectedTimer);
+      disconnectedTimer = timers.setTimeout(() => {
+        if (pc && pc.iceConnectionState === 'disconnected') restartIce();
+      }, DISCONNECTED_GRACE_MS);
+    } else if (state === 'failed') {
+      restartIce();
+    }
+  }
+
+  // Tries a fresh set of ICE candidates a few times before giving up.
+  function restartIce() {
+    if (!pc) return;
+    if (restartTries >= ICE_RESTART_TRIES) {
+      fail('reason.ice');
+      return;
+    }
+    restartTries++;
+    emit('reconnecting');
+    makeOffer(true);
+    timers.clearTimeout(restartTimer);
+    restartTimer = timers.setTimeout(() => { if (pc && !isConnected()) restartIce(); }, ICE_RESTART_WAIT_MS);
+  }
+
+  return {
+    // The server paired us: `offer` makes the offer, `answer` waits for it.
+    // Returns true when the running connection was kept.
+    start(newRole) {
+      role = newRole === 'offer' ? 'offer' : 'answer';
+      if (pc && partnerStillThere()) {
+        // The server lost us both (restart) but the media never stopped: keep
+        // the call and renegotiate on the same connection.
+        if (role === 'offer') makeOffer(true);
+        return true;
+      }
+      close();
+      open();
+      emit('connecting');
+      if (role === 'offer') makeOffer(false);
+      return false;
+    },
+    // Both sides are back after a signaling drop.
+    resumed(offerer) {
+      if (!pc) {
+        role = offerer ? 'offer' : 'answer';
+        open();
+        emit('connecting');
+        if (offerer) makeOffer(false);
+        return;
+      }
+      if (isConnected()) emit('connected');
+      if (offerer || pendingRestart) makeOffer(true);
+    },
+    // The server says the partner closed; believed only when the data
+    // channel says so too.
+    partnerClosed() {
+      if (partnerStillThere()) return;
+      partnerGone();
+    },
+    onSdp,
+    onIce,
+    restartIce,
+    setIceServers(list) {
+      iceServers = cleanIceServers(list);
+      if (pc) {
+        try { pc.setConfiguration({ ...pc.getConfiguration(), iceServers }); } catch (e) { /* used by the next connection */ }
+      }
+    },
+    // Tells the partner at once that we are leaving.
+    sayBye() {
+      if (dc && dc.readyState === 'open') {
+        try { dc.send(JSON.stringify({ bye: 1 })); } catch (e) { /* leaving anyway */ }
+      }
+    },
+    async replaceVideoTrack(track) {
+      if (!pc) return;
+      const sender = pc.getSenders().find((x) => x.track && x.track.kind === 'video');
+      if (sender) await sender.replaceTrack(track);
+    },
+    close,
+    isConnected,
+    get exists() { return Boolean(pc); },
+    get connectedAt() { return connectedAt; },
+  };
+}
