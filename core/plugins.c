@@ -7,8 +7,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "log.h"
 #include "message.h"
+#include "metrics.h"
 #include "paths.h"
 #include "static_plugins.h"
 

@@ -8,10 +8,11 @@
 
 #include <uv.h>
 
-#include "conn.h"
 #include "duet/plugin.h"
-#include "metrics.h"
 #include "options.h"
+
+struct duet_conns;
+struct duet_metrics;
 
 typedef struct duet_plugins duet_plugins_t;
 
@@ -19,8 +20,8 @@ typedef struct duet_plugins duet_plugins_t;
  * time with the loop, count in the metrics. */
 typedef struct duet_plugins_env {
   uv_loop_t *loop;
-  duet_conns_t *conns;
-  duet_metrics_t *metrics;
+  struct duet_conns *conns;
+  struct duet_metrics *metrics;
 } duet_plugins_env_t;
 
 /* Loads every plugin the options name, checks ABI versions and options,
