@@ -593,6 +593,26 @@ class SharedServerTestCase(DuetTestCase):
         stop_checked(cls.server)
 
 
+async def eventually(check, timeout=20.0, what='the condition'):
+    """Waits until check() (called in a thread: it may do blocking I/O)
+    returns a true value, and returns it. For tests that must wait for duetd
+    to have done something: an event, not a fixed sleep, so a busy machine
+    makes the test slower, never wrong."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = await asyncio.to_thread(check)
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError('%s did not happen within %.0f s' % (what, timeout))
+        await asyncio.sleep(0.05)
+
+
+def count_in_log(srv, text):
+    """How many times text appears in duetd's log so far."""
+    return srv.log().count(text)
+
+
 def stop_checked(srv):
     """Stops srv with SIGTERM and removes its files; the exit code must be 0
     (a sanitizer report or a crash at exit shows up there)."""

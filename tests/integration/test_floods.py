@@ -16,7 +16,7 @@ import ssl
 import time
 import unittest
 
-from duet_harness import DuetTestCase, Server, ssl_context, unique_id
+from duet_harness import DuetTestCase, Server, eventually, ssl_context, unique_id
 from test_limits import raw_websocket, ws_text_frame
 from test_metrics import scrape
 
@@ -97,7 +97,8 @@ class OpenFilesLimitTest(DuetTestCase):
             lines_at_start = len(log_lines(srv.log()))
             socks = silent_sockets(srv.host, srv.port, self.FLOOD)
             try:
-                await asyncio.sleep(1.0)  # the flood arrives and duetd runs out
+                # The flood arrives and duetd runs out of descriptors.
+                await eventually(lambda: 'cannot accept' in srv.log(), what='the open-files limit')
                 cpu = await settle_and_measure_cpu(srv, 5.0)
                 flood_log = srv.log()
                 new_lines = len(log_lines(flood_log)) - lines_at_start
@@ -222,7 +223,10 @@ class SendBudgetTest(DuetTestCase):
                 slow_id, fast_id = unique_id('slow%d' % i), unique_id('fast%d' % i)
                 slow = await asyncio.to_thread(raw_websocket, srv)
                 self.addCleanup(slow.close)
+                before = scrape(srv).value('duet_messages_received_total')
                 slow.sendall(ws_text_frame(json.dumps({'open': {'local': slow_id, 'remote': fast_id}})))
+                await eventually(lambda: scrape(srv).value('duet_messages_received_total') > before,
+                                 what="the slow reader's open")
                 fast = await self.connect(fast_id, server=srv)
                 await fast.open(fast_id, slow_id)
                 self.assertEqual(await fast.recv_json(), {'start': 'offer'})

@@ -18,7 +18,7 @@ import struct
 import time
 import unittest
 
-from duet_harness import (Closed, DuetTestCase, Server, raw_request, ssl_context, unique_id)
+from duet_harness import (Closed, DuetTestCase, Server, eventually, raw_request, ssl_context, unique_id)
 from test_metrics import healthz, scrape, wait_for_metric
 
 
@@ -379,8 +379,10 @@ class MaxQueuedBytesTest(LimitsCase):
         slow_id, fast_id = unique_id('slow'), unique_id('fast')
         slow = await asyncio.to_thread(raw_websocket, self.server)
         self.addCleanup(slow.close)
+        before = scrape(self.server).value('duet_messages_received_total')
         slow.sendall(ws_text_frame(json.dumps({'open': {'local': slow_id, 'remote': fast_id}})))
-        await asyncio.sleep(0.1)
+        await eventually(lambda: scrape(self.server).value('duet_messages_received_total') > before,
+                         what="the slow client's open")
         fast = await self.connect(fast_id)
         await fast.open(fast_id, slow_id)
         self.assertEqual(await fast.recv_json(), {'start': 'offer'})

@@ -11,7 +11,8 @@ import struct
 import time
 import unittest
 
-from duet_harness import DuetTestCase, Server, unique_id
+from duet_harness import DuetTestCase, Server, eventually, unique_id
+from test_metrics import scrape
 from test_limits import raw_websocket, ws_text_frame
 
 # Payload sizes that take every WebSocket length encoding (7-bit, 16-bit,
@@ -82,7 +83,10 @@ class RelayOrderTest(DuetTestCase):
         slow_id, fast_id = unique_id('slow'), unique_id('fast')
         slow = await asyncio.to_thread(raw_websocket, self.server, 4096, 30.0)
         self.addCleanup(slow.close)
+        before = scrape(self.server).value('duet_messages_received_total')
         slow.sendall(ws_text_frame(json.dumps({'open': {'local': slow_id, 'remote': fast_id}})))
+        await eventually(lambda: scrape(self.server).value('duet_messages_received_total') > before,
+                         what="the slow reader's open")
         fast = await self.connect(fast_id)
         await fast.open(fast_id, slow_id)
         self.assertEqual(await fast.recv_json(), {'start': 'offer'})

@@ -8,7 +8,8 @@ clients, which never send "resume", see exactly the old behaviour.
 import asyncio
 import unittest
 
-from duet_harness import DuetTestCase, Server, unique_id, SharedServerTestCase
+from duet_harness import DuetTestCase, Server, eventually, unique_id, SharedServerTestCase
+from test_metrics import scrape
 
 GRACE = 1.0  # seconds, short so the tests run fast
 
@@ -16,6 +17,17 @@ GRACE = 1.0  # seconds, short so the tests run fast
 def drop(client):
     """The link dies (no close frame): what a phone leaving Wi-Fi looks like."""
     client.ws.transport.abort()
+
+
+def closed_count(srv):
+    """WebSocket connections duetd has seen close, for any reason."""
+    s = scrape(srv)
+    return sum(v for (name, _), v in s.samples.items() if name == 'duet_connections_closed_total')
+
+
+async def closes_seen(srv, before, n=1):
+    """Waits until duetd has seen n more connections close than before."""
+    await eventually(lambda: closed_count(srv) >= before + n, what='%d close(s) seen by duetd' % n)
 
 
 class ResumeTest(SharedServerTestCase):
@@ -57,8 +69,9 @@ class ResumeTest(SharedServerTestCase):
 
     async def test_while_a_partner_is_away_relays_get_partner_away(self):
         alice, bob, token, alice_id, bob_id = await self.resumable_pair()
+        before = closed_count(self.server)
         drop(alice)
-        await asyncio.sleep(0.1)
+        await closes_seen(self.server, before)
         await bob.send_json({'ice': {'candidate': 'c'}, 'remote': alice_id})
         self.assertError(await bob.recv_json(), 'partner-away')
 
@@ -105,10 +118,11 @@ class ResumeTest(SharedServerTestCase):
 
     async def test_the_partner_leaving_while_the_other_is_away_frees_both_ids(self):
         alice, bob, token, alice_id, bob_id = await self.resumable_pair()
+        before = closed_count(self.server)
         drop(alice)
-        await asyncio.sleep(0.1)
+        await closes_seen(self.server, before)
         await bob.close()
-        await asyncio.sleep(0.1)
+        await closes_seen(self.server, before, 2)
         back = await self.connect(alice_id)
         await back.send_json({'open': {'local': alice_id, 'remote': bob_id, 'resume': token}})
         await back.expect_nothing(0.3)  # nobody to resume with: it simply waits

@@ -9,6 +9,7 @@ import json
 import unittest
 
 from duet_harness import DuetTestCase, Server, unique_id, SharedServerTestCase
+from test_resume import closed_count, closes_seen
 
 
 class SharedServerCase(SharedServerTestCase):
@@ -283,8 +284,9 @@ class ReconnectTest(SharedServerCase):
         alice, bob = unique_id('alice'), unique_id('bob')
         a = await self.connect('alice')
         await a.open(alice, bob)
+        before = closed_count(self.server)
         await a.close()
-        await asyncio.sleep(0.1)
+        await closes_seen(self.server, before)
         b = await self.connect('bob')
         await b.open(bob, alice)
         await b.expect_nothing(0.4)

@@ -14,7 +14,8 @@ import unittest
 
 import websockets
 
-from duet_harness import DuetTestCase, Server, make_cert, raw_request, run_duetd, unique_id
+from duet_harness import (DuetTestCase, Server, count_in_log, eventually, make_cert, raw_request, run_duetd,
+                          unique_id)
 
 
 def handshake(server, version=None, ciphers=None, max_version=None):
@@ -105,8 +106,10 @@ class CertificateReloadTest(DuetTestCase):
 
         shutil.copy(cert_b, live_cert)
         shutil.copy(key_b, live_key)
+        reloads = count_in_log(srv, 'SIGHUP: new TLS handshakes use')
         os.kill(srv.pid, signal.SIGHUP)
-        await asyncio.sleep(0.5)
+        await eventually(lambda: count_in_log(srv, 'SIGHUP: new TLS handshakes use') > reloads,
+                         what='the certificate reload')
         der_now = handshake(srv)[2]
         self.assertNotEqual(hashlib.sha256(der_now).hexdigest(), hashlib.sha256(der_a).hexdigest())
         with open(cert_b, 'rb') as f:
@@ -119,7 +122,7 @@ class CertificateReloadTest(DuetTestCase):
         # A bad pair (B's certificate with A's key) is refused; B stays in use.
         shutil.copy(key_a, live_key)
         os.kill(srv.pid, signal.SIGHUP)
-        await asyncio.sleep(0.5)
+        await eventually(lambda: 'still using the old pair' in srv.log(), what='the refused reload')
         self.assertEqual(handshake(srv)[2], der_now)
         self.assertIn('still using the old pair', srv.log())
 
