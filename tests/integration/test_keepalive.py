@@ -42,6 +42,19 @@ class SharedServerCase(SharedServerTestCase):
 
     server_args = []
 
+    async def pair(self, local=None, remote=None, server=None):
+        """As the harness's pair, but the server's JSON pings (every 0.2 s
+        here) may arrive before or between the starts on a busy machine."""
+        local = local or unique_id('a')
+        remote = remote or unique_id('b')
+        a = await self.connect(local, server=server)
+        await a.open(local, remote)
+        b = await self.connect(remote, server=server)
+        await b.open(remote, local)
+        self.assertEqual(await recv_besides_pings(a, 10), {'start': 'answer'}, 'waiting peer')
+        self.assertEqual(await recv_besides_pings(b, 10), {'start': 'offer'}, 'newcomer')
+        return a, b
+
 
 
 async def recv_besides_pings(client, timeout):
