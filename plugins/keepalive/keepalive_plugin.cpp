@@ -2,7 +2,7 @@
 // an interval (a JSON {"ping":1} for the tutorial client and a WebSocket ping
 // frame for every client), and closes connections that have shown no sign of
 // life for too long so their partners hear {"close":1} and their ids come
-// free. See protocol.md.
+// free. See "Protocol" and "Keepalive" in README.md.
 #include <algorithm>
 #include <charconv>
 #include <cmath>

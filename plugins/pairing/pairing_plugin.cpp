@@ -1,5 +1,5 @@
 // The pairing plugin: the tutorial's v1 signaling (open, start, sdp, ice,
-// close) with its faults fixed; see protocol.md and pairing_state.hpp.
+// close) with its faults fixed; see "Protocol" in README.md and pairing_state.hpp.
 #include <cstdlib>
 #include <memory>
 #include <random>
