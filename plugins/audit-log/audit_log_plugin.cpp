@@ -45,10 +45,13 @@ constexpr auto kWarningInterval = std::chrono::minutes(1);
 constexpr int kFinalFlushWaitMs = 2000;
 
 const duet_plugin_option_t kOptions[] = {
-    {"path", "", "file the audit records are appended to (JSON Lines); '-' is stdout, empty turns the log off"},
-    {"buffer-bytes", "1048576", "records waiting for the file, at most this many bytes; more are dropped and counted"},
-    {"flush-ms", "200", "how often buffered records are written to the file, in milliseconds"},
-    {nullptr, nullptr, nullptr},
+    duet::option("path", "",
+                 "FILE the audit records are appended to (JSON Lines); '-' is stdout, empty turns the log off; "
+                 "SIGHUP reopens it",
+                 "audit-log", "FILE"),
+    duet::option("buffer-bytes", "1048576", "records waiting for the file, at most this many bytes; more are dropped and counted"),
+    duet::option("flush-ms", "200", "how often buffered records are written to the file, in milliseconds"),
+    {},
 };
 
 std::uint64_t number_option(const duet::Host &host, const char *key, std::uint64_t fallback, std::uint64_t min,

@@ -24,11 +24,16 @@
 namespace {
 
 const duet_plugin_option_t kOptions[] = {
-    {"stun", "", "comma-separated STUN URLs, e.g. stun:stun.example.org:3478"},
-    {"turn", "", "comma-separated TURN URLs, e.g. turn:turn.example.org:3478?transport=udp"},
-    {"turn-secret-file", "", "file holding the TURN REST-API shared secret (coturn static-auth-secret)"},
-    {"turn-ttl", "86400", "seconds a TURN credential stays valid"},
-    {nullptr, nullptr, nullptr},
+    duet::option("stun", "", "STUN server URLs for the clients, comma-separated, e.g. stun:stun.example.org:3478",
+                 "stun", "URL", DUET_OPTION_REPEATABLE),
+    duet::option("turn", "", "TURN server URLs for the clients, comma-separated, e.g. turn:turn.example.org:3478",
+                 "turn", "URL", DUET_OPTION_REPEATABLE),
+    duet::option("turn-secret-file", "",
+                 "FILE holding the TURN REST-API secret (coturn's static-auth-secret): each client gets its own "
+                 "short-lived credentials",
+                 "turn-secret", "FILE", DUET_OPTION_FILE),
+    duet::option("turn-ttl", "86400", "seconds a TURN credential stays valid (60 to 604800)", "turn-ttl", "SECONDS"),
+    {},
 };
 
 std::vector<std::string> split_urls(std::string_view list, const char *const *schemes, const char *what) {

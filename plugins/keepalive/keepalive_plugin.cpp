@@ -24,13 +24,13 @@ using duet::keepalive::TimingWheel;
 using duet::keepalive::WheelNode;
 
 const duet_plugin_option_t kOptions[] = {
-    {"interval", "30",
+    duet::option("interval", "30",
      "seconds between pings to each client (a JSON {\"ping\":1} and a WebSocket ping frame); 0.05 to 3600, "
-     "fractions allowed"},
-    {"timeout", "3 intervals",
+     "fractions allowed"),
+    duet::option("timeout", "3 intervals",
      "how long a client may send no frame at all (text, ping or pong) before it is closed with 4408; seconds, or "
-     "'N intervals'; at least one interval, at most 86400 seconds"},
-    {nullptr, nullptr, nullptr},
+     "'N intervals'; at least one interval, at most 86400 seconds"),
+    {},
 };
 
 // Each interval is split into this many ticks; a connection is visited on one

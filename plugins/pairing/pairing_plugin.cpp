@@ -20,14 +20,14 @@ using duet::pairing::PairingState;
 using duet::pairing::Takeover;
 
 const duet_plugin_option_t kOptions[] = {
-    {"takeover", "replace",
+    duet::option("takeover", "replace",
      "when a second connection opens with an id in use: replace (the older is closed) or refuse (the newcomer gets "
-     "id-taken)"},
-    {"max-id-bytes", "256", "longest id accepted in open, in bytes"},
-    {"resume-grace", "15",
+     "id-taken)"),
+    duet::option("max-id-bytes", "256", "longest id accepted in open, in bytes"),
+    duet::option("resume-grace", "15",
      "seconds a paired client that asked to resume (open with \"resume\") keeps its place after its connection "
-     "drops; 0 turns resuming off"},
-    {nullptr, nullptr, nullptr},
+     "drops; 0 turns resuming off"),
+    {},
 };
 
 Takeover takeover_from(const duet::Host &host) {

@@ -1,8 +1,10 @@
 """Third-party plugins loaded from a path: a working one (test-echo) alongside
-pairing, one built for the wrong ABI, a missing one, and bad plugin options.
+pairing, the same plugin built against the frozen ABI 1.3 header
+(tests/abi/v1.3), one built for the wrong ABI, a missing one, and bad plugin
+options.
 
-Needs $DUET_TEST_PLUGIN_DIR with echo_plugin.so and wrong_abi_plugin.so (the
-build makes them from tiny C sources).
+Needs $DUET_TEST_PLUGIN_DIR with echo_plugin.so, frozen_echo_plugin.so and
+wrong_abi_plugin.so (the build makes them from tests/abi/echo_plugin.c).
 
 Run: DUETD=build/core/duetd DUET_TEST_PLUGIN_DIR=build/tests/integration \
      /usr/bin/python3 tests/integration/test_plugin_abi.py
@@ -67,6 +69,74 @@ class EchoPluginTest(SharedServerTestCase):
         c = await self.connect('unknown')
         await c.send_text('{"echoo":1}')
         self.assertError(await c.recv_json(), 'unknown-type')
+
+
+class HostTableTests:
+    """What test-echo does with the rest of the host table; run for the
+    plugin built against the live header and for the frozen ABI 1.3 one."""
+
+    async def test_an_option_given_on_the_command_line_reaches_the_plugin(self):
+        c = await self.connect('option')
+        await c.send_text('{"echo-option":1}')
+        self.assertEqual(await c.recv_json(), {'greeting': 'hi there'})
+
+    async def test_connection_facts_arrive_in_the_plugin_s_struct(self):
+        c = await self.connect('info')
+        await c.send_text('{"echo-info":1}')
+        info = (await c.recv_json())['info']
+        self.assertEqual(info['addr'], '127.0.0.1')
+        self.assertEqual(info['port'], c.ws.local_address[1])
+        self.assertEqual(info['tls'], 'TLSv1.3')
+        self.assertEqual(info['close_code'], 0)
+
+    async def test_a_timer_fires_and_an_event_comes_back_through_on_event(self):
+        c = await self.connect('timer')
+        await c.send_text('{"echo-later":1}')
+        self.assertEqual(await c.recv_json(), {'later': 1})
+        await c.send_text('{"echo-event":1}')
+        self.assertEqual(await c.recv_json(), {'event': {'n': 7}})
+
+    async def test_the_plugin_closes_a_connection_with_its_code(self):
+        c = await self.connect('closed')
+        await c.send_text('{"echo-close":1}')
+        await c.expect_close(4000)
+
+
+class EchoHostTableTest(HostTableTests, SharedServerTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server_args = ['--plugin', plugin('echo_plugin.so'), '--plugin-opt', 'test-echo.greeting=hi there']
+        super().setUpClass()
+
+
+class FrozenAbiPluginTest(HostTableTests, SharedServerTestCase):
+    """A plugin built against the frozen copy of plugin.h for ABI 1.3 loads
+    into this duetd and works over a real TLS WebSocket."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server_args = ['--plugin', plugin('frozen_echo_plugin.so'),
+                           '--plugin-opt', 'test-echo.greeting=hi there']
+        super().setUpClass()
+
+    async def test_echo_and_rejections_work_as_with_the_live_header(self):
+        c = await self.connect('frozen')
+        await c.send_text('{"echo":{"x":1}}')
+        self.assertEqual(await c.recv_text(), '{"echo":{"x":1}}')
+        await c.send_text('{"echo-fails":1}')
+        self.assertError(await c.recv_json(), 'echo-refused')
+        a, b = await self.pair()
+        await a.send_json({'sdp': {'type': 'offer'}, 'remote': b.name})
+        self.assertEqual(await b.recv_json(), {'sdp': {'type': 'offer'}, 'remote': b.name})
+
+    def test_list_plugins_names_abi_1_3(self):
+        proc = run_duetd(['--list-plugins', '--plugin', plugin('frozen_echo_plugin.so')])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        line = [l for l in proc.stdout.splitlines() if l.startswith('test-echo ')][0]
+        self.assertIn('ABI 1.3', line)
+        self.assertIn('--plugin-opt test-echo.greeting=VALUE', proc.stdout)
+        self.assertIn('--plugin-opt test-echo.unused=VALUE', proc.stdout)
 
 
 class PluginLoadingTest(unittest.TestCase):

@@ -1,5 +1,5 @@
 // duet plugin ABI for C++17: derive from duet::Plugin, then
-// DUET_PLUGIN(Class, "name", "version", "description", options) once in a
+// DUET_PLUGIN(ident, Class, "name", "version", "description", options) once in a
 // .cpp file emits the extern "C" entry. Exceptions never cross into duetd:
 // the trampolines catch them, log them and map them to errors.
 #ifndef DUET_PLUGIN_HPP
@@ -16,6 +16,16 @@
 namespace duet {
 
 using ConnId = std::uint64_t;
+
+// One entry of a plugin's options table; end the table with {}. flag, when
+// set, is the top-level duetd flag that sets the option (see
+// duet_plugin_option_t), value_name what its help calls the value, and
+// flags its DUET_OPTION_* bits.
+constexpr duet_plugin_option_t option(const char *key, const char *default_value, const char *help,
+                                      const char *flag = nullptr, const char *value_name = nullptr,
+                                      std::uint32_t flags = 0) {
+  return {key, default_value, help, flag, value_name, flags};
+}
 
 // The host table plus this plugin's ctx: what a plugin can ask of duetd.
 class Host {
@@ -191,7 +201,7 @@ class Reporting final : public Base {
 
 }  // namespace duet
 
-#define DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options)                         \
+#define DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options, commands)               \
   static const duet_plugin_t duet_plugin_descriptor_ = {                                            \
       DUET_ABI_MAJOR,                                                                               \
       DUET_ABI_MINOR,                                                                               \
@@ -206,24 +216,34 @@ class Reporting final : public Base {
       &::duet::detail::Trampolines<::duet::Reporting<Class>>::on_close,                             \
       &::duet::detail::Trampolines<::duet::Reporting<Class>>::on_event,                             \
       options,                                                                                      \
+      sizeof(duet_plugin_option_t),                                                                 \
+      commands,                                                                                     \
   };
 
 // In a static build (-Dplugins=static) duetd links the plugin in and finds it
 // as duet_static_entry_<ident>; otherwise the module exports the versioned
 // entry symbol and nothing else.
 #if defined(DUET_PLUGIN_STATIC)
-#define DUET_PLUGIN(ident, Class, name, version, description, options)      \
-  DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options)       \
+#define DUET_PLUGIN_ENTRY_(ident)                                           \
   extern "C" const duet_plugin_t *duet_static_entry_##ident(void) noexcept; \
   extern "C" const duet_plugin_t *duet_static_entry_##ident(void) noexcept { return &duet_plugin_descriptor_; }
 #else
-#define DUET_PLUGIN(ident, Class, name, version, description, options)                    \
-  DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options)                     \
+#define DUET_PLUGIN_ENTRY_(ident)                                                         \
   extern "C" DUET_PLUGIN_EXPORT const duet_plugin_t *duet_plugin_entry_v1(void) noexcept; \
   extern "C" DUET_PLUGIN_EXPORT const duet_plugin_t *duet_plugin_entry_v1(void) noexcept { \
     return &duet_plugin_descriptor_;                                                      \
   }
 #endif
+
+// ident is a C identifier naming the plugin in static builds (its name with
+// '-' as '_'); options is a duet_plugin_option_t array or nullptr.
+#define DUET_PLUGIN(ident, Class, name, version, description, options)         \
+  DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options, nullptr) \
+  DUET_PLUGIN_ENTRY_(ident)
+// The same, with a NULL-terminated array of pointers to the plugin's commands.
+#define DUET_PLUGIN_WITH_COMMANDS(ident, Class, name, version, description, options, commands) \
+  DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options, commands)                \
+  DUET_PLUGIN_ENTRY_(ident)
 
 #endif  // DUET_PLUGIN_HPP
 
