@@ -22,9 +22,10 @@ const duet_plugin_option_t kOptions[] = {
 class Auth : public duet::Plugin {
  public:
   explicit Auth(const duet::Host &host) : Plugin(host) {
-    std::string path(host.config("secret-file").value_or(""));
-    if (!path.empty())
-      secret_ = duet::auth::read_secret_file(path);
+    const duet::Options options = host.options();
+    secret_ = options.file_contents("secret-file").value_or("");
+    if (!options.text("secret-file").empty() && !duet::auth::secret_long_enough(secret_))
+      options.fail("secret-file", options.text("secret-file"), duet::auth::kSecretAdvice);
   }
 
   duet_verdict_t on_message(duet::ConnId, const duet::Message &msg, duet_reject_t &reject) override {

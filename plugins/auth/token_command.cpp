@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "auth_token.hpp"
+#include "duet/plugin.hpp"
 
 namespace duet::auth {
 
@@ -75,14 +76,18 @@ int token_command(int argc, const char *const *argv, duet_write_fn write, void *
     if (!args.count("--auth-secret") || !args.count("--id"))
       return io.usage_error("--auth-secret and --id are required");
     const std::string &id = args["--id"], &peer = args["--peer"], &ttl_text = args["--ttl"];
-    const std::int64_t ttl = parse_duration(ttl_text);
+    const auto duration = duet::parse_duration(ttl_text);
+    const std::int64_t ttl = duration ? std::chrono::duration_cast<std::chrono::seconds>(*duration).count() : 0;
     if (ttl <= 0 || ttl > 366LL * 86400)
       return io.usage_error("--ttl " + ttl_text + ": expected a duration up to a year, e.g. 3600, 30m, 1h or 7d");
     if (has_control_chars(id) || has_control_chars(peer))
       return io.usage_error("ids must not contain control characters");
     if (id.empty() || id.size() > 256 || peer.size() > 256)
       return io.usage_error("--id must be 1 to 256 bytes (and --peer at most 256)");
-    const std::string secret = read_secret_file(args["--auth-secret"]);
+    const std::string &path = args["--auth-secret"];
+    const std::string secret = duet::read_trimmed_file(path);
+    if (!secret_long_enough(secret))
+      return io.usage_error("--auth-secret " + path + ": expected " + kSecretAdvice);
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
     io.say(out, mint(secret, id, peer, now.count() + ttl) + "\n");
     return 0;

@@ -139,6 +139,82 @@ class FrozenAbiPluginTest(HostTableTests, SharedServerTestCase):
         self.assertIn('--plugin-opt test-echo.unused=VALUE', proc.stdout)
 
 
+class WrapperPluginTest(SharedServerTestCase):
+    """What duet/plugin.hpp promises, checked with tests/abi/wrapper_plugin.cpp."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server_args = ['--plugin', plugin('wrapper_plugin.so'), '--plugin-opt', 'test-wrapper.loud=yes']
+        super().setUpClass()
+
+    async def test_a_timer_callback_that_throws_is_logged_and_duetd_keeps_serving(self):
+        c = await self.connect('throw')
+        await c.send_text('{"wrapper-throw":1}')
+        self.assertEqual(await c.recv_json(), {'after': 1})
+        self.server.wait_for_log(r'test-wrapper: timer callback threw: boom from a timer')
+        self.assertEqual(await c.ping_pong(), {'pong': 1})
+        self.server.assert_alive()
+
+    async def test_a_timer_destroyed_inside_its_own_callback_fires_once(self):
+        c = await self.connect('stop')
+        await c.send_text('{"wrapper-stop-inside":1}')
+        self.assertEqual(await c.recv_json(), {'stopped': 1})
+        self.assertEqual(await c.recv_json(), {'after': 1})
+        await c.expect_nothing(0.2)
+
+
+class WrapperInitTest(unittest.TestCase):
+    """How the wrapper maps what a plugin's init throws to duetd's exit code."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix='duet-wrapper-')
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def run_with(self, *options):
+        args = ['--address', '127.0.0.1', '--port', '0', '--state-dir', os.path.join(self.tmp, 'state'),
+                '--plugin', plugin('wrapper_plugin.so')]
+        for option in options:
+            args += ['--plugin-opt', 'test-wrapper.' + option]
+        return run_duetd(args, timeout=5)
+
+    def test_bad_values_exit_2_with_one_message_format(self):
+        for option, expected in [
+                ('number=11', "number must be a whole number from 1 to 10, not '11' "
+                              "(--plugin-opt test-wrapper.number)"),
+                ('number=+5', "number must be a whole number from 1 to 10, not '+5'"),
+                ('delay=2s', "delay must be a duration from 0.001 to 1 seconds"),
+                ('loud=maybe', "loud must be 'true' or 'yes' or 'on' or '1' or 'false' or 'no' or 'off' or '0', "
+                               "not 'maybe'"),
+                ('init=sometimes', "init must be 'ok' or 'environment' or 'runtime', not 'sometimes'")]:
+            with self.subTest(option=option):
+                proc = self.run_with(option)
+                self.assertEqual(proc.returncode, 2, proc.stderr)
+                self.assertIn(expected, proc.stderr)
+                self.assertNotIn('listening on', proc.stderr)
+
+    def test_a_failure_of_the_environment_in_init_exits_1(self):
+        for option, expected in [('init=environment', 'the test says the environment failed'),
+                                 ('init=runtime', 'the test throws a plain runtime_error')]:
+            with self.subTest(option=option):
+                proc = self.run_with(option)
+                self.assertEqual(proc.returncode, 1, proc.stderr)
+                self.assertIn(expected, proc.stderr)
+
+
+class HeaderExampleTest(SharedServerTestCase):
+    """The example in plugin.hpp's opening comment, extracted, built and loaded."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server_args = ['--plugin', plugin('header_example.so'), '--plugin-opt', 'greeter.delay=20ms']
+        super().setUpClass()
+
+    async def test_the_header_s_example_plugin_answers_after_its_delay(self):
+        c = await self.connect('greet')
+        await c.send_text('{"greet":1}')
+        self.assertEqual(await c.recv_json(), {'greet': 'hello'})
+
+
 class PluginLoadingTest(unittest.TestCase):
 
     def setUp(self):

@@ -114,7 +114,9 @@ typedef struct duet_msg {
 
 /* Filled by on_message when it returns DUET_REJECT. code is a short
  * machine-readable token ("not-paired"), message a sentence for humans. Both
- * must stay valid until on_message returns (string literals are typical). */
+ * must stay valid until on_message returns (string literals are typical).
+ * This struct never grows, so it carries no size: a client's error is a
+ * code and a message, and nothing else reaches the client. */
 typedef struct duet_reject {
   const char *code;
   const char *message;
