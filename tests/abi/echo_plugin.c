@@ -10,7 +10,12 @@
  * - {"echo-event":...}: an event test-echo.ping, which on_event answers
  *   with {"event":<its json>};
  * - {"echo-close":...}: closed with code 4000.
- * Built with -DWRONG_ABI it claims ABI major 99, which duetd must refuse. */
+ * Built with -DWRONG_ABI it claims ABI major 99, which duetd must refuse.
+ * Built with -DABI_1_0 it is laid out as a plugin of ABI 1.0 was: minor 0,
+ * a descriptor ending at options, option entries of three pointers, and a
+ * close whose why argument did not exist yet (here an invalid 77, as an
+ * old binary would leave whatever the register holds). */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,6 +25,16 @@
 #define PLUGIN_ABI_MAJOR 99
 #else
 #define PLUGIN_ABI_MAJOR DUET_ABI_MAJOR
+#endif
+
+#ifdef ABI_1_0
+#define PLUGIN_ABI_MINOR 0
+#define PLUGIN_STRUCT_SIZE offsetof(duet_plugin_t, option_size)
+#define CLOSE_WHY ((duet_close_reason_t)77)
+#else
+#define PLUGIN_ABI_MINOR DUET_ABI_MINOR
+#define PLUGIN_STRUCT_SIZE sizeof(duet_plugin_t)
+#define CLOSE_WHY DUET_CLOSE_SERVER
 #endif
 
 typedef struct echo {
@@ -72,7 +87,7 @@ static duet_verdict_t more(echo_t *e, uint64_t conn, const duet_msg_t *msg) {
     duet_event_t event = {"test-echo.ping", conn, "{\"n\":7}", 7};
     return e->host->emit(e->ctx, &event) == 0 ? DUET_HANDLED : DUET_PASS;
   } else if (is(msg, "echo-close")) {
-    return e->host->close(e->ctx, conn, 4000, "echo says bye", DUET_CLOSE_SERVER) == 0 ? DUET_HANDLED : DUET_PASS;
+    return e->host->close(e->ctx, conn, 4000, "echo says bye", CLOSE_WHY) == 0 ? DUET_HANDLED : DUET_PASS;
   } else {
     return DUET_PASS;
   }
@@ -103,16 +118,32 @@ static void echo_on_event(void *state, const duet_event_t *event) {
   send_text(e, event->conn, text);
 }
 
+#ifdef ABI_1_0
+/* An ABI 1.0 option entry: key, default_value, help. */
+typedef struct option_1_0 {
+  const char *key;
+  const char *default_value;
+  const char *help;
+} option_1_0_t;
+static const option_1_0_t options_1_0[] = {
+    {"greeting", "hello", "what echo-option answers"},
+    {"unused", "", "a second option, so the stride matters"},
+    {NULL, NULL, NULL},
+};
+#define OPTIONS ((const duet_plugin_option_t *)(const void *)options_1_0)
+#else
 static const duet_plugin_option_t options[] = {
     {.key = "greeting", .default_value = "hello", .help = "what echo-option answers"},
     {.key = "unused", .default_value = "", .help = "a second option, so the stride matters"},
     {.key = NULL},
 };
+#define OPTIONS options
+#endif
 
 static const duet_plugin_t descriptor = {
     .abi_major = PLUGIN_ABI_MAJOR,
-    .abi_minor = DUET_ABI_MINOR,
-    .struct_size = sizeof(duet_plugin_t),
+    .abi_minor = PLUGIN_ABI_MINOR,
+    .struct_size = PLUGIN_STRUCT_SIZE,
     .name = "test-echo",
     .version = "0.0.1",
     .description = "sends echo messages back (test plugin)",
@@ -120,8 +151,8 @@ static const duet_plugin_t descriptor = {
     .shutdown = echo_shutdown,
     .on_message = echo_on_message,
     .on_event = echo_on_event,
-    .options = options,
-    .option_size = sizeof(duet_plugin_option_t),
+    .options = OPTIONS,
+    .option_size = sizeof(duet_plugin_option_t), /* beyond struct_size with ABI_1_0: never read */
 };
 
 DUET_PLUGIN_EXPORT const duet_plugin_t *duet_plugin_entry_v1(void);

@@ -1,5 +1,5 @@
 /* duet-loadgen: a load generator for any server that speaks v1 of the
- * signaling protocol (shared/protocol.md) over wss:// on loopback.
+ * signaling protocol ("Protocol" in README.md) over wss:// on loopback.
  *
  * One process, one libuv loop, libwebsockets as a client on that loop. It
  * runs bounded phases, each of which checks what it measures:

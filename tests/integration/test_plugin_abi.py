@@ -139,6 +139,34 @@ class FrozenAbiPluginTest(HostTableTests, SharedServerTestCase):
         self.assertIn('--plugin-opt test-echo.unused=VALUE', proc.stdout)
 
 
+class Abi10PluginTest(SharedServerTestCase):
+    """A plugin laid out as ABI 1.0 was: shorter descriptor, three-pointer
+    option entries, and a close call without a valid why."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server_args = ['--plugin', plugin('abi_1_0_plugin.so'), '--plugin-opt', 'test-echo.greeting=hi there',
+                           '--plugin-opt', 'test-echo.unused=x']
+        super().setUpClass()
+
+    async def test_its_options_are_read_with_the_1_0_entry_size(self):
+        c = await self.connect('option')
+        await c.send_text('{"echo-option":1}')
+        self.assertEqual(await c.recv_json(), {'greeting': 'hi there'})
+
+    async def test_its_close_without_why_still_closes(self):
+        c = await self.connect('closed')
+        await c.send_text('{"echo-close":1}')
+        await c.expect_close(4000)
+
+    def test_list_plugins_names_abi_1_0_and_both_options(self):
+        proc = run_duetd(['--list-plugins', '--plugin', plugin('abi_1_0_plugin.so')])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn('ABI 1.0', [l for l in proc.stdout.splitlines() if l.startswith('test-echo ')][0])
+        self.assertIn('--plugin-opt test-echo.greeting=VALUE  what echo-option answers', proc.stdout)
+        self.assertIn('--plugin-opt test-echo.unused=VALUE  a second option', proc.stdout)
+
+
 class WrapperPluginTest(SharedServerTestCase):
     """What duet/plugin.hpp promises, checked with tests/abi/wrapper_plugin.cpp."""
 
