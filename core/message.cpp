@@ -1,6 +1,8 @@
 // The one C++ translation unit of the core: RapidJSON is a C++ library.
 #include "message.h"
 
+#include "duet/utf8.h"
+
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -37,64 +39,8 @@ Decoder &decoder() {
 }
 
 // Deep nesting cannot overflow the C stack. The encoding is checked before
-// parsing (valid_utf8), not by RapidJSON character by character.
+// parsing (duet_utf8_valid, shared with plugins), not by RapidJSON character by character.
 constexpr unsigned kParseFlags = rapidjson::kParseIterativeFlag;
-
-// The length of the well-formed UTF-8 sequence (RFC 3629) at s, of at most n
-// bytes: 1 to 4, or 0 when it is not one (an overlong form, a surrogate,
-// past U+10FFFF, a stray continuation byte, or cut short).
-size_t utf8_sequence(const unsigned char *s, size_t n) {
-  unsigned char c = s[0];
-  if (c < 0x80)
-    return 1;
-  size_t len;
-  uint32_t cp;
-  if (c >= 0xc2 && c <= 0xdf) {
-    len = 2;
-    cp = c & 0x1fu;
-  } else if (c >= 0xe0 && c <= 0xef) {
-    len = 3;
-    cp = c & 0x0fu;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    len = 4;
-    cp = c & 0x07u;
-  } else {
-    return 0;
-  }
-  if (n < len)
-    return 0;
-  for (size_t k = 1; k < len; k++) {
-    unsigned char d = s[k];
-    if ((d & 0xc0) != 0x80)
-      return 0;
-    cp = cp << 6 | (d & 0x3fu);
-  }
-  if (len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
-    return 0;
-  if (len == 4 && (cp < 0x10000 || cp > 0x10ffff))
-    return 0;
-  return len;
-}
-
-// Signaling is nearly all ASCII, which goes eight bytes at a time.
-bool valid_utf8(const unsigned char *s, size_t n) {
-  size_t i = 0;
-  while (i < n) {
-    if (n - i >= 8) {
-      uint64_t word;
-      std::memcpy(&word, s + i, 8);
-      if ((word & 0x8080808080808080ull) == 0) {
-        i += 8;
-        continue;
-      }
-    }
-    size_t len = utf8_sequence(s + i, n - i);
-    if (len == 0)
-      return false;
-    i += len;
-  }
-  return true;
-}
 
 // Follows an RFC 6901 pointer through objects and arrays without allocating.
 const Document::ValueType *resolve(const Document::ValueType &root, const char *p) {
@@ -150,7 +96,7 @@ extern "C" int duet__message_decode(const char *json, size_t len, duet_msg_t *ms
     *why = "A message must not contain a NUL byte.";
     return DUET_EINVAL;
   }
-  if (!valid_utf8(reinterpret_cast<const unsigned char *>(json), len)) {
+  if (!duet_utf8_valid(reinterpret_cast<const unsigned char *>(json), len)) {
     *why = "A message must be valid UTF-8.";
     return DUET_EINVAL;
   }
@@ -232,7 +178,7 @@ extern "C" size_t duet__json_escape(char *out, size_t out_size, const char *s) {
       piece[len++] = hex[c & 15];
     } else if (c < 0x80) {
       piece[len++] = static_cast<char>(c);
-    } else if ((take = utf8_sequence(p + i, total - i)) != 0) {
+    } else if ((take = duet_utf8_sequence_length(p + i, total - i)) != 0) {
       std::memcpy(piece, p + i, take);
       len = take;
     } else {

@@ -58,6 +58,39 @@ struct duet_plugins {
   ((desc)->struct_size >= offsetof(duet_plugin_t, field) + sizeof((desc)->field))
 #define OPTIONAL(desc, field) (HAS_FIELD(desc, field) ? (desc)->field : NULL)
 
+/* Entries of an ABI 1.0-1.2 options array end where 1.3 appended flag. */
+#define OPTION_SIZE_1_0 offsetof(duet_plugin_option_t, flag)
+
+/* The stride of desc's options array: the entry size it was built with. */
+static size_t option_stride(const duet_plugin_t *desc) {
+  if (HAS_FIELD(desc, option_size) && desc->option_size >= OPTION_SIZE_1_0)
+    return desc->option_size;
+  return OPTION_SIZE_1_0;
+}
+
+int duet__plugins_option(const duet_plugin_t *desc, size_t i, duet_plugin_option_t *out) {
+  const duet_plugin_option_t *options = OPTIONAL(desc, options);
+  if (!options)
+    return 0;
+  size_t stride = option_stride(desc);
+  const char *entry = (const char *)options + i * stride;
+  memset(out, 0, sizeof *out);
+  /* Only the fields the plugin's entries hold; the rest read as zero. */
+  memcpy(out, entry, stride < sizeof *out ? stride : sizeof *out);
+  return out->key != NULL;
+}
+
+const duet_plugin_command_t *duet__plugins_command(const duet_plugin_t *desc, size_t i) {
+  const duet_plugin_command_t *const *commands = OPTIONAL(desc, commands);
+  for (size_t k = 0; commands && commands[k]; k++) {
+    const duet_plugin_command_t *c = commands[k];
+    if (k == i)
+      return c->struct_size >= offsetof(duet_plugin_command_t, run) + sizeof c->run && c->name && c->run ? c
+                                                                                                        : NULL;
+  }
+  return NULL;
+}
+
 /* ---- host table ---- */
 
 static duet_plugins_t *plugins_of(duet_host_ctx_t *ctx) { return ctx->plugins; }
@@ -92,6 +125,9 @@ static int host_close(duet_host_ctx_t *ctx, uint64_t id, int ws_code, const char
   duet_conn_t *conn = live_conn(ctx, id);
   if (!conn)
     return DUET_ENOCONN;
+  /* ABI 1.0 declared close without why: whatever that register holds is noise. */
+  if (plugins_of(ctx)->list[ctx->index].desc->abi_minor == 0)
+    why = DUET_CLOSE_SERVER;
   if (ws_code < 1000 || ws_code > 4999 || why < DUET_CLOSE_CLIENT || why > DUET_CLOSE_TAKEOVER)
     return DUET_EINVAL;
   duet__conn_close(conn, ws_code, reason, why);
@@ -240,10 +276,10 @@ static const char *host_config_get(duet_host_ctx_t *ctx, const char *key) {
       return o->value;
   }
   const duet_plugin_t *desc = plugins->list[ctx->index].desc;
-  const duet_plugin_option_t *options = OPTIONAL(desc, options);
-  for (; options && options->key; options++)
-    if (strcmp(options->key, key) == 0)
-      return options->default_value;
+  duet_plugin_option_t o;
+  for (size_t i = 0; duet__plugins_option(desc, i, &o); i++)
+    if (strcmp(o.key, key) == 0)
+      return o.default_value;
   return NULL;
 }
 
@@ -348,30 +384,84 @@ static int add_plugin(duet_plugins_t *plugins, const duet_plugin_t *desc, const 
   return 0;
 }
 
-static int load_file(duet_plugins_t *plugins, const char *path, char *err, size_t err_len) {
+/* Opens a shared module and calls its entry function, nothing else. */
+static int open_module(const char *path, uv_lib_t *lib, const duet_plugin_t **desc, char *err, size_t err_len) {
   if (access(path, R_OK) != 0) {
     snprintf(err, err_len, "plugin file %s cannot be read: %s", path, strerror(errno));
     return DUET_ENOENT;
   }
-  uv_lib_t lib;
-  if (uv_dlopen(path, &lib) != 0) {
-    snprintf(err, err_len, "plugin %s could not be loaded: %s", path, uv_dlerror(&lib));
-    uv_dlclose(&lib);
+  if (uv_dlopen(path, lib) != 0) {
+    snprintf(err, err_len, "plugin %s could not be loaded: %s", path, uv_dlerror(lib));
+    uv_dlclose(lib);
     return DUET_EINVAL;
   }
   duet_plugin_entry_fn entry = NULL;
-  if (uv_dlsym(&lib, DUET_PLUGIN_ENTRY_SYMBOL, (void **)&entry) != 0 || !entry) {
+  if (uv_dlsym(lib, DUET_PLUGIN_ENTRY_SYMBOL, (void **)&entry) != 0 || !entry) {
     snprintf(err, err_len,
              "%s is not a duet plugin for ABI %d: it does not export %s (a plugin for another ABI "
              "major exports duet_plugin_entry_vN)",
              path, DUET_ABI_MAJOR, DUET_PLUGIN_ENTRY_SYMBOL);
-    uv_dlclose(&lib);
+    uv_dlclose(lib);
     return DUET_EINVAL;
   }
-  int r = add_plugin(plugins, entry(), path, &lib, err, err_len);
+  *desc = entry();
+  return 0;
+}
+
+static int load_file(duet_plugins_t *plugins, const char *path, char *err, size_t err_len) {
+  uv_lib_t lib;
+  const duet_plugin_t *desc = NULL;
+  int r = open_module(path, &lib, &desc, err, err_len);
+  if (r != 0)
+    return r;
+  r = add_plugin(plugins, desc, path, &lib, err, err_len);
   if (r != 0)
     uv_dlclose(&lib);
   return r;
+}
+
+struct duet_plugin_peek {
+  const duet_plugin_t *desc;
+  uv_lib_t lib;
+  int lib_open;
+};
+
+int duet__plugins_peek(const char *name, duet_plugin_peek_t **out, char *err, size_t err_len) {
+  *out = NULL;
+  duet_plugin_peek_t *peek = calloc(1, sizeof *peek);
+  if (!peek)
+    return DUET_ENOMEM;
+  int r = 0;
+  for (const duet_static_plugin_t *s = duet__static_plugins; s->name && !peek->desc; s++)
+    if (strcmp(s->name, name) == 0)
+      peek->desc = s->entry();
+  char path[4096];
+  if (!peek->desc && duet__paths_find_plugin(name, path, sizeof path) != 0) {
+    snprintf(err, err_len, "no plugin named \"%s\": looked for duet-%s.so in %s", name, name,
+             duet__paths_plugin_search_desc());
+    r = DUET_ENOENT;
+  } else if (!peek->desc) {
+    r = open_module(path, &peek->lib, &peek->desc, err, err_len);
+    peek->lib_open = r == 0;
+  }
+  if (r == 0)
+    r = check_descriptor(peek->desc, name, err, err_len);
+  if (r != 0) {
+    duet__plugins_peek_close(peek);
+    return r;
+  }
+  *out = peek;
+  return 0;
+}
+
+const duet_plugin_t *duet__plugins_peek_descriptor(const duet_plugin_peek_t *peek) { return peek->desc; }
+
+void duet__plugins_peek_close(duet_plugin_peek_t *peek) {
+  if (!peek)
+    return;
+  if (peek->lib_open && !getenv("DUET_KEEP_PLUGINS_LOADED"))
+    uv_dlclose(&peek->lib);
+  free(peek);
 }
 
 static int load_named(duet_plugins_t *plugins, const char *name, char *err, size_t err_len) {
@@ -445,19 +535,18 @@ static int check_plugin_opts(duet_plugins_t *plugins, char *err, size_t err_len)
                o->plugin);
       return -2;
     }
-    const duet_plugin_option_t *known = OPTIONAL(owner->desc, options);
+    duet_plugin_option_t known;
     int found = 0;
-    for (; known && known->key; known++)
-      found |= strcmp(known->key, o->key) == 0;
+    for (size_t k = 0; duet__plugins_option(owner->desc, k, &known); k++)
+      found |= strcmp(known.key, o->key) == 0;
     if (!found) {
       size_t used = (size_t)snprintf(err, err_len, "--plugin-opt %s.%s: plugin %s has no option \"%s\"; its options:",
                                      o->plugin, o->key, o->plugin, o->key);
-      known = OPTIONAL(owner->desc, options);
-      if (!known || !known->key)
+      if (!duet__plugins_option(owner->desc, 0, &known))
         used += (size_t)snprintf(err + (used < err_len ? used : err_len - 1),
                                  used < err_len ? err_len - used : 1, " none");
-      for (; known && known->key && used < err_len; known++)
-        used += (size_t)snprintf(err + used, err_len - used, " %s", known->key);
+      for (size_t k = 0; duet__plugins_option(owner->desc, k, &known) && used < err_len; k++)
+        used += (size_t)snprintf(err + used, err_len - used, " %s", known.key);
       return -2;
     }
   }
@@ -511,9 +600,10 @@ void duet__plugins_print(const duet_plugins_t *plugins) {
     const duet_plugin_t *d = plugins->list[i].desc;
     printf("%s %s  %s  [%s, ABI %u.%u]\n", d->name, d->version, d->description ? d->description : "",
            plugins->list[i].source, d->abi_major, d->abi_minor);
-    for (const duet_plugin_option_t *o = OPTIONAL(d, options); o && o->key; o++)
-      printf("    --plugin-opt %s.%s=VALUE  %s (default: %s)\n", d->name, o->key, o->help ? o->help : "",
-             o->default_value ? o->default_value : "none");
+    duet_plugin_option_t o;
+    for (size_t k = 0; duet__plugins_option(d, k, &o); k++)
+      printf("    --plugin-opt %s.%s=VALUE  %s (default: %s)\n", d->name, o.key, o.help ? o.help : "",
+             o.default_value ? o.default_value : "none");
   }
 }
 

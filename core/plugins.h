@@ -11,6 +11,10 @@
 #include "duet/plugin.h"
 #include "options.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 struct duet_conns;
 struct duet_metrics;
 
@@ -33,6 +37,23 @@ size_t duet__plugins_count(const duet_plugins_t *plugins);
 /* Prints "name version  description" per plugin, with its options. */
 void duet__plugins_print(const duet_plugins_t *plugins);
 
+/* A bundled plugin's descriptor, read before any plugin is loaded so the
+ * command line can offer its shorthand flags and commands: found among the
+ * linked-in plugins (static builds) or dlopened like a load would, calling
+ * only the entry function (never init). */
+typedef struct duet_plugin_peek duet_plugin_peek_t;
+int duet__plugins_peek(const char *name, duet_plugin_peek_t **out, char *err, size_t err_len);
+const duet_plugin_t *duet__plugins_peek_descriptor(const duet_plugin_peek_t *peek);
+/* Unloads what duet__plugins_peek opened; the descriptor is gone then. */
+void duet__plugins_peek_close(duet_plugin_peek_t *peek);
+
+/* Copies option i of desc into out, honouring the entry size the plugin
+ * was built with (fields its ABI lacks read as zero). Returns 1, or 0 past
+ * the last option. */
+int duet__plugins_option(const duet_plugin_t *desc, size_t i, duet_plugin_option_t *out);
+/* Command i of desc, or NULL past the last (or for a malformed entry). */
+const duet_plugin_command_t *duet__plugins_command(const duet_plugin_t *desc, size_t i);
+
 void duet__plugins_on_open(duet_plugins_t *plugins, uint64_t conn);
 /* Offers msg to each plugin in order. Returns DUET_HANDLED, or DUET_REJECT
  * with reject filled (also when nobody handled it: "unknown-type"). */
@@ -44,5 +65,9 @@ void duet__plugins_on_close(duet_plugins_t *plugins, uint64_t conn, duet_close_r
 /* Calls every shutdown, stops the plugins' timers and unloads modules.
  * Timer handles close on the loop: run it once more before closing it. */
 void duet__plugins_unload(duet_plugins_t *plugins);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -1,6 +1,5 @@
 #include "cli/options.hpp"
 
-#include <chrono>
 #include <climits>
 #include <cstdlib>
 #include <sstream>
@@ -9,7 +8,6 @@
 
 #include <CLI/CLI.hpp>
 
-#include "auth_token.hpp"
 #include "duet_build_config.h"
 
 namespace duet {
@@ -66,18 +64,41 @@ std::string check_plugin_opt(const std::string &spec) {
 
 }  // namespace
 
-int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::ostream &out, std::ostream &err) {
+// One parse: the CLI11 app, the options it fills, and the plugins'
+// declarations it offers as flags and commands.
+struct CliParser {
+  CliOptions &o;
+  const PluginDeclarations &plugins;
+  std::ostream &out, &err;
+  CLI::App app;
+
+  CliParser(CliOptions &options, const PluginDeclarations &declarations, std::ostream &out_, std::ostream &err_)
+      : o(options),
+        plugins(declarations),
+        out(out_),
+        err(err_),
+        app("duetd: a small, fast signaling server and web client for 1:1 WebRTC video calls.\n"
+            "With no options it serves the web client and WebSocket signaling on https://localhost:8443/\n"
+            "with a self-signed development certificate made on first run.",
+            "duetd") {}
+
+  void add_general_options();
+  void add_tls_options();
+  void add_limit_options();
+  void add_plugin_options();
+  void add_plugin_flags();
+  int run_command(int argc, const char *const *argv);
+  int check_mounts();
+  int check_admin_listen();
+  int check_combinations();
+  void collect_plugin_opts();
+  void fill_c_options();
+  int parse(int argc, const char *const *argv);
+};
+
+void CliParser::add_general_options() {
   char state_buf[PATH_MAX];
   const std::string default_state = duet__paths_default_state_dir(state_buf, sizeof state_buf);
-  const std::string default_web = duet__paths_default_web_root();
-  std::string bundled;
-  for (const auto &name : bundled_plugins())
-    bundled += (bundled.empty() ? "" : ", ") + name;
-
-  CLI::App app{"duetd: a small, fast signaling server and web client for 1:1 WebRTC video calls.\n"
-               "With no options it serves the web client and WebSocket signaling on https://localhost:8443/\n"
-               "with a self-signed development certificate made on first run.",
-               "duetd"};
   app.set_version_flag("--version", "duetd " DUET_VERSION " (plugin ABI " + std::to_string(DUET_ABI_MAJOR) + "." +
                                         std::to_string(DUET_ABI_MINOR) + ")");
   app.set_config("--config", "", "Read options from FILE (TOML/INI: one 'name = value' per line, names as the long options)");
@@ -88,13 +109,29 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
   app.add_option("--port", o.port, "TCP port to listen on; 0 picks a free one (it is logged)")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
+  app.add_option("--state-dir", o.state_dir,
+                 "Folder for the development certificate and other state (default: " + default_state + ")");
+  app.add_option("--web-root", o.web_root, "Folder served at / (default: " + std::string(duet__paths_default_web_root()) + ")")
+      ->check(CLI::ExistingDirectory);
+  app.add_option("--mount", o.mount_specs, "Also serve DIR at /URL, as /URL=DIR (repeatable)")
+      ->type_name("/URL=DIR")
+      ->check(CLI::Validator(check_mount, "/URL=DIR", "mount"));
+  app.add_flag("--no-health", o.no_health, "Do not serve GET /healthz");
+  app.add_flag("--no-metrics", o.no_metrics, "Do not serve GET /metrics (Prometheus text format)");
+  app.add_option("--admin-listen", o.admin_listen,
+                 "Serve /healthz and /metrics on this plain-HTTP ADDRESS:PORT only, not on the main port")
+      ->type_name("ADDR:PORT");
+  app.add_option("--log-level", o.log_level, "How much to log")
+      ->check(CLI::IsMember({"error", "warn", "info", "debug"}))
+      ->capture_default_str();
+}
+
+void CliParser::add_tls_options() {
   auto *cert = app.add_option("--cert", o.cert, "TLS certificate chain (PEM); needs --key")->check(CLI::ExistingFile);
   auto *key = app.add_option("--key", o.key, "TLS private key (PEM); needs --cert; must not lie in a served folder")
                   ->check(CLI::ExistingFile);
   cert->needs(key);
   key->needs(cert);
-  app.add_option("--state-dir", o.state_dir,
-                 "Folder for the development certificate and other state (default: " + default_state + ")");
   auto *no_tls = app.add_flag("--no-tls", o.no_tls,
                               "Plain HTTP and WebSocket, for running behind a TLS reverse proxy only");
   no_tls->excludes(cert)->excludes(key);
@@ -118,31 +155,30 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
   app.add_flag("--allow-any-origin", o.allow_any_origin,
                "Accept WebSockets from pages of any origin (turns off the cross-site check)")
       ->excludes(origins);
-  app.add_option("--web-root", o.web_root, "Folder served at / (default: " + default_web + ")")
-      ->check(CLI::ExistingDirectory);
-  app.add_option("--mount", o.mount_specs, "Also serve DIR at /URL, as /URL=DIR (repeatable)")
-      ->type_name("/URL=DIR")
-      ->check(CLI::Validator(check_mount, "/URL=DIR", "mount"));
+}
+
+void CliParser::add_limit_options() {
+  using Size = std::size_t;
   app.add_option("--max-message-bytes", o.max_message_bytes,
                  "Largest signaling message accepted; larger ones get a too-large error")
-      ->check(CLI::Range(static_cast<std::size_t>(256), static_cast<std::size_t>(16 * 1024 * 1024)))
+      ->check(CLI::Range(Size{256}, Size{16 * 1024 * 1024}))
       ->capture_default_str();
   app.add_option("--max-queued-bytes", o.max_queued_bytes,
                  "Bytes that may wait for one slow client before it is disconnected")
-      ->check(CLI::Range(static_cast<std::size_t>(4096), static_cast<std::size_t>(1024 * 1024 * 1024)))
+      ->check(CLI::Range(Size{4096}, Size{1024 * 1024 * 1024}))
       ->capture_default_str();
   app.add_option("--max-queued-bytes-total", o.max_queued_bytes_total,
                  "Bytes that may wait for all slow clients together; past it the clients holding the most are "
                  "disconnected (bounds memory on a small board)")
-      ->check(CLI::Range(static_cast<std::size_t>(4096), static_cast<std::size_t>(1024) * 1024 * 1024 * 64))
+      ->check(CLI::Range(Size{4096}, Size{1024} * 1024 * 1024 * 64))
       ->capture_default_str();
   app.add_option("--max-connections", o.max_connections,
                  "WebSocket connections in all; more get a server-full error and are closed")
-      ->check(CLI::Range(static_cast<std::size_t>(1), static_cast<std::size_t>(10000000)))
+      ->check(CLI::Range(Size{1}, Size{10000000}))
       ->capture_default_str();
   app.add_option("--max-connections-per-ip", o.max_connections_per_ip,
                  "WebSocket connections from one address; more get a too-many-connections error")
-      ->check(CLI::Range(static_cast<std::size_t>(1), static_cast<std::size_t>(10000000)))
+      ->check(CLI::Range(Size{1}, Size{10000000}))
       ->capture_default_str();
   app.add_option("--max-messages-per-second", o.max_messages_per_second,
                  "Messages one connection may send per second (bursts of twice that); more get rate-limited")
@@ -159,29 +195,12 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
   app.add_option("--max-header-bytes", o.max_header_bytes, "Largest HTTP request header block accepted")
       ->check(CLI::Range(1024u, 65535u))
       ->capture_default_str();
-  app.add_flag("--no-health", o.no_health, "Do not serve GET /healthz");
-  app.add_flag("--no-metrics", o.no_metrics, "Do not serve GET /metrics (Prometheus text format)");
-  app.add_option("--admin-listen", o.admin_listen,
-                 "Serve /healthz and /metrics on this plain-HTTP ADDRESS:PORT only, not on the main port")
-      ->type_name("ADDR:PORT");
-  app.add_option("--audit-log", o.audit_log,
-                 "Write the audit log (JSON Lines) to FILE, or - for stdout; SIGHUP reopens it "
-                 "(same as --plugin-opt audit-log.path=FILE)")
-      ->type_name("FILE");
-  app.add_option("--auth-secret", o.auth_secret,
-                 "FILE holding a secret: every open must then carry a call token made with "
-                 "'duetd token --auth-secret FILE --id ID'")
-      ->check(CLI::ExistingFile)
-      ->type_name("FILE");
-  app.add_option("--stun", o.stun, "A STUN server URL for the clients, e.g. stun:stun.example.org (repeatable)");
-  app.add_option("--turn", o.turn, "A TURN server URL for the clients, e.g. turn:turn.example.org:3478 (repeatable)");
-  app.add_option("--turn-secret", o.turn_secret,
-                 "FILE holding the TURN REST-API secret (coturn's static-auth-secret): each client gets its own "
-                 "short-lived credentials")
-      ->check(CLI::ExistingFile)
-      ->type_name("FILE");
-  app.add_option("--turn-ttl", o.turn_ttl, "Seconds a TURN credential stays valid (default 86400)")
-      ->check(CLI::Range(60L, 604800L));
+}
+
+void CliParser::add_plugin_options() {
+  std::string bundled;
+  for (const auto &name : bundled_plugins())
+    bundled += (bundled.empty() ? "" : ", ") + name;
   app.add_option("--plugin", o.plugins,
                  "Load a plugin: a bundled plugin's name or a path to a .so, after the bundled ones (repeatable)");
   app.add_flag("--no-default-plugins", o.no_default_plugins,
@@ -193,58 +212,51 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
       ->type_name("PLUGIN.KEY=VALUE")
       ->check(CLI::Validator(check_plugin_opt, "PLUGIN.KEY=VALUE", "plugin-opt"));
   app.add_flag("--list-plugins", o.list_plugins, "Print the loaded plugins, their versions and options, then exit");
-  app.add_option("--log-level", o.log_level, "How much to log")
-      ->check(CLI::IsMember({"error", "warn", "info", "debug"}))
-      ->capture_default_str();
+}
 
-  // duetd token: mint a call token for scripts and backends, then exit.
-  std::string token_id, token_peer, token_ttl = "1h", token_secret;
-  auto *token_cmd = app.add_subcommand("token", "Print a call token for --auth-secret servers, then exit");
-  token_cmd->add_option("--auth-secret", token_secret, "FILE holding the server's secret")
-      ->required()
-      ->check(CLI::ExistingFile);
-  token_cmd->add_option("--id", token_id, "The local id the token lets its holder open as")->required();
-  token_cmd->add_option("--peer", token_peer, "Bind the token to this peer id too");
-  token_cmd->add_option("--ttl", token_ttl, "How long the token is valid: 3600, 90s, 30m, 1h, 7d")
-      ->capture_default_str();
-
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::Success &e) {  // --help and --version
-    return app.exit(e, out, err);
-  } catch (const CLI::ParseError &e) {
-    app.exit(e, out, err);
-    err << "Run 'duetd --help' for the options.\n";
-    return 2;
+// Each flag a bundled plugin's option declares, unless duetd or an earlier
+// plugin already has an option of that name.
+void CliParser::add_plugin_flags() {
+  for (const PluginFlag &f : plugins.flags) {
+    const std::string name = "--" + f.flag;
+    if (f.flag.empty() || app.get_option_no_throw(name) != nullptr)
+      continue;
+    o.shorthands_.push_back({&f, {}, {}});
+    CliOptions::ShorthandValues &v = o.shorthands_.back();
+    const std::string help = f.help + " (same as --plugin-opt " + f.plugin + "." + f.key + "=" +
+                             (f.value_name.empty() ? "VALUE" : f.value_name) + ")";
+    CLI::Option *opt = f.flags & DUET_OPTION_REPEATABLE ? app.add_option(name, v.many, help + "; repeatable")
+                                                        : app.add_option(name, v.one, help);
+    opt->type_name(f.value_name.empty() ? "VALUE" : f.value_name);
+    if (f.flags & DUET_OPTION_FILE)  // with no description: the help says FILE once
+      opt->check(CLI::Validator(CLI::ExistingFile).description(""));
   }
+  if (plugins.commands.empty())
+    return;
+  std::string footer = "Commands (from the bundled plugins):";
+  for (const PluginCommand &c : plugins.commands)
+    footer += "\n  duetd " + c.name + " ...  " + c.help;
+  app.footer(footer + "\nRun 'duetd COMMAND --help' for a command's options.");
+}
 
-  if (*token_cmd) {
-    std::int64_t ttl = duet::auth::parse_duration(token_ttl);
-    if (ttl <= 0 || ttl > 366LL * 86400) {
-      err << "token --ttl " << token_ttl << ": expected a duration up to a year, e.g. 3600, 30m, 1h or 7d\n";
-      return 2;
-    }
-    for (const std::string *id : {&token_id, &token_peer})
-      for (unsigned char ch : *id)
-        if (ch < 0x20 || ch == 0x7f) {
-          err << "token: ids must not contain control characters\n";
-          return 2;
-        }
-    if (token_id.empty() || token_id.size() > 256 || token_peer.size() > 256) {
-      err << "token: --id must be 1 to 256 bytes (and --peer at most 256)\n";
-      return 2;
-    }
-    try {
-      std::string secret = duet::auth::read_secret_file(token_secret);
-      auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
-      out << duet::auth::mint(secret, token_id, token_peer, now.count() + ttl) << "\n";
-    } catch (const std::exception &e) {
-      err << "token: " << e.what() << "\n";
-      return 2;
-    }
-    return 0;
-  }
+static void write_to_stream(void *stream, const char *text, std::size_t len) {
+  static_cast<std::ostream *>(stream)->write(text, static_cast<std::streamsize>(len));
+}
 
+// "duetd NAME ...": a plugin's command runs instead of the server.
+int CliParser::run_command(int argc, const char *const *argv) {
+  if (argc < 2)
+    return -1;
+  for (const PluginCommand &c : plugins.commands)
+    if (c.name == argv[1]) {
+      std::vector<const char *> args(argv + 1, argv + argc);
+      args.push_back(nullptr);
+      return c.run(argc - 1, args.data(), write_to_stream, &out, &err);
+    }
+  return -1;
+}
+
+int CliParser::check_mounts() {
   for (const auto &spec : o.mount_specs) {
     auto eq = spec.find('=');
     std::string url = spec.substr(0, eq);
@@ -265,73 +277,34 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
         err << "--mount: " << o.mount_urls_[i] << " is given twice\n";
         return 2;
       }
-  // Shorthands for bundled plugins' options; an explicit --plugin-opt given later wins.
-  std::vector<std::string> shorthands;
-  if (!o.audit_log.empty())
-    shorthands.push_back("audit-log.path=" + o.audit_log);
-  if (!o.auth_secret.empty())
-    shorthands.push_back("auth.secret-file=" + o.auth_secret);
-  auto join = [](const std::vector<std::string> &v) {
-    std::string s;
-    for (const auto &x : v)
-      s += (s.empty() ? "" : ",") + x;
-    return s;
-  };
-  if (!o.stun.empty())
-    shorthands.push_back("ice-servers.stun=" + join(o.stun));
-  if (!o.turn.empty())
-    shorthands.push_back("ice-servers.turn=" + join(o.turn));
-  if (!o.turn_secret.empty())
-    shorthands.push_back("ice-servers.turn-secret-file=" + o.turn_secret);
-  if (o.turn_ttl)
-    shorthands.push_back("ice-servers.turn-ttl=" + std::to_string(o.turn_ttl));
-  o.plugin_opt_specs.insert(o.plugin_opt_specs.begin(), shorthands.begin(), shorthands.end());
-  if (!o.admin_listen.empty()) {
-    auto colon = o.admin_listen.rfind(':');
-    std::string host = colon == std::string::npos ? "" : o.admin_listen.substr(0, colon);
-    std::string port = colon == std::string::npos ? "" : o.admin_listen.substr(colon + 1);
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-      host = host.substr(1, host.size() - 2);
-    char *end = nullptr;
-    long n = port.empty() ? -1 : std::strtol(port.c_str(), &end, 10);
-    if (host.empty() || n < 0 || n > 65535 || *end != '\0') {
-      err << "--admin-listen " << o.admin_listen << ": expected ADDRESS:PORT, e.g. 127.0.0.1:9090 or [::1]:9090\n";
-      return 2;
-    }
-    o.admin_host_ = host;
-    o.c.admin_port = static_cast<int>(n);
-  }
-  for (const auto &spec : o.plugin_opt_specs) {
-    auto dot = spec.find('.');
-    auto eq = spec.find('=');
-    o.opt_plugins_.push_back(spec.substr(0, dot));
-    o.opt_keys_.push_back(spec.substr(dot + 1, eq - dot - 1));
-    o.opt_values_.push_back(spec.substr(eq + 1));
-  }
-  if (!o.no_default_plugins)
-    o.load_list_ = bundled_plugins();
-  o.load_list_.insert(o.load_list_.end(), o.plugins.begin(), o.plugins.end());
-  if (o.load_list_.empty() && o.plugin_dirs.empty()) {
-    err << "--no-default-plugins: no plugin is left to load; add --plugin NAME or --plugin-dir DIR\n";
+  return 0;
+}
+
+int CliParser::check_admin_listen() {
+  if (o.admin_listen.empty())
+    return 0;
+  auto colon = o.admin_listen.rfind(':');
+  std::string host = colon == std::string::npos ? "" : o.admin_listen.substr(0, colon);
+  std::string port = colon == std::string::npos ? "" : o.admin_listen.substr(colon + 1);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  char *end = nullptr;
+  long n = port.empty() ? -1 : std::strtol(port.c_str(), &end, 10);
+  if (host.empty() || n < 0 || n > 65535 || *end != '\0') {
+    err << "--admin-listen " << o.admin_listen << ": expected ADDRESS:PORT, e.g. 127.0.0.1:9090 or [::1]:9090\n";
     return 2;
   }
+  o.admin_host_ = host;
+  o.c.admin_port = static_cast<int>(n);
+  return 0;
+}
 
-  // Pointers are taken only now that every vector has its final size.
-  for (std::size_t i = 0; i < o.mount_urls_.size(); i++)
-    o.mounts_.push_back({o.mount_urls_[i].c_str(), o.mount_dirs_[i].c_str()});
-  for (std::size_t i = 0; i < o.opt_plugins_.size(); i++)
-    o.plugin_opts_.push_back({o.opt_plugins_[i].c_str(), o.opt_keys_[i].c_str(), o.opt_values_[i].c_str()});
-  for (const auto &p : o.load_list_)
-    o.load_ptrs_.push_back(p.c_str());
-  for (const auto &d : o.plugin_dirs)
-    o.dir_ptrs_.push_back(d.c_str());
-  for (const auto &origin : o.allow_origins) {
+int CliParser::check_combinations() {
+  for (const auto &origin : o.allow_origins)
     if (origin.rfind("http://", 0) != 0 && origin.rfind("https://", 0) != 0) {
       err << "--allow-origin " << origin << ": an origin is scheme://host[:port], e.g. https://app.example.org\n";
       return 2;
     }
-    o.origin_ptrs_.push_back(origin.c_str());
-  }
   if (!o.acme_webroot.empty() && !o.http_redirect_port) {
     err << "--acme-webroot needs --http-redirect-port (ACME challenges are fetched over plain HTTP)\n";
     return 2;
@@ -345,16 +318,60 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
         << o.max_queued_bytes << "): one slow client may hold that much\n";
     return 2;
   }
-  if (o.web_root.empty())
-    o.web_root = default_web;
+  if (!o.no_default_plugins)
+    o.load_list_ = bundled_plugins();
+  o.load_list_.insert(o.load_list_.end(), o.plugins.begin(), o.plugins.end());
+  if (o.load_list_.empty() && o.plugin_dirs.empty()) {
+    err << "--no-default-plugins: no plugin is left to load; add --plugin NAME or --plugin-dir DIR\n";
+    return 2;
+  }
+  return 0;
+}
 
+// Shorthand flags become --plugin-opt specs; an explicit --plugin-opt wins
+// because it comes later.
+void CliParser::collect_plugin_opts() {
+  std::vector<std::string> shorthands;
+  for (const auto &v : o.shorthands_) {
+    std::string value = v.one;
+    for (const auto &item : v.many)
+      value += (value.empty() ? "" : ",") + item;
+    if (!v.one.empty() || !v.many.empty())
+      shorthands.push_back(v.flag->plugin + "." + v.flag->key + "=" + value);
+  }
+  o.plugin_opt_specs.insert(o.plugin_opt_specs.begin(), shorthands.begin(), shorthands.end());
+  for (const auto &spec : o.plugin_opt_specs) {
+    auto dot = spec.find('.');
+    auto eq = spec.find('=');
+    o.opt_plugins_.push_back(spec.substr(0, dot));
+    o.opt_keys_.push_back(spec.substr(dot + 1, eq - dot - 1));
+    o.opt_values_.push_back(spec.substr(eq + 1));
+  }
+  o.shorthands_.clear();  // they point into the declarations, which may go now
+}
+
+// Pointers are taken only now that every vector has its final size.
+void CliParser::fill_c_options() {
+  for (std::size_t i = 0; i < o.mount_urls_.size(); i++)
+    o.mounts_.push_back({o.mount_urls_[i].c_str(), o.mount_dirs_[i].c_str()});
+  for (std::size_t i = 0; i < o.opt_plugins_.size(); i++)
+    o.plugin_opts_.push_back({o.opt_plugins_[i].c_str(), o.opt_keys_[i].c_str(), o.opt_values_[i].c_str()});
+  for (const auto &p : o.load_list_)
+    o.load_ptrs_.push_back(p.c_str());
+  for (const auto &d : o.plugin_dirs)
+    o.dir_ptrs_.push_back(d.c_str());
+  for (const auto &origin : o.allow_origins)
+    o.origin_ptrs_.push_back(origin.c_str());
+  if (o.web_root.empty())
+    o.web_root = duet__paths_default_web_root();
   duet_options_t &c = o.c;
-  c.address = o.address.empty() ? nullptr : o.address.c_str();
+  auto c_str = [](const std::string &s) { return s.empty() ? nullptr : s.c_str(); };
+  c.address = c_str(o.address);
   c.port = o.port;
   c.tls = !o.no_tls;
-  c.cert = o.cert.empty() ? nullptr : o.cert.c_str();
-  c.key = o.key.empty() ? nullptr : o.key.c_str();
-  c.state_dir = o.state_dir.empty() ? nullptr : o.state_dir.c_str();
+  c.cert = c_str(o.cert);
+  c.key = c_str(o.key);
+  c.state_dir = c_str(o.state_dir);
   c.web_root = o.web_root.c_str();
   c.mounts = o.mounts_.data();
   c.mount_count = o.mounts_.size();
@@ -369,11 +386,11 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
   c.max_header_bytes = o.max_header_bytes;
   c.health = !o.no_health;
   c.metrics = !o.no_metrics;
-  c.admin_address = o.admin_host_.empty() ? nullptr : o.admin_host_.c_str();
+  c.admin_address = c_str(o.admin_host_);
   c.tls_min_13 = o.tls_min == "1.3";
   c.hsts_s = o.hsts;
   c.redirect_port = o.http_redirect_port;
-  c.acme_webroot = o.acme_webroot.empty() ? nullptr : o.acme_webroot.c_str();
+  c.acme_webroot = c_str(o.acme_webroot);
   c.allow_origins = o.origin_ptrs_.data();
   c.allow_origin_count = o.origin_ptrs_.size();
   c.allow_any_origin = o.allow_any_origin;
@@ -384,11 +401,48 @@ int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::os
   c.plugin_opts = o.plugin_opts_.data();
   c.plugin_opt_count = o.plugin_opts_.size();
   c.list_plugins = o.list_plugins;
-  c.log_level = o.log_level == "error"  ? DUET_LOG_ERROR
-                : o.log_level == "warn" ? DUET_LOG_WARN
+  c.log_level = o.log_level == "error"   ? DUET_LOG_ERROR
+                : o.log_level == "warn"  ? DUET_LOG_WARN
                 : o.log_level == "debug" ? DUET_LOG_DEBUG
                                          : DUET_LOG_INFO;
+}
+
+int CliParser::parse(int argc, const char *const *argv) {
+  int code = run_command(argc, argv);
+  if (code >= 0)
+    return code;
+  add_general_options();
+  add_tls_options();
+  add_limit_options();
+  add_plugin_options();
+  add_plugin_flags();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success &e) {  // --help and --version
+    return app.exit(e, out, err);
+  } catch (const CLI::ParseError &e) {
+    app.exit(e, out, err);
+    err << "Run 'duetd --help' for the options.\n";
+    return 2;
+  }
+  for (int (CliParser::*check)() : {&CliParser::check_mounts, &CliParser::check_admin_listen,
+                                    &CliParser::check_combinations})
+    if ((code = (this->*check)()) != 0)
+      return code;
+  collect_plugin_opts();
+  fill_c_options();
   return -1;
+}
+
+int parse_command_line(int argc, const char *const *argv, CliOptions &o, const PluginDeclarations &plugins,
+                       std::ostream &out, std::ostream &err) {
+  CliParser parser(o, plugins, out, err);
+  return parser.parse(argc, argv);
+}
+
+int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::ostream &out, std::ostream &err) {
+  static const PluginDeclarations none;
+  return parse_command_line(argc, argv, o, none, out, err);
 }
 
 }  // namespace duet

@@ -2,13 +2,36 @@
 // core's duet_options_t. Kept in one translation unit: CLI11 is slow to compile.
 #pragma once
 
+#include <cstdint>
+#include <deque>
 #include <ostream>
 #include <string>
 #include <vector>
 
+#include "duet/plugin.h"
 #include "options.h"
 
 namespace duet {
+
+// A top-level flag a plugin's option declares (duet_plugin_option_t.flag):
+// "--FLAG VALUE" means "--plugin-opt PLUGIN.KEY=VALUE".
+struct PluginFlag {
+  std::string plugin, key, flag, help, value_name;
+  std::uint32_t flags = 0;  // DUET_OPTION_*
+};
+
+// A command a plugin offers: "duetd NAME ARGS" runs it instead of the server.
+struct PluginCommand {
+  std::string plugin, name, help;
+  int (*run)(int argc, const char *const *argv, duet_write_fn write, void *out, void *err) = nullptr;
+};
+
+// What the bundled plugins declare for the command line, read from their
+// descriptors before parsing (cli/bundled.cpp).
+struct PluginDeclarations {
+  std::vector<PluginFlag> flags;
+  std::vector<PluginCommand> commands;
+};
 
 struct CliOptions {
   std::string address;
@@ -28,17 +51,12 @@ struct CliOptions {
   bool no_health = false;
   bool no_metrics = false;
   std::string admin_listen;
-  std::string audit_log;
-  std::vector<std::string> stun, turn;
-  std::string turn_secret;
-  long turn_ttl = 0;
   std::string tls_min = "1.2";
   unsigned hsts = 0;
   int http_redirect_port = 0;
   std::string acme_webroot;
   std::vector<std::string> allow_origins;
   bool allow_any_origin = false;
-  std::string auth_secret;
   std::vector<std::string> plugins;
   bool no_default_plugins = false;
   std::vector<std::string> plugin_dirs;
@@ -50,7 +68,14 @@ struct CliOptions {
   duet_options_t c{};
 
  private:
-  friend int parse_command_line(int, const char *const *, CliOptions &, std::ostream &, std::ostream &);
+  friend struct CliParser;
+  // Values given to the plugins' shorthand flags, one entry per flag.
+  struct ShorthandValues {
+    const PluginFlag *flag;
+    std::string one;
+    std::vector<std::string> many;
+  };
+  std::deque<ShorthandValues> shorthands_;
   std::string admin_host_;
   std::vector<std::string> mount_urls_, mount_dirs_, opt_plugins_, opt_keys_, opt_values_, load_list_;
   std::vector<duet_mount_t> mounts_;
@@ -60,7 +85,11 @@ struct CliOptions {
 
 // Parses argv. Returns -1 when duetd should run with o.c, else the exit code
 // to leave with (0 after --help or --version, 2 for a usage error, whose
-// message went to err).
+// message went to err, or a plugin command's exit code). The plugins'
+// shorthand flags and commands come from plugins.
+int parse_command_line(int argc, const char *const *argv, CliOptions &o, const PluginDeclarations &plugins,
+                       std::ostream &out, std::ostream &err);
+// The same without any plugin's flags or commands.
 int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::ostream &out, std::ostream &err);
 
 // The plugins loaded when no --no-default-plugins is given, in order.

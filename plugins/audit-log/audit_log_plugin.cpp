@@ -31,6 +31,7 @@
 #include <rapidjson/writer.h>
 
 #include "duet/plugin.hpp"
+#include "duet/utf8.h"
 #include "line_buffer.hpp"
 
 namespace {
@@ -38,33 +39,19 @@ namespace {
 using duet::audit::LineBuffer;
 using Clock = std::chrono::steady_clock;
 
-constexpr std::size_t kDefaultBufferBytes = 1024 * 1024;
-constexpr std::uint64_t kDefaultFlushMs = 200;
 constexpr auto kWarningInterval = std::chrono::minutes(1);
 // At exit a stdout reader that is slow gets this long to take the rest.
 constexpr int kFinalFlushWaitMs = 2000;
 
 const duet_plugin_option_t kOptions[] = {
-    {"path", "", "file the audit records are appended to (JSON Lines); '-' is stdout, empty turns the log off"},
-    {"buffer-bytes", "1048576", "records waiting for the file, at most this many bytes; more are dropped and counted"},
-    {"flush-ms", "200", "how often buffered records are written to the file, in milliseconds"},
-    {nullptr, nullptr, nullptr},
+    duet::option("path", "",
+                 "FILE the audit records are appended to (JSON Lines); '-' is stdout, empty turns the log off; "
+                 "SIGHUP reopens it",
+                 "audit-log", "FILE"),
+    duet::option("buffer-bytes", "1048576", "records waiting for the file, at most this many bytes; more are dropped and counted"),
+    duet::option("flush-ms", "200", "how often buffered records are written to the file, in milliseconds"),
+    {},
 };
-
-std::uint64_t number_option(const duet::Host &host, const char *key, std::uint64_t fallback, std::uint64_t min,
-                            std::uint64_t max) {
-  const std::optional<std::string_view> text = host.config(key);
-  if (!text)
-    return fallback;
-  const std::string value(*text);
-  errno = 0;
-  const unsigned long long n = std::strtoull(value.c_str(), nullptr, 10);
-  if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos || errno != 0 || n < min ||
-      n > max)
-    throw std::invalid_argument(std::string(key) + " must be a whole number from " + std::to_string(min) + " to " +
-                                std::to_string(max) + ", not '" + value + "'");
-  return n;
-}
 
 // RFC 3339 in UTC with milliseconds: "2026-11-26T09:01:02.345Z".
 std::string utc_timestamp() {
@@ -78,29 +65,6 @@ std::string utc_timestamp() {
   return text;
 }
 
-// The length of the well-formed UTF-8 sequence (RFC 3629: no overlong
-// forms, no surrogates, nothing above U+10FFFF) at the start of text, or 0.
-std::size_t utf8_sequence_length(std::string_view text) {
-  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(text[i]); };
-  const auto continuation = [&](std::size_t i) { return i < text.size() && (byte(i) & 0xC0) == 0x80; };
-  const unsigned char lead = byte(0);
-  if (lead < 0x80)
-    return 1;
-  if (lead >= 0xC2 && lead <= 0xDF)
-    return continuation(1) ? 2 : 0;
-  if (lead >= 0xE0 && lead <= 0xEF) {
-    if (text.size() < 2 || (lead == 0xE0 && byte(1) < 0xA0) || (lead == 0xED && byte(1) > 0x9F))
-      return 0;
-    return continuation(1) && continuation(2) ? 3 : 0;
-  }
-  if (lead >= 0xF0 && lead <= 0xF4) {
-    if (text.size() < 2 || (lead == 0xF0 && byte(1) < 0x90) || (lead == 0xF4 && byte(1) > 0x8F))
-      return 0;
-    return continuation(1) && continuation(2) && continuation(3) ? 4 : 0;
-  }
-  return 0;
-}
-
 // Text from the network (a User-Agent header, say) need not be UTF-8; the
 // writer would pass bad bytes through and make the line unreadable for
 // strict JSON parsers, so each bad byte becomes U+FFFD.
@@ -108,7 +72,8 @@ std::string as_valid_utf8(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   while (!text.empty()) {
-    const std::size_t length = utf8_sequence_length(text);
+    const std::size_t length =
+        duet_utf8_sequence_length(reinterpret_cast<const unsigned char *>(text.data()), text.size());
     if (length == 0) {
       out.append("\xEF\xBF\xBD");
       text.remove_prefix(1);
@@ -205,9 +170,9 @@ class AuditLog : public duet::Plugin {
  public:
   explicit AuditLog(const duet::Host &host)
       : Plugin(host),
-        path_(host.config("path").value_or("")),
-        buffer_(number_option(host, "buffer-bytes", kDefaultBufferBytes, 4096, std::uint64_t{1} << 30)),
-        flush_ms_(number_option(host, "flush-ms", kDefaultFlushMs, 1, 60000)) {
+        path_(host.options().text("path")),
+        buffer_(static_cast<std::size_t>(host.options().integer("buffer-bytes", 4096, std::int64_t{1} << 30))),
+        flush_ms_(static_cast<std::uint64_t>(host.options().integer("flush-ms", 1, 60000))) {
     if (path_.empty())
       return;
     written_metric_ = host.metric("audit_records_written_total", "Audit records written to the audit log",
@@ -222,18 +187,19 @@ class AuditLog : public duet::Plugin {
     // every flush tries again.
     if (!open_file())
       report(true);
-    flush_timer_ = host.timer_start(flush_ms_, flush_ms_, &AuditLog::on_flush_timer, this);
-    if (flush_timer_ < 0) {
+    try {
+      const std::chrono::milliseconds every(flush_ms_);
+      flush_timer_ = host.start_timer(every, every, [this] { flush(); });
+    } catch (...) {
       close_file();
-      throw std::runtime_error("cannot start the audit log's flush timer (error " + std::to_string(flush_timer_) + ")");
+      throw;
     }
   }
 
   ~AuditLog() override {
     if (path_.empty())
       return;
-    if (flush_timer_ > 0)
-      host().timer_stop(flush_timer_);
+    flush_timer_.stop();
     flush_at_exit();
     close_file();
   }
@@ -296,14 +262,6 @@ class AuditLog : public duet::Plugin {
 
  private:
   static std::string_view bounded(const char *text, std::size_t size) { return {text, strnlen(text, size)}; }
-
-  static void on_flush_timer(void *self) noexcept {
-    try {
-      static_cast<AuditLog *>(self)->flush();
-    } catch (...) {
-      // Only the log messages allocate; a failed one must not stop flushing.
-    }
-  }
 
   void add(const std::string &line) {
     if (buffer_.append(line)) {
@@ -469,7 +427,7 @@ class AuditLog : public duet::Plugin {
   const std::uint64_t flush_ms_;
   int fd_ = -1;
   duet::audit::WriteCall write_call_ = duet::audit::WriteCall::kWrite;
-  std::int64_t flush_timer_ = 0;
+  duet::Timer flush_timer_;
   std::int64_t written_metric_ = 0;
   std::int64_t dropped_metric_ = 0;
   std::uint64_t dropped_total_ = 0;

@@ -7,20 +7,25 @@
 
 #include "auth_token.hpp"
 #include "duet/plugin.hpp"
+#include "token_command.hpp"
 
 namespace {
 
 const duet_plugin_option_t kOptions[] = {
-    {"secret-file", "", "file holding the HMAC-SHA256 secret; when set, open needs a token (duetd token mints them)"},
-    {nullptr, nullptr, nullptr},
+    duet::option("secret-file", "",
+                 "FILE holding a secret: every open must then carry a call token made with "
+                 "'duetd token --auth-secret FILE --id ID'",
+                 "auth-secret", "FILE", DUET_OPTION_FILE),
+    {},
 };
 
 class Auth : public duet::Plugin {
  public:
   explicit Auth(const duet::Host &host) : Plugin(host) {
-    std::string path(host.config("secret-file").value_or(""));
-    if (!path.empty())
-      secret_ = duet::auth::read_secret_file(path);
+    const duet::Options options = host.options();
+    secret_ = options.file_contents("secret-file").value_or("");
+    if (!options.text("secret-file").empty() && !duet::auth::secret_long_enough(secret_))
+      options.fail("secret-file", options.text("secret-file"), duet::auth::kSecretAdvice);
   }
 
   duet_verdict_t on_message(duet::ConnId, const duet::Message &msg, duet_reject_t &reject) override {
@@ -58,5 +63,13 @@ class Auth : public duet::Plugin {
 
 }  // namespace
 
-DUET_PLUGIN(auth, Auth, "auth", "1.0.0", "Requires a signed, expiring call token in open when a secret is set",
-            kOptions)
+const duet_plugin_command_t kToken = {
+    sizeof(duet_plugin_command_t),
+    "token",
+    "Print a call token for --auth-secret servers, then exit",
+    &duet::auth::token_command,
+};
+const duet_plugin_command_t *const kCommands[] = {&kToken, nullptr};
+
+DUET_PLUGIN_WITH_COMMANDS(auth, Auth, "auth", "1.0.0", "Requires a signed, expiring call token in open when a secret is set",
+                          kOptions, kCommands)

@@ -1,10 +1,6 @@
 #include "auth_token.hpp"
 
-#include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <iterator>
-#include <stdexcept>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -102,39 +98,6 @@ Check verify(std::string_view secret, std::string_view token, std::string_view i
   return Check::kOk;
 }
 
-std::string read_secret_file(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw std::invalid_argument("cannot read the secret file " + path + ": " + std::strerror(errno));
-  std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r'))
-    secret.pop_back();
-  if (secret.size() < 16)
-    throw std::invalid_argument("the secret in " + path +
-                                " is shorter than 16 bytes; make one with: head -c 32 /dev/urandom | base64 > " + path);
-  return secret;
-}
-
-std::int64_t parse_duration(std::string_view text) {
-  if (text.empty() || text.size() > 12)
-    return -1;
-  std::int64_t unit = 1;
-  switch (text.back()) {
-  case 's': unit = 1; text.remove_suffix(1); break;
-  case 'm': unit = 60; text.remove_suffix(1); break;
-  case 'h': unit = 3600; text.remove_suffix(1); break;
-  case 'd': unit = 86400; text.remove_suffix(1); break;
-  default: break;
-  }
-  if (text.empty())
-    return -1;
-  std::int64_t n = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9')
-      return -1;
-    n = n * 10 + (c - '0');
-  }
-  return n * unit;
-}
+bool secret_long_enough(std::string_view secret) { return secret.size() >= 16; }
 
 }  // namespace duet::auth

@@ -19,11 +19,10 @@ enum class Check { kOk, kMalformed, kBadSignature, kExpired, kWrongId, kWrongPee
 Check verify(std::string_view secret, std::string_view token, std::string_view id, std::string_view peer,
              std::int64_t now_unix);
 
-// Reads a secret file: its bytes, without trailing newlines. Throws
-// std::invalid_argument with a sentence when unreadable or shorter than 16 bytes.
-std::string read_secret_file(const std::string &path);
-
-// "3600", "90s", "30m", "1h", "7d" -> seconds; -1 when not understood.
-std::int64_t parse_duration(std::string_view text);
+// A secret (a secret file's contents, see duet::read_trimmed_file) must
+// hold at least 16 bytes; kSecretAdvice says so and how to make one.
+bool secret_long_enough(std::string_view secret);
+inline constexpr const char *kSecretAdvice =
+    "a file holding a secret of at least 16 bytes (make one with: head -c 32 /dev/urandom | base64 > FILE)";
 
 }  // namespace duet::auth

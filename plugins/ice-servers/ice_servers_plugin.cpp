@@ -3,13 +3,9 @@
 // ignore). With a TURN secret it makes short-lived credentials per client in
 // the coturn REST-API form: username "expiry:id", password
 // base64(HMAC-SHA1(secret, username)).
-#include <cerrno>
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <sstream>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -24,17 +20,23 @@
 namespace {
 
 const duet_plugin_option_t kOptions[] = {
-    {"stun", "", "comma-separated STUN URLs, e.g. stun:stun.example.org:3478"},
-    {"turn", "", "comma-separated TURN URLs, e.g. turn:turn.example.org:3478?transport=udp"},
-    {"turn-secret-file", "", "file holding the TURN REST-API shared secret (coturn static-auth-secret)"},
-    {"turn-ttl", "86400", "seconds a TURN credential stays valid"},
-    {nullptr, nullptr, nullptr},
+    duet::option("stun", "", "STUN server URLs for the clients, comma-separated, e.g. stun:stun.example.org:3478",
+                 "stun", "URL", DUET_OPTION_REPEATABLE),
+    duet::option("turn", "", "TURN server URLs for the clients, comma-separated, e.g. turn:turn.example.org:3478",
+                 "turn", "URL", DUET_OPTION_REPEATABLE),
+    duet::option("turn-secret-file", "",
+                 "FILE holding the TURN REST-API secret (coturn's static-auth-secret): each client gets its own "
+                 "short-lived credentials",
+                 "turn-secret", "FILE", DUET_OPTION_FILE),
+    duet::option("turn-ttl", "86400", "seconds a TURN credential stays valid (60 to 604800)", "turn-ttl", "SECONDS"),
+    {},
 };
 
-std::vector<std::string> split_urls(std::string_view list, const char *const *schemes, const char *what) {
+// The comma-separated URLs of option key, each starting with one of schemes.
+std::vector<std::string> split_urls(const duet::Options &options, const char *key, const char *const *schemes) {
   std::vector<std::string> urls;
   std::string item;
-  std::istringstream in{std::string(list)};
+  std::istringstream in{options.text(key)};
   while (std::getline(in, item, ',')) {
     if (item.empty())
       continue;
@@ -44,24 +46,11 @@ std::vector<std::string> split_urls(std::string_view list, const char *const *sc
     for (unsigned char c : item)
       ok &= c > 0x20 && c < 0x7f && c != '"' && c != '\\';
     if (!ok)
-      throw std::invalid_argument(std::string(what) + " URL '" + item + "' must start with " + schemes[0] +
-                                  (schemes[1] ? std::string(" or ") + schemes[1] : "") +
-                                  " and contain no spaces or quotes");
+      options.fail(key, item, std::string("URLs starting with ") + schemes[0] + " or " + schemes[1] +
+                                  ", without spaces or quotes");
     urls.push_back(item);
   }
   return urls;
-}
-
-std::string read_secret(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw std::invalid_argument("cannot read the TURN secret file " + path + ": " + std::strerror(errno));
-  std::string secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r' || secret.back() == ' '))
-    secret.pop_back();
-  if (secret.empty())
-    throw std::invalid_argument("the TURN secret file " + path + " is empty");
-  return secret;
 }
 
 std::string base64(const unsigned char *data, std::size_t len) {
@@ -76,19 +65,16 @@ class IceServers : public duet::Plugin {
   explicit IceServers(const duet::Host &host) : Plugin(host) {
     static const char *const stun_schemes[] = {"stun:", "stuns:", nullptr};
     static const char *const turn_schemes[] = {"turn:", "turns:", nullptr};
-    stun_ = split_urls(host.config("stun").value_or(""), stun_schemes, "STUN");
-    turn_ = split_urls(host.config("turn").value_or(""), turn_schemes, "TURN");
-    std::string secret_file(host.config("turn-secret-file").value_or(""));
-    if (!secret_file.empty())
-      secret_ = read_secret(secret_file);
-    std::string ttl(host.config("turn-ttl").value_or("86400"));
-    char *end = nullptr;
-    long ttl_s = std::strtol(ttl.c_str(), &end, 10);
-    if (ttl.empty() || *end != '\0' || ttl_s < 60 || ttl_s > 7 * 86400)
-      throw std::invalid_argument("turn-ttl must be a number of seconds from 60 to 604800, not '" + ttl + "'");
-    ttl_s_ = ttl_s;
+    const duet::Options options = host.options();
+    stun_ = split_urls(options, "stun", stun_schemes);
+    turn_ = split_urls(options, "turn", turn_schemes);
+    secret_ = options.file_contents("turn-secret-file").value_or("");
+    if (!options.text("turn-secret-file").empty() && secret_.empty())
+      options.fail("turn-secret-file", options.text("turn-secret-file"), "a file holding a secret, not an empty one");
+    ttl_s_ = options.integer("turn-ttl", 60, 7 * 86400);
     if (!secret_.empty() && turn_.empty())
-      throw std::invalid_argument("a TURN secret was given but no TURN URL (--turn)");
+      options.fail("turn-secret-file", options.text("turn-secret-file"),
+                   "given together with TURN URLs (--turn), which it makes credentials for");
   }
 
   void on_event(const duet_event_t &event) override {
@@ -150,7 +136,7 @@ class IceServers : public duet::Plugin {
 
   std::vector<std::string> stun_, turn_;
   std::string secret_;
-  long ttl_s_ = 86400;
+  std::int64_t ttl_s_ = 86400;
 };
 
 }  // namespace

@@ -1,10 +1,9 @@
 // The pairing plugin: the tutorial's v1 signaling (open, start, sdp, ice,
-// close) with its faults fixed; see protocol.md and pairing_state.hpp.
-#include <cstdlib>
+// close) with its faults fixed; see "Protocol" in README.md and pairing_state.hpp.
+#include <chrono>
 #include <memory>
 #include <random>
 #include <unordered_map>
-#include <stdexcept>
 #include <string>
 
 #include <rapidjson/stringbuffer.h>
@@ -20,49 +19,27 @@ using duet::pairing::PairingState;
 using duet::pairing::Takeover;
 
 const duet_plugin_option_t kOptions[] = {
-    {"takeover", "replace",
+    duet::option("takeover", "replace",
      "when a second connection opens with an id in use: replace (the older is closed) or refuse (the newcomer gets "
-     "id-taken)"},
-    {"max-id-bytes", "256", "longest id accepted in open, in bytes"},
-    {"resume-grace", "15",
+     "id-taken)"),
+    duet::option("max-id-bytes", "256", "longest id accepted in open, in bytes"),
+    duet::option("resume-grace", "15",
      "seconds a paired client that asked to resume (open with \"resume\") keeps its place after its connection "
-     "drops; 0 turns resuming off"},
-    {nullptr, nullptr, nullptr},
+     "drops; 0 turns resuming off"),
+    {},
 };
 
-Takeover takeover_from(const duet::Host &host) {
-  std::string_view v = host.config("takeover").value_or("replace");
-  if (v == "replace")
-    return Takeover::kReplace;
-  if (v == "refuse")
-    return Takeover::kRefuse;
-  throw std::invalid_argument("takeover must be 'replace' or 'refuse', not '" + std::string(v) + "'");
-}
-
-double grace_from(const duet::Host &host) {
-  std::string v(host.config("resume-grace").value_or("15"));
-  char *end = nullptr;
-  double s = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0' || !(s >= 0 && s <= 3600))
-    throw std::invalid_argument("resume-grace must be a number of seconds from 0 to 3600, not '" + v + "'");
-  return s;
-}
-
-std::size_t max_id_from(const duet::Host &host) {
-  std::string v(host.config("max-id-bytes").value_or("256"));
-  char *end = nullptr;
-  unsigned long n = std::strtoul(v.c_str(), &end, 10);
-  if (v.empty() || *end != '\0' || n < 1 || n > 4096)
-    throw std::invalid_argument("max-id-bytes must be a number from 1 to 4096, not '" + v + "'");
-  return n;
+Takeover takeover_from(const duet::Options &options) {
+  return options.one_of<Takeover>("takeover", {{"replace", Takeover::kReplace}, {"refuse", Takeover::kRefuse}});
 }
 
 class Pairing : public duet::Plugin, private duet::pairing::Actions {
  public:
   explicit Pairing(const duet::Host &host)
       : Plugin(host),
-        state_(*this, takeover_from(host), max_id_from(host)),
-        grace_ms_(static_cast<std::uint64_t>(grace_from(host) * 1000.0)),
+        state_(*this, takeover_from(host.options()),
+               static_cast<std::size_t>(host.options().integer("max-id-bytes", 1, 4096))),
+        grace_(host.options().duration("resume-grace", std::chrono::milliseconds(0), std::chrono::hours(1))),
         pairs_active_(host.metric("pairing_pairs_active", "Pairs in a call now.", DUET_METRIC_GAUGE)),
         relayed_sdp_(host.metric("pairing_relayed_sdp_total", "SDP offers and answers relayed.", DUET_METRIC_COUNTER)),
         relayed_ice_(host.metric("pairing_relayed_ice_total", "ICE candidates relayed.", DUET_METRIC_COUNTER)) {}
@@ -76,7 +53,7 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
       if (!local || !remote)
         outcome = {"bad-request", R"(open needs {"open":{"local":"your id","remote":"their id"}} with strings.)"};
       else
-        outcome = state_.open(conn, *local, *remote, grace_ms_ ? host().string_at(msg.raw, "/open/resume") : std::nullopt);
+        outcome = state_.open(conn, *local, *remote, grace_.count() ? host().string_at(msg.raw, "/open/resume") : std::nullopt);
     } else if (type == "sdp" || type == "ice") {
       auto remote = host().string_at(msg.raw, "/remote");
       if (!remote)
@@ -166,41 +143,22 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
     });
   }
 
-  // One one-shot host timer per away id; the state decides what expiry means.
-  struct Grace {
-    Pairing *self;
-    std::string id;
-    std::int64_t timer = 0;
-  };
-
+  // One one-shot timer per away id; the state decides what expiry means.
   void start_grace(const std::string &id) override {
-    auto grace = std::make_unique<Grace>(Grace{this, id});
-    std::int64_t timer = host().timer_start(grace_ms_, 0, &Pairing::grace_over, grace.get());
-    if (timer <= 0) {
+    try {
+      graces_[id] = host().start_timer(grace_, {}, [this, id] { grace_over(id); });
+    } catch (const duet::EnvironmentError &) {
+      graces_.erase(id);
       state_.expire(id);  // no timer, no waiting: end the call now
-      return;
     }
-    grace->timer = timer;
-    graces_[id] = std::move(grace);
   }
 
-  void cancel_grace(const std::string &id) override {
-    auto it = graces_.find(id);
-    if (it == graces_.end())
-      return;
-    host().timer_stop(it->second->timer);
-    graces_.erase(it);
-  }
+  void cancel_grace(const std::string &id) override { graces_.erase(id); }
 
-  static void grace_over(void *userdata) {
-    auto *grace = static_cast<Grace *>(userdata);
-    Pairing *self = grace->self;
-    std::string id = grace->id;
-    // The host frees a spent one-shot timer itself: forget it before expire()
-    // so cancel_grace does not stop it again.
-    self->graces_.erase(id);
-    self->state_.expire(id);
-    self->host().metric_set(self->pairs_active_, static_cast<std::int64_t>(self->state_.pairs()));
+  void grace_over(std::string id) {
+    graces_.erase(id);  // the spent timer's callback may drop it: the wrapper frees it after
+    state_.expire(id);
+    host().metric_set(pairs_active_, static_cast<std::int64_t>(state_.pairs()));
   }
 
   std::string new_token() override {
@@ -231,9 +189,9 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
   }
 
   PairingState state_;
-  std::uint64_t grace_ms_;
+  std::chrono::milliseconds grace_;
   std::int64_t pairs_active_, relayed_sdp_, relayed_ice_;
-  std::unordered_map<std::string, std::unique_ptr<Grace>> graces_;
+  std::unordered_map<std::string, duet::Timer> graces_;
   std::random_device random_;  // the kernel's CSPRNG: tokens must not be guessable
 };
 

@@ -1,4 +1,4 @@
-// The pairing rules of protocol.md, free of any I/O so they can be tested
+// The pairing rules (README.md, "Protocol"), free of any I/O so they can be tested
 // alone: who is registered under which id, who is paired with whom, and
 // whose place is held while their signaling connection is down (resume).
 #pragma once

@@ -342,19 +342,20 @@ class OptionsTest(unittest.TestCase):
     def test_fractional_seconds_and_counts_of_intervals_are_accepted(self):
         for options in [('interval=0.05',), ('interval=3600',), ('interval=0.2', 'timeout=0.2'),
                         ('interval=0.2', 'timeout=2.5 intervals'), ('timeout=86400',),
-                        ('interval=10', 'timeout=1 interval'), ('interval=10', 'timeout=1.5 intervals')]:
+                        ('interval=10', 'timeout=1 interval'), ('interval=10', 'timeout=1.5 intervals'),
+                        ('interval=5s',), ('interval=250ms', 'timeout=2m'), ('timeout=1d',)]:
             with self.subTest(options=options):
                 proc = self.run_with(*options)
                 self.assertEqual(proc.returncode, 0, proc.stderr)
 
     def test_a_bad_interval_makes_duetd_exit_2_and_say_why(self):
-        for value in ['x', '', '0', '0.01', '-1', '3601', '1e3', 'nan', 'inf', '+5', ' 5', '5s',
-                      '0x10', '1.2.3']:
+        for value in ['x', '', '0', '0.01', '-1', '3601', '1e3', 'nan', 'inf', '+5', ' 5', '5 s',
+                      '0x10', '1.2.3', '2h', '49ms', 's', '5sec']:
             with self.subTest(value=value):
                 proc = self.run_with('interval=' + value)
                 self.assertEqual(proc.returncode, 2, proc.stderr)
-                self.assertIn("interval must be a number of seconds between 0.05 and 3600, not '%s'"
-                              % value, proc.stderr)
+                self.assertIn("interval must be a duration from 0.05 to 3600 seconds", proc.stderr)
+                self.assertIn("not '%s' (--plugin-opt keepalive.interval)" % value, proc.stderr)
 
     def test_a_bad_timeout_makes_duetd_exit_2_and_say_why(self):
         for value in ['x', '', '-1', '1e3', 'intervals', ' intervals', '3  intervals', '3 hours', 'nan']:

@@ -1,8 +1,10 @@
 """Third-party plugins loaded from a path: a working one (test-echo) alongside
-pairing, one built for the wrong ABI, a missing one, and bad plugin options.
+pairing, the same plugin built against the frozen ABI 1.3 header
+(tests/abi/v1.3), one built for the wrong ABI, a missing one, and bad plugin
+options.
 
-Needs $DUET_TEST_PLUGIN_DIR with echo_plugin.so and wrong_abi_plugin.so (the
-build makes them from tiny C sources).
+Needs $DUET_TEST_PLUGIN_DIR with echo_plugin.so, frozen_echo_plugin.so and
+wrong_abi_plugin.so (the build makes them from tests/abi/echo_plugin.c).
 
 Run: DUETD=build/core/duetd DUET_TEST_PLUGIN_DIR=build/tests/integration \
      /usr/bin/python3 tests/integration/test_plugin_abi.py
@@ -67,6 +69,178 @@ class EchoPluginTest(SharedServerTestCase):
         c = await self.connect('unknown')
         await c.send_text('{"echoo":1}')
         self.assertError(await c.recv_json(), 'unknown-type')
+
+
+class HostTableTests:
+    """What test-echo does with the rest of the host table; run for the
+    plugin built against the live header and for the frozen ABI 1.3 one."""
+
+    async def test_an_option_given_on_the_command_line_reaches_the_plugin(self):
+        c = await self.connect('option')
+        await c.send_text('{"echo-option":1}')
+        self.assertEqual(await c.recv_json(), {'greeting': 'hi there'})
+
+    async def test_connection_facts_arrive_in_the_plugin_s_struct(self):
+        c = await self.connect('info')
+        await c.send_text('{"echo-info":1}')
+        info = (await c.recv_json())['info']
+        self.assertEqual(info['addr'], '127.0.0.1')
+        self.assertEqual(info['port'], c.ws.local_address[1])
+        self.assertEqual(info['tls'], 'TLSv1.3')
+        self.assertEqual(info['close_code'], 0)
+
+    async def test_a_timer_fires_and_an_event_comes_back_through_on_event(self):
+        c = await self.connect('timer')
+        await c.send_text('{"echo-later":1}')
+        self.assertEqual(await c.recv_json(), {'later': 1})
+        await c.send_text('{"echo-event":1}')
+        self.assertEqual(await c.recv_json(), {'event': {'n': 7}})
+
+    async def test_the_plugin_closes_a_connection_with_its_code(self):
+        c = await self.connect('closed')
+        await c.send_text('{"echo-close":1}')
+        await c.expect_close(4000)
+
+
+class EchoHostTableTest(HostTableTests, SharedServerTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server_args = ['--plugin', plugin('echo_plugin.so'), '--plugin-opt', 'test-echo.greeting=hi there']
+        super().setUpClass()
+
+
+class FrozenAbiPluginTest(HostTableTests, SharedServerTestCase):
+    """A plugin built against the frozen copy of plugin.h for ABI 1.3 loads
+    into this duetd and works over a real TLS WebSocket."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server_args = ['--plugin', plugin('frozen_echo_plugin.so'),
+                           '--plugin-opt', 'test-echo.greeting=hi there']
+        super().setUpClass()
+
+    async def test_echo_and_rejections_work_as_with_the_live_header(self):
+        c = await self.connect('frozen')
+        await c.send_text('{"echo":{"x":1}}')
+        self.assertEqual(await c.recv_text(), '{"echo":{"x":1}}')
+        await c.send_text('{"echo-fails":1}')
+        self.assertError(await c.recv_json(), 'echo-refused')
+        a, b = await self.pair()
+        await a.send_json({'sdp': {'type': 'offer'}, 'remote': b.name})
+        self.assertEqual(await b.recv_json(), {'sdp': {'type': 'offer'}, 'remote': b.name})
+
+    def test_list_plugins_names_abi_1_3(self):
+        proc = run_duetd(['--list-plugins', '--plugin', plugin('frozen_echo_plugin.so')])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        line = [l for l in proc.stdout.splitlines() if l.startswith('test-echo ')][0]
+        self.assertIn('ABI 1.3', line)
+        self.assertIn('--plugin-opt test-echo.greeting=VALUE', proc.stdout)
+        self.assertIn('--plugin-opt test-echo.unused=VALUE', proc.stdout)
+
+
+class Abi10PluginTest(SharedServerTestCase):
+    """A plugin laid out as ABI 1.0 was: shorter descriptor, three-pointer
+    option entries, and a close call without a valid why."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server_args = ['--plugin', plugin('abi_1_0_plugin.so'), '--plugin-opt', 'test-echo.greeting=hi there',
+                           '--plugin-opt', 'test-echo.unused=x']
+        super().setUpClass()
+
+    async def test_its_options_are_read_with_the_1_0_entry_size(self):
+        c = await self.connect('option')
+        await c.send_text('{"echo-option":1}')
+        self.assertEqual(await c.recv_json(), {'greeting': 'hi there'})
+
+    async def test_its_close_without_why_still_closes(self):
+        c = await self.connect('closed')
+        await c.send_text('{"echo-close":1}')
+        await c.expect_close(4000)
+
+    def test_list_plugins_names_abi_1_0_and_both_options(self):
+        proc = run_duetd(['--list-plugins', '--plugin', plugin('abi_1_0_plugin.so')])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn('ABI 1.0', [l for l in proc.stdout.splitlines() if l.startswith('test-echo ')][0])
+        self.assertIn('--plugin-opt test-echo.greeting=VALUE  what echo-option answers', proc.stdout)
+        self.assertIn('--plugin-opt test-echo.unused=VALUE  a second option', proc.stdout)
+
+
+class WrapperPluginTest(SharedServerTestCase):
+    """What duet/plugin.hpp promises, checked with tests/abi/wrapper_plugin.cpp."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server_args = ['--plugin', plugin('wrapper_plugin.so'), '--plugin-opt', 'test-wrapper.loud=yes']
+        super().setUpClass()
+
+    async def test_a_timer_callback_that_throws_is_logged_and_duetd_keeps_serving(self):
+        c = await self.connect('throw')
+        await c.send_text('{"wrapper-throw":1}')
+        self.assertEqual(await c.recv_json(), {'after': 1})
+        self.server.wait_for_log(r'test-wrapper: timer callback threw: boom from a timer')
+        self.assertEqual(await c.ping_pong(), {'pong': 1})
+        self.server.assert_alive()
+
+    async def test_a_timer_destroyed_inside_its_own_callback_fires_once(self):
+        c = await self.connect('stop')
+        await c.send_text('{"wrapper-stop-inside":1}')
+        self.assertEqual(await c.recv_json(), {'stopped': 1})
+        self.assertEqual(await c.recv_json(), {'after': 1})
+        await c.expect_nothing(0.2)
+
+
+class WrapperInitTest(unittest.TestCase):
+    """How the wrapper maps what a plugin's init throws to duetd's exit code."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix='duet-wrapper-')
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+
+    def run_with(self, *options):
+        args = ['--address', '127.0.0.1', '--port', '0', '--state-dir', os.path.join(self.tmp, 'state'),
+                '--plugin', plugin('wrapper_plugin.so')]
+        for option in options:
+            args += ['--plugin-opt', 'test-wrapper.' + option]
+        return run_duetd(args, timeout=5)
+
+    def test_bad_values_exit_2_with_one_message_format(self):
+        for option, expected in [
+                ('number=11', "number must be a whole number from 1 to 10, not '11' "
+                              "(--plugin-opt test-wrapper.number)"),
+                ('number=+5', "number must be a whole number from 1 to 10, not '+5'"),
+                ('delay=2s', "delay must be a duration from 0.001 to 1 seconds"),
+                ('loud=maybe', "loud must be 'true' or 'yes' or 'on' or '1' or 'false' or 'no' or 'off' or '0', "
+                               "not 'maybe'"),
+                ('init=sometimes', "init must be 'ok' or 'environment' or 'runtime', not 'sometimes'")]:
+            with self.subTest(option=option):
+                proc = self.run_with(option)
+                self.assertEqual(proc.returncode, 2, proc.stderr)
+                self.assertIn(expected, proc.stderr)
+                self.assertNotIn('listening on', proc.stderr)
+
+    def test_a_failure_of_the_environment_in_init_exits_1(self):
+        for option, expected in [('init=environment', 'the test says the environment failed'),
+                                 ('init=runtime', 'the test throws a plain runtime_error')]:
+            with self.subTest(option=option):
+                proc = self.run_with(option)
+                self.assertEqual(proc.returncode, 1, proc.stderr)
+                self.assertIn(expected, proc.stderr)
+
+
+class HeaderExampleTest(SharedServerTestCase):
+    """The example in plugin.hpp's opening comment, extracted, built and loaded."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server_args = ['--plugin', plugin('header_example.so'), '--plugin-opt', 'greeter.delay=20ms']
+        super().setUpClass()
+
+    async def test_the_header_s_example_plugin_answers_after_its_delay(self):
+        c = await self.connect('greet')
+        await c.send_text('{"greet":1}')
+        self.assertEqual(await c.recv_json(), {'greet': 'hello'})
 
 
 class PluginLoadingTest(unittest.TestCase):

@@ -75,3 +75,74 @@ TEST_CASE("help and version exit 0 and print to stdout") {
   CHECK(v.code == 0);
   CHECK(v.out.find("duetd") != std::string::npos);
 }
+
+namespace {
+Run parse_with(std::vector<std::string> args, duet::CliOptions &o, const duet::PluginDeclarations &plugins) {
+  args.insert(args.begin(), "duetd");
+  std::vector<const char *> argv;
+  for (auto &a : args)
+    argv.push_back(a.c_str());
+  std::ostringstream out, err;
+  int code = duet::parse_command_line(static_cast<int>(argv.size()), argv.data(), o, plugins, out, err);
+  return {code, out.str(), err.str()};
+}
+
+int fake_command(int argc, const char *const *argv, duet_write_fn write, void *out, void *err) {
+  std::string text = std::string(argv[0]) + ":" + std::to_string(argc - 1) + (argc > 1 ? std::string(":") + argv[1] : "");
+  write(out, text.data(), text.size());
+  write(err, "e", 1);
+  return argv[argc] == nullptr ? 7 : 99;
+}
+
+duet::PluginDeclarations fake_plugins() {
+  duet::PluginDeclarations d;
+  d.flags.push_back({"greeter", "word", "greeting", "what to say", "WORD", 0});
+  d.flags.push_back({"greeter", "urls", "greet-url", "where", "URL", DUET_OPTION_REPEATABLE});
+  d.flags.push_back({"greeter", "port", "port", "collides with duetd's own --port", "", 0});
+  d.commands.push_back({"greeter", "hello", "say hello", fake_command});
+  return d;
+}
+}  // namespace
+
+TEST_CASE("a plugin's declared flags become its options; repeats join; --plugin-opt wins") {
+  const auto plugins = fake_plugins();
+  duet::CliOptions o;
+  REQUIRE(parse_with({"--greeting", "hi", "--greet-url", "a:1", "--greet-url", "b:2", "--plugin-opt",
+                      "greeter.word=bye"},
+                     o, plugins)
+              .code == -1);
+  REQUIRE(o.c.plugin_opt_count == 3);
+  CHECK(std::string(o.c.plugin_opts[0].plugin) == "greeter");
+  CHECK(std::string(o.c.plugin_opts[0].key) == "word");
+  CHECK(std::string(o.c.plugin_opts[0].value) == "hi");
+  CHECK(std::string(o.c.plugin_opts[1].key) == "urls");
+  CHECK(std::string(o.c.plugin_opts[1].value) == "a:1,b:2");
+  CHECK(std::string(o.c.plugin_opts[2].value) == "bye");  // the host reads the last one given
+}
+
+TEST_CASE("a plugin flag never shadows duetd's own options, and unknown flags stay errors") {
+  const auto plugins = fake_plugins();
+  duet::CliOptions a, b, c;
+  REQUIRE(parse_with({"--port", "9000"}, a, plugins).code == -1);
+  CHECK(a.c.port == 9000);
+  CHECK(a.c.plugin_opt_count == 0);
+  CHECK(parse_with({"--greeting"}, b, plugins).code == 2);
+  Run help = parse_with({"--help"}, c, plugins);
+  CHECK(help.out.find("--greeting WORD") != std::string::npos);
+  CHECK(help.out.find("--plugin-opt greeter.word=WORD") != std::string::npos);
+  CHECK(help.out.find("duetd hello") != std::string::npos);
+}
+
+TEST_CASE("without declarations there are no plugin flags") {
+  duet::CliOptions o;
+  CHECK(parse({"--greeting", "hi"}, o).code == 2);
+}
+
+TEST_CASE("a plugin's command runs instead of the server with its own arguments") {
+  const auto plugins = fake_plugins();
+  duet::CliOptions o;
+  Run r = parse_with({"hello", "--x"}, o, plugins);
+  CHECK(r.code == 7);
+  CHECK(r.out == "hello:1:--x");
+  CHECK(r.err == "e");
+}

@@ -1,4 +1,4 @@
-// The pairing rules of protocol.md, checked without any sockets.
+// The pairing rules (README.md, "Protocol"), checked without any sockets.
 #include <catch2/catch.hpp>
 
 #include <string>

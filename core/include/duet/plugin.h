@@ -7,10 +7,12 @@
  * goes through that table, so a plugin links against nothing of duetd.
  *
  * Rules that keep the ABI stable:
- * - Both structs start with abi_major, abi_minor, struct_size. duetd refuses a
- *   plugin whose abi_major differs from its own, and reads a field only when
- *   struct_size covers it. Fields are only ever appended; appending bumps
- *   abi_minor.
+ * - duet_host_t and duet_plugin_t start with abi_major, abi_minor,
+ *   struct_size. duetd refuses a plugin whose abi_major differs from its own
+ *   (naming both versions), accepts any abi_minor, and reads a field only
+ *   when struct_size covers it. Fields are only ever appended; appending
+ *   bumps abi_minor. Every other struct a plugin fills either carries its
+ *   size too or says why it can never grow.
  * - Connections are opaque 64-bit ids. An id is never reused while duetd
  *   runs; using the id of a connection that is gone returns DUET_ENOCONN.
  * - Every pointer argument is borrowed for the duration of the call unless
@@ -29,8 +31,18 @@
 extern "C" {
 #endif
 
+/*
+ * Versions of ABI 1 (tests/abi/ keeps a plugin built against 1.3 working):
+ * - 1.0: the first; close had no why argument (duetd reports
+ *   DUET_CLOSE_SERVER for a 1.0 plugin's close).
+ * - 1.1: close's why; host conn_info, ping, metric_register, metric_add,
+ *   metric_set; duet_conn_info_t.
+ * - 1.2: duet_conn_info_t.client_close_code.
+ * - 1.3: duet_plugin_option_t.flag, value_name, flags;
+ *   duet_plugin_t.option_size and commands; DUET_EIO.
+ */
 #define DUET_ABI_MAJOR 1
-#define DUET_ABI_MINOR 0
+#define DUET_ABI_MINOR 3
 
 /* Error codes returned by host functions. Values match negative errno. */
 #define DUET_EINVAL (-22)  /* an argument is invalid */
@@ -38,6 +50,7 @@ extern "C" {
 #define DUET_ENOMEM (-12)  /* out of memory */
 #define DUET_ENOBUFS (-105) /* the connection's send queue is full */
 #define DUET_ENOENT (-2)   /* no such timer or option */
+#define DUET_EIO (-5)      /* from init: the environment failed (a file, a timer) */
 
 /* Log levels for duet_host_t.log. */
 typedef enum duet_log_level {
@@ -101,7 +114,9 @@ typedef struct duet_msg {
 
 /* Filled by on_message when it returns DUET_REJECT. code is a short
  * machine-readable token ("not-paired"), message a sentence for humans. Both
- * must stay valid until on_message returns (string literals are typical). */
+ * must stay valid until on_message returns (string literals are typical).
+ * This struct never grows, so it carries no size: a client's error is a
+ * code and a message, and nothing else reaches the client. */
 typedef struct duet_reject {
   const char *code;
   const char *message;
@@ -109,7 +124,9 @@ typedef struct duet_reject {
 
 /* An event one plugin emits and every plugin with on_event receives
  * (including the emitter). name and json (a JSON object, may be NULL) are
- * borrowed for the call. */
+ * borrowed for the call. This struct never grows, so it carries no size:
+ * whatever an event has to say beyond its name and connection goes in
+ * json, which every version of duetd passes through unread. */
 typedef struct duet_event {
   const char *name;
   uint64_t conn;
@@ -117,12 +134,45 @@ typedef struct duet_event {
   size_t json_len;
 } duet_event_t;
 
-/* One option a plugin accepts through --plugin-opt NAME.KEY=VALUE. */
+/* Bits of duet_plugin_option_t.flags. */
+#define DUET_OPTION_REPEATABLE 1u /* the shorthand flag may repeat; values are joined with ',' */
+#define DUET_OPTION_FILE 2u       /* the shorthand flag's value must name an existing file */
+
+/*
+ * One option a plugin accepts through --plugin-opt NAME.KEY=VALUE. Options
+ * form an array ended by an entry with key NULL; its stride is
+ * duet_plugin_t.option_size (an ABI 1.0-1.2 plugin's entries end at flag).
+ */
 typedef struct duet_plugin_option {
   const char *key;
-  const char *default_value;
+  const char *default_value; /* what config_get returns when the option is not given */
   const char *help;
+  /* Since 1.3. A top-level duetd flag that sets this option, without the
+   * dashes: "turn-ttl" makes "--turn-ttl 600" mean --plugin-opt
+   * NAME.turn-ttl=600. NULL for none. duetd offers the flags of its bundled
+   * plugins only; a flag another option of duetd already has is ignored. */
+  const char *flag;
+  const char *value_name; /* the value in --help ("FILE", "URL"); NULL: "VALUE" */
+  uint32_t flags;         /* DUET_OPTION_* bits for the flag */
 } duet_plugin_option_t;
+
+/* How a command writes: len bytes of text to stream (out or err of run). */
+typedef void (*duet_write_fn)(void *stream, const char *text, size_t len);
+
+/*
+ * A subcommand a plugin offers on duetd's command line: "duetd NAME ARGS"
+ * runs it instead of the server. Offered for bundled plugins only.
+ */
+typedef struct duet_plugin_command {
+  uint32_t struct_size; /* sizeof(duet_plugin_command_t) */
+  const char *name;     /* [a-z0-9-]+, e.g. "token" */
+  const char *help;     /* one line for duetd --help */
+  /* Runs the command; argv[0] is its name, argv[argc] is NULL. No init has
+   * run and no host table exists: the command stands alone. Output goes
+   * through write(out, ...), messages through write(err, ...). Returns the
+   * process exit code: 0, 1 for a failure, 2 for a usage error. */
+  int (*run)(int argc, const char *const *argv, duet_write_fn write, void *out, void *err);
+} duet_plugin_command_t;
 
 /* Opaque handle naming the calling plugin in host calls. */
 typedef struct duet_host_ctx duet_host_ctx_t;
@@ -139,40 +189,56 @@ typedef struct duet_host {
   uint32_t struct_size;
 
   /* Queues one text frame to conn. json (len bytes, need not be
-   * NUL-terminated) is copied. Returns 0, DUET_ENOCONN if conn is gone or
-   * closing, DUET_ENOBUFS if its queue is full (duetd then closes it). */
+   * NUL-terminated) is copied. Returns 0; DUET_ENOCONN if conn is gone or
+   * closing; DUET_EINVAL if json is NULL; DUET_ENOBUFS if its queue or the
+   * queues of all connections together are full (past its own limit duetd
+   * closes conn); DUET_ENOMEM. */
   int (*send)(duet_host_ctx_t *ctx, uint64_t conn, const char *json, size_t len);
 
   /* Sends {"error":{"code":code,"message":message}} to conn; both are
-   * escaped and copied. Same returns as send. */
+   * escaped and copied. Same returns as send (DUET_EINVAL: code or message
+   * is NULL). */
   int (*send_error)(duet_host_ctx_t *ctx, uint64_t conn, const char *code, const char *message);
 
   /* Closes conn after its queued frames are sent, with a WebSocket close
-   * code (1000-4999) and a reason (copied, at most 123 bytes); why is what
-   * on_close will report to every plugin. Returns 0 or DUET_ENOCONN. */
+   * code (1000-4999) and a reason (copied, at most 123 bytes; may be NULL);
+   * why is what on_close will report to every plugin. From its return on,
+   * sends to conn fail with DUET_ENOCONN. on_close never runs inside close:
+   * every plugin's on_close follows on a later turn of the event loop.
+   * Returns 0; DUET_ENOCONN if conn is gone or already closing; DUET_EINVAL
+   * for a ws_code outside 1000-4999 or an unknown why. */
   int (*close)(duet_host_ctx_t *ctx, uint64_t conn, int ws_code, const char *reason,
                duet_close_reason_t why);
 
   /* Starts a timer: cb(userdata) runs after timeout_ms, then every repeat_ms
-   * if repeat_ms > 0. Returns a timer id (> 0) or a negative error. Timers
-   * still running at shutdown are stopped by duetd. */
+   * if repeat_ms > 0. Returns a timer id (> 0, never reused), DUET_EINVAL if
+   * cb is NULL, or DUET_ENOMEM. A one-shot timer is freed by duetd after cb
+   * returns. Timers still running at shutdown are stopped by duetd. */
   int64_t (*timer_start)(duet_host_ctx_t *ctx, uint64_t timeout_ms, uint64_t repeat_ms,
                          duet_timer_cb cb, void *userdata);
-  /* Stops and frees a timer; safe from inside its own callback. Returns 0 or
-   * DUET_ENOENT. */
+  /* Stops and frees a timer; safe from inside its own callback. Returns 0, or
+   * DUET_ENOENT if it is not a running timer of this plugin (a one-shot
+   * timer that fired is gone). */
   int (*timer_stop)(duet_host_ctx_t *ctx, int64_t timer_id);
 
   /* Delivers an event to every plugin's on_event, synchronously and in load
-   * order. Returns 0. */
+   * order, the emitter included. May be called from on_event: the nested
+   * event reaches every plugin before emit returns, so before the outer
+   * event reaches the plugins after the current one; a plugin must not
+   * answer its own event with itself forever. Returns 0, or DUET_EINVAL if
+   * event or its name is NULL. */
   int (*emit)(duet_host_ctx_t *ctx, const duet_event_t *event);
 
   /* Per-connection data: one pointer per plugin per connection, NULL until
-   * set. duetd never frees it: free it in on_close. */
+   * set. duetd never frees it: free it in on_close. conn_set_data returns 0
+   * or DUET_ENOCONN; conn_get_data returns NULL for a connection that is
+   * gone. Both work for a closing connection until on_close returns. */
   int (*conn_set_data)(duet_host_ctx_t *ctx, uint64_t conn, void *data);
   void *(*conn_get_data)(duet_host_ctx_t *ctx, uint64_t conn);
 
-  /* The value of --plugin-opt NAME.KEY=VALUE, or the default the plugin
-   * declared, or NULL. The string lives until shutdown returns. */
+  /* The value of --plugin-opt NAME.KEY=VALUE (the last one given), or the
+   * default the plugin declared, or NULL for a key it did not declare. The
+   * string lives until shutdown returns. */
   const char *(*config_get)(duet_host_ctx_t *ctx, const char *key);
 
   /* Writes one line to duetd's log, prefixed with the plugin's name. */
@@ -182,23 +248,29 @@ typedef struct duet_host {
    * (RFC 6901, e.g. "/open/local"). On success *out points into duetd's
    * decoded copy (valid until on_message returns; not NUL-terminated,
    * *out_len bytes) and 0 is returned; DUET_ENOENT if absent, DUET_EINVAL if
-   * not a string. Only valid inside on_message, with the msg given to it. */
+   * not a string, if out or out_len is NULL, or if msg is not the message
+   * being handled. Only valid inside on_message, with the msg given to it. */
   int (*msg_string)(duet_host_ctx_t *ctx, const duet_msg_t *msg, const char *pointer,
                     const char **out, size_t *out_len);
 
-  /* Fills info (see duet_conn_info_t). Returns 0 or DUET_ENOCONN. */
+  /* Fills info (see duet_conn_info_t); works for a closing connection until
+   * on_close returns. Returns 0, DUET_ENOCONN, or DUET_EINVAL if info is
+   * NULL or its struct_size does not reach idle_ms. */
   int (*conn_info)(duet_host_ctx_t *ctx, uint64_t conn, duet_conn_info_t *info);
 
   /* Sends a WebSocket ping frame (RFC 6455) to conn; the client's pong
-   * resets its idle time. Returns 0 or DUET_ENOCONN. */
+   * resets its idle time. Returns 0, or DUET_ENOCONN if conn is gone or
+   * closing. */
   int (*ping)(duet_host_ctx_t *ctx, uint64_t conn);
 
   /* Registers a metric shown on /metrics as duet_NAME with help text
    * (both copied; name: [a-z_][a-z0-9_]*). Registering a name twice
-   * returns the same id. Returns an id > 0 or DUET_EINVAL. */
+   * returns the same id. Returns an id > 0, DUET_EINVAL for a bad name or a
+   * name registered with another type, or DUET_ENOMEM. */
   int64_t (*metric_register)(duet_host_ctx_t *ctx, const char *name, const char *help,
                              duet_metric_type_t type);
-  /* Adds delta to a metric (counters: delta >= 0). Returns 0 or DUET_ENOENT. */
+  /* Adds delta to a metric. Returns 0, DUET_ENOENT for an unknown id, or
+   * DUET_EINVAL for a negative delta to a counter. */
   int (*metric_add)(duet_host_ctx_t *ctx, int64_t id, int64_t delta);
   /* Sets a gauge. Returns 0, DUET_ENOENT, or DUET_EINVAL for a counter. */
   int (*metric_set)(duet_host_ctx_t *ctx, int64_t id, int64_t value);
@@ -227,8 +299,9 @@ typedef struct duet_plugin {
   /* Required. Called once, before any connection. host and ctx stay valid
    * until shutdown returns. Store the plugin's state in *state. Return 0, or
    * a negative error to make duetd refuse to start: DUET_EINVAL for a bad
-   * option value (duetd exits with the usage-error code 2), others for
-   * failures of the environment (exit code 1). Log the reason first. */
+   * option value (duetd exits with the usage-error code 2), others (DUET_EIO,
+   * DUET_ENOMEM) for failures of the environment (exit code 1). Log the
+   * reason first. */
   int (*init)(const duet_host_t *host, duet_host_ctx_t *ctx, void **state);
   /* Required. Called once at exit, after every on_close. */
   void (*shutdown)(void *state);
@@ -239,7 +312,8 @@ typedef struct duet_plugin {
   duet_verdict_t (*on_message)(void *state, uint64_t conn, const duet_msg_t *msg,
                                duet_reject_t *reject);
   /* Optional. conn is gone; sends to it fail from now on. Sends to other
-   * connections work. With DUET_CLOSE_SHUTDOWN every plugin is told of
+   * connections work. Runs once per connection and plugin, on a loop turn
+   * after the close began (never inside the host's close). With DUET_CLOSE_SHUTDOWN every plugin is told of
    * every connection first and only then are they closed, so sends to conn
    * (and to all others) still work during this call. */
   void (*on_close)(void *state, uint64_t conn, duet_close_reason_t reason);
@@ -249,6 +323,13 @@ typedef struct duet_plugin {
   /* Optional. Options the plugin accepts, ended by an entry with key NULL.
    * duetd rejects --plugin-opt keys not listed here. */
   const duet_plugin_option_t *options;
+
+  /* Since 1.3. sizeof(duet_plugin_option_t) the plugin was built with: the
+   * stride of options, which lets duet_plugin_option_t grow. */
+  uint32_t option_size;
+  /* Since 1.3. Optional: the commands the plugin offers, a NULL-terminated
+   * array of pointers (see duet_plugin_command_t). */
+  const duet_plugin_command_t *const *commands;
 } duet_plugin_t;
 
 /* A stable lowercase name for a close reason ("client", "timeout", ...). */

@@ -1,15 +1,68 @@
-// duet plugin ABI for C++17: derive from duet::Plugin, then
-// DUET_PLUGIN(Class, "name", "version", "description", options) once in a
-// .cpp file emits the extern "C" entry. Exceptions never cross into duetd:
-// the trampolines catch them, log them and map them to errors.
+// duet plugin ABI for C++17: derive from duet::Plugin, declare options with
+// duet::option, read them with host().options() (one error format, defaults
+// declared once, in the table), start timers with host().start_timer (a
+// callable; exceptions are caught), and emit the extern "C" entry once in a
+// .cpp file with DUET_PLUGIN(ident, Class, "name", "version", "description",
+// options). Exceptions never cross into duetd: the trampolines catch them,
+// log them and map them to errors. From init (the constructor): a
+// duet::OptionError (what every options() accessor throws) makes duetd exit
+// with the usage-error code 2; std::bad_alloc and any other exception
+// (duet::EnvironmentError, say) with code 1.
+//
+// Example (tests/abi compiles this text from here and loads it in duetd):
+// BEGIN EXAMPLE
+// #include <duet/plugin.hpp>
+//
+// namespace {
+// const duet_plugin_option_t kOptions[] = {
+//     duet::option("word", "hello", "what greet answers"),
+//     duet::option("delay", "0", "how long to wait before answering (like 0, 250ms or 2s)"),
+//     {},
+// };
+//
+// class Greeter : public duet::Plugin {
+//  public:
+//   explicit Greeter(const duet::Host &host)
+//       : Plugin(host),
+//         word_(host.options().text("word")),
+//         delay_(host.options().duration("delay", std::chrono::milliseconds(0), std::chrono::seconds(10))) {}
+//
+//   duet_verdict_t on_message(duet::ConnId conn, const duet::Message &msg, duet_reject_t &) override {
+//     if (msg.type() != "greet")
+//       return DUET_PASS;  // let the next plugin see it
+//     later_ = host().start_timer(delay_, {}, [this, conn] { host().send(conn, "{\"greet\":\"" + word_ + "\"}"); });
+//     return DUET_HANDLED;
+//   }
+//
+//  private:
+//   std::string word_;
+//   std::chrono::milliseconds delay_;
+//   duet::Timer later_;
+// };
+// }  // namespace
+//
+// DUET_PLUGIN(greeter, Greeter, "greeter", "1.0.0", "answers greet after a delay", kOptions)
+// END EXAMPLE
 #ifndef DUET_PLUGIN_HPP
 #define DUET_PLUGIN_HPP
 
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <exception>
+#include <fstream>
+#include <functional>
+#include <initializer_list>
+#include <iterator>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <utility>
 
 #include "duet/plugin.h"
 
@@ -17,10 +70,124 @@ namespace duet {
 
 using ConnId = std::uint64_t;
 
+// One entry of a plugin's options table; end the table with {}. flag, when
+// set, is the top-level duetd flag that sets the option (see
+// duet_plugin_option_t), value_name what its help calls the value, and
+// flags its DUET_OPTION_* bits.
+constexpr duet_plugin_option_t option(const char *key, const char *default_value, const char *help,
+                                      const char *flag = nullptr, const char *value_name = nullptr,
+                                      std::uint32_t flags = 0) {
+  return {key, default_value, help, flag, value_name, flags};
+}
+
+// A bad option value: thrown from init, duetd exits with code 2.
+class OptionError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// A failure of the environment (a file, a timer): thrown from init, duetd
+// exits with code 1. Any exception but OptionError does the same.
+class EnvironmentError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A plain decimal number ("30", "0.25"): no sign, exponent, hex, inf or nan,
+// and no dependence on the C locale's decimal point.
+inline std::optional<double> parse_decimal(std::string_view text) {
+  if (text.empty() || text.find_first_not_of("0123456789.") != std::string_view::npos)
+    return std::nullopt;
+  double value = 0;
+  const char *end = text.data() + text.size();
+  auto [ptr, ec] = std::from_chars(text.data(), end, value, std::chars_format::fixed);
+  if (ec != std::errc() || ptr != end)
+    return std::nullopt;
+  return value;
+}
+
+// A duration: a plain decimal number of seconds, or one followed by ms, s,
+// m, h or d ("30", "0.5", "250ms", "90s", "30m", "1h", "7d"), in whole
+// milliseconds (rounded). nullopt when it is none of these.
+inline std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  static constexpr std::pair<std::string_view, double> kUnits[] = {
+      {"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}};
+  double unit = 1;
+  for (const auto &[suffix, seconds] : kUnits)
+    if (text.size() > suffix.size() && text.substr(text.size() - suffix.size()) == suffix) {
+      text.remove_suffix(suffix.size());
+      unit = seconds;
+      break;
+    }
+  const std::optional<double> number = parse_decimal(text);
+  if (!number || *number * unit > 1e12)
+    return std::nullopt;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(*number * unit * 1000.0)));
+}
+
+// A file's contents without trailing whitespace (the newline an editor or
+// `echo` leaves). Throws EnvironmentError naming the file when unreadable.
+inline std::string read_trimmed_file(const std::string &path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw EnvironmentError("cannot read " + path + ": " + std::strerror(errno));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad())
+    throw EnvironmentError("cannot read " + path + ": " + std::strerror(errno));
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' || text.back() == '\t'))
+    text.pop_back();
+  return text;
+}
+
+class Host;
+class Timer;
+
+// This plugin's options, read with one error format: a bad value throws
+// OptionError "KEY must be WHAT, not 'VALUE' (--plugin-opt NAME.KEY)". The
+// value is the one given or the default in the options table, so each
+// default is written once, there. Get one from Host::options().
+class Options {
+ public:
+  explicit Options(const Host &host) : host_(host) {}
+
+  // The value as given (or the declared default).
+  std::string text(const char *key) const;
+  // A whole decimal number from min to max.
+  std::int64_t integer(const char *key, std::int64_t min, std::int64_t max) const;
+  // A duration (see parse_duration) from min to max.
+  std::chrono::milliseconds duration(const char *key, std::chrono::milliseconds min,
+                                     std::chrono::milliseconds max) const;
+  // true/yes/on/1 or false/no/off/0.
+  bool boolean(const char *key) const;
+  // One of the names in choices; returns its value.
+  template <class T>
+  T one_of(const char *key, std::initializer_list<std::pair<const char *, T>> choices) const {
+    const std::string value = text(key);
+    std::string names;
+    for (const auto &[name, result] : choices) {
+      if (value == name)
+        return result;
+      names += (names.empty() ? "" : " or ") + std::string("'") + name + "'";
+    }
+    fail(key, value, names);
+  }
+  // The contents of the file the option names (see read_trimmed_file), or
+  // nullopt when the option is empty. An unreadable file is a bad value.
+  std::optional<std::string> file_contents(const char *key) const;
+
+  // Throws the OptionError every accessor throws: "KEY must be WHAT, not
+  // 'VALUE' (--plugin-opt NAME.KEY)".
+  [[noreturn]] void fail(const char *key, const std::string &value, const std::string &what) const;
+
+ private:
+  const Host &host_;
+};
+
 // The host table plus this plugin's ctx: what a plugin can ask of duetd.
 class Host {
  public:
-  Host(const duet_host_t *table, duet_host_ctx_t *ctx) : table_(table), ctx_(ctx) {}
+  Host(const duet_host_t *table, duet_host_ctx_t *ctx, const char *plugin_name = nullptr)
+      : table_(table), ctx_(ctx), name_(plugin_name ? plugin_name : "PLUGIN") {}
 
   int send(ConnId conn, std::string_view json) const { return table_->send(ctx_, conn, json.data(), json.size()); }
   int send_error(ConnId conn, const char *code, const char *message) const {
@@ -29,6 +196,12 @@ class Host {
   int close(ConnId conn, int ws_code, const char *reason, duet_close_reason_t why = DUET_CLOSE_SERVER) const {
     return table_->close(ctx_, conn, ws_code, reason, why);
   }
+  // Runs fn after timeout, then every repeat if repeat > 0, until the Timer
+  // is stopped or destroyed. An exception from fn is logged, never passed
+  // to duetd. Throws EnvironmentError when duetd cannot start a timer.
+  Timer start_timer(std::chrono::milliseconds timeout, std::chrono::milliseconds repeat,
+                    std::function<void()> fn) const;
+  // The raw host timer, for C-style callbacks that never throw.
   std::int64_t timer_start(std::uint64_t timeout_ms, std::uint64_t repeat_ms, duet_timer_cb cb, void *userdata) const {
     return table_->timer_start(ctx_, timeout_ms, repeat_ms, cb, userdata);
   }
@@ -39,10 +212,12 @@ class Host {
   }
   int set_data(ConnId conn, void *data) const { return table_->conn_set_data(ctx_, conn, data); }
   void *data(ConnId conn) const { return table_->conn_get_data(ctx_, conn); }
+  // The raw option value (given or default); nullopt for an undeclared key.
   std::optional<std::string_view> config(const char *key) const {
     const char *v = table_->config_get(ctx_, key);
     return v ? std::optional<std::string_view>(v) : std::nullopt;
   }
+  Options options() const { return Options(*this); }
   void log(duet_log_level_t level, const std::string &message) const { table_->log(ctx_, level, message.c_str()); }
   // A string member of msg by JSON Pointer; the view lives until on_message returns.
   std::optional<std::string_view> string_at(const duet_msg_t &msg, const char *pointer) const {
@@ -66,11 +241,156 @@ class Host {
   int metric_set(std::int64_t id, std::int64_t value) const { return table_->metric_set(ctx_, id, value); }
 
   const duet_host_t *table() const { return table_; }
+  const char *plugin_name() const { return name_; }
 
  private:
   const duet_host_t *table_;
   duet_host_ctx_t *ctx_;
+  const char *name_;
 };
+
+namespace detail {
+
+// What a Timer owns: the callable and the host timer's id. Freed by the
+// Timer, or, when the Timer goes while fn runs, by fire after fn returns.
+struct TimerState {
+  TimerState(const Host &h, std::function<void()> f) : host(h), fn(std::move(f)) {}
+  Host host;
+  std::function<void()> fn;
+  std::int64_t id = 0;
+  bool running = false;
+  bool orphaned = false;
+
+  static void fire(void *userdata) noexcept {
+    auto *state = static_cast<TimerState *>(userdata);
+    state->running = true;
+    try {
+      state->fn();
+    } catch (const std::exception &e) {
+      report(*state, e.what());
+    } catch (...) {
+      report(*state, "unknown exception");
+    }
+    state->running = false;
+    if (state->orphaned)
+      delete state;
+  }
+  static void report(const TimerState &state, const char *what) noexcept {
+    try {
+      state.host.log(DUET_LOG_ERROR, std::string("timer callback threw: ") + what);
+    } catch (...) {
+    }
+  }
+};
+
+}  // namespace detail
+
+// A running host timer (Host::start_timer); stopping or destroying it stops
+// the timer, also from inside its own callback. Empty when default-made.
+class Timer {
+ public:
+  Timer() = default;
+  explicit Timer(detail::TimerState *state) : state_(state) {}
+  Timer(Timer &&other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+  Timer &operator=(Timer &&other) noexcept {
+    if (this != &other) {
+      stop();
+      state_ = std::exchange(other.state_, nullptr);
+    }
+    return *this;
+  }
+  Timer(const Timer &) = delete;
+  Timer &operator=(const Timer &) = delete;
+  ~Timer() { stop(); }
+
+  void stop() noexcept {
+    detail::TimerState *state = std::exchange(state_, nullptr);
+    if (!state)
+      return;
+    state->host.timer_stop(state->id);  // DUET_ENOENT for a one-shot that fired: fine
+    if (state->running)
+      state->orphaned = true;  // fire frees it once the callback returns
+    else
+      delete state;
+  }
+  explicit operator bool() const { return state_ != nullptr; }
+
+ private:
+  detail::TimerState *state_ = nullptr;
+};
+
+inline Timer Host::start_timer(std::chrono::milliseconds timeout, std::chrono::milliseconds repeat,
+                               std::function<void()> fn) const {
+  auto *state = new detail::TimerState(*this, std::move(fn));
+  const std::int64_t id = timer_start(static_cast<std::uint64_t>(std::max<std::int64_t>(0, timeout.count())),
+                                      static_cast<std::uint64_t>(std::max<std::int64_t>(0, repeat.count())),
+                                      &detail::TimerState::fire, state);
+  if (id <= 0) {
+    delete state;
+    throw EnvironmentError("duetd could not start a timer: error " + std::to_string(id));
+  }
+  state->id = id;
+  return Timer(state);
+}
+
+inline std::string Options::text(const char *key) const {
+  const std::optional<std::string_view> value = host_.config(key);
+  if (!value)
+    throw std::logic_error(std::string("option ") + key + " is read but not declared in the options table");
+  return std::string(*value);
+}
+
+inline void Options::fail(const char *key, const std::string &value, const std::string &what) const {
+  throw OptionError(std::string(key) + " must be " + what + ", not '" + value + "' (--plugin-opt " +
+                    host_.plugin_name() + "." + key + ")");
+}
+
+inline std::int64_t Options::integer(const char *key, std::int64_t min, std::int64_t max) const {
+  const std::string value = text(key);
+  std::int64_t n = 0;
+  const char *end = value.data() + value.size();
+  auto [ptr, ec] = std::from_chars(value.data(), end, n);
+  if (value.empty() || value[0] == '+' || ec != std::errc() || ptr != end || n < min || n > max)
+    fail(key, value, "a whole number from " + std::to_string(min) + " to " + std::to_string(max));
+  return n;
+}
+
+inline std::chrono::milliseconds Options::duration(const char *key, std::chrono::milliseconds min,
+                                                   std::chrono::milliseconds max) const {
+  const std::string value = text(key);
+  const std::optional<std::chrono::milliseconds> d = parse_duration(value);
+  if (!d || *d < min || *d > max) {
+    auto seconds = [](std::chrono::milliseconds ms) {
+      std::string s = std::to_string(ms.count() / 1000);
+      if (ms.count() % 1000) {
+        std::string frac = std::to_string(1000 + ms.count() % 1000).substr(1);
+        while (frac.back() == '0')
+          frac.pop_back();
+        s += "." + frac;
+      }
+      return s;
+    };
+    fail(key, value, "a duration from " + seconds(min) + " to " + seconds(max) +
+                         " seconds: a number of seconds, or one with ms, s, m, h or d (like 30, 0.5, 250ms or 2m)");
+  }
+  return *d;
+}
+
+inline bool Options::boolean(const char *key) const {
+  return one_of<bool>(key, {{"true", true}, {"yes", true}, {"on", true}, {"1", true},
+                            {"false", false}, {"no", false}, {"off", false}, {"0", false}});
+}
+
+inline std::optional<std::string> Options::file_contents(const char *key) const {
+  const std::string path = text(key);
+  if (path.empty())
+    return std::nullopt;
+  try {
+    return read_trimmed_file(path);
+  } catch (const EnvironmentError &e) {
+    fail(key, path, std::string("a readable file (") + e.what() + ")");
+  }
+}
 
 // A message handed to on_message: its type and the JSON as received.
 struct Message {
@@ -104,22 +424,38 @@ namespace detail {
 // The host fields a C++ plugin may call; an older duetd's table must cover them.
 constexpr std::size_t kHostFieldsUsed = offsetof(duet_host_t, metric_set) + sizeof(duet_host_t::metric_set);
 
-template <class T>
+template <class T, const char *Name>
 struct Trampolines {
   static int init(const duet_host_t *host, duet_host_ctx_t *ctx, void **state) noexcept {
-    if (!host || host->abi_major != DUET_ABI_MAJOR || host->struct_size < kHostFieldsUsed)
+    if (!host || host->abi_major != DUET_ABI_MAJOR)
       return DUET_EINVAL;
+    if (host->struct_size < kHostFieldsUsed) {
+      log(host, ctx, std::string("built for plugin ABI ") + std::to_string(DUET_ABI_MAJOR) + "." +
+                         std::to_string(DUET_ABI_MINOR) + ", but this duetd provides ABI " +
+                         std::to_string(host->abi_major) + "." + std::to_string(host->abi_minor) +
+                         ", which lacks host functions it uses: upgrade duetd");
+      return DUET_EIO;
+    }
     try {
-      *state = new T(Host(host, ctx));
+      *state = new T(Host(host, ctx, Name));
       return 0;
     } catch (const std::bad_alloc &) {
       return DUET_ENOMEM;
+    } catch (const OptionError &e) {
+      log(host, ctx, std::string("bad option: ") + e.what());
+      return DUET_EINVAL;  // duetd exits with the usage-error code 2
     } catch (const std::exception &e) {
-      host->log(ctx, DUET_LOG_ERROR, (std::string("init failed: ") + e.what()).c_str());
-      return DUET_EINVAL;
+      log(host, ctx, std::string("init failed: ") + e.what());
+      return DUET_EIO;  // exit code 1
     } catch (...) {
-      host->log(ctx, DUET_LOG_ERROR, "init failed: unknown exception");
-      return DUET_EINVAL;
+      log(host, ctx, "init failed: unknown exception");
+      return DUET_EIO;
+    }
+  }
+  static void log(const duet_host_t *host, duet_host_ctx_t *ctx, const std::string &message) noexcept {
+    try {
+      host->log(ctx, DUET_LOG_ERROR, message.c_str());
+    } catch (...) {
     }
   }
   static void shutdown(void *state) noexcept {
@@ -191,39 +527,51 @@ class Reporting final : public Base {
 
 }  // namespace duet
 
-#define DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options)                         \
-  static const duet_plugin_t duet_plugin_descriptor_ = {                                            \
-      DUET_ABI_MAJOR,                                                                               \
-      DUET_ABI_MINOR,                                                                               \
-      sizeof(duet_plugin_t),                                                                        \
-      name,                                                                                         \
-      version,                                                                                      \
-      description,                                                                                  \
-      &::duet::detail::Trampolines<::duet::Reporting<Class>>::init,                                 \
-      &::duet::detail::Trampolines<::duet::Reporting<Class>>::shutdown,                             \
-      &::duet::detail::Trampolines<::duet::Reporting<Class>>::on_open,                              \
-      &::duet::detail::Trampolines<::duet::Reporting<Class>>::on_message,                           \
-      &::duet::detail::Trampolines<::duet::Reporting<Class>>::on_close,                             \
-      &::duet::detail::Trampolines<::duet::Reporting<Class>>::on_event,                             \
-      options,                                                                                      \
+#define DUET_PLUGIN_TRAMPOLINE_(Class, fn) &::duet::detail::Trampolines<::duet::Reporting<Class>, duet_plugin_name_>::fn
+#define DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options, commands) \
+  static constexpr char duet_plugin_name_[] = name;                                  \
+  static const duet_plugin_t duet_plugin_descriptor_ = {                             \
+      DUET_ABI_MAJOR,                                                                \
+      DUET_ABI_MINOR,                                                                \
+      sizeof(duet_plugin_t),                                                         \
+      duet_plugin_name_,                                                             \
+      version,                                                                       \
+      description,                                                                   \
+      DUET_PLUGIN_TRAMPOLINE_(Class, init),                                          \
+      DUET_PLUGIN_TRAMPOLINE_(Class, shutdown),                                      \
+      DUET_PLUGIN_TRAMPOLINE_(Class, on_open),                                       \
+      DUET_PLUGIN_TRAMPOLINE_(Class, on_message),                                    \
+      DUET_PLUGIN_TRAMPOLINE_(Class, on_close),                                      \
+      DUET_PLUGIN_TRAMPOLINE_(Class, on_event),                                      \
+      options,                                                                       \
+      sizeof(duet_plugin_option_t),                                                  \
+      commands,                                                                      \
   };
 
 // In a static build (-Dplugins=static) duetd links the plugin in and finds it
 // as duet_static_entry_<ident>; otherwise the module exports the versioned
 // entry symbol and nothing else.
 #if defined(DUET_PLUGIN_STATIC)
-#define DUET_PLUGIN(ident, Class, name, version, description, options)      \
-  DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options)       \
+#define DUET_PLUGIN_ENTRY_(ident)                                           \
   extern "C" const duet_plugin_t *duet_static_entry_##ident(void) noexcept; \
   extern "C" const duet_plugin_t *duet_static_entry_##ident(void) noexcept { return &duet_plugin_descriptor_; }
 #else
-#define DUET_PLUGIN(ident, Class, name, version, description, options)                    \
-  DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options)                     \
+#define DUET_PLUGIN_ENTRY_(ident)                                                         \
   extern "C" DUET_PLUGIN_EXPORT const duet_plugin_t *duet_plugin_entry_v1(void) noexcept; \
   extern "C" DUET_PLUGIN_EXPORT const duet_plugin_t *duet_plugin_entry_v1(void) noexcept { \
     return &duet_plugin_descriptor_;                                                      \
   }
 #endif
+
+// ident is a C identifier naming the plugin in static builds (its name with
+// '-' as '_'); options is a duet_plugin_option_t array or nullptr.
+#define DUET_PLUGIN(ident, Class, name, version, description, options)         \
+  DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options, nullptr) \
+  DUET_PLUGIN_ENTRY_(ident)
+// The same, with a NULL-terminated array of pointers to the plugin's commands.
+#define DUET_PLUGIN_WITH_COMMANDS(ident, Class, name, version, description, options, commands) \
+  DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options, commands)                \
+  DUET_PLUGIN_ENTRY_(ident)
 
 #endif  // DUET_PLUGIN_HPP
 
