@@ -65,6 +65,7 @@ const char *duet__conn_name(const duet_conn_t *conn, char buf[static 64]) {
 }
 
 static void flush_corked(uv_check_t *check);
+static void wake_noop(uv_idle_t *idle) { (void)idle; }
 
 void duet__conns_init(duet_conns_t *conns, uv_loop_t *loop, size_t plugin_count, size_t max_queued_bytes,
                       size_t max_queued_bytes_total) {
@@ -74,10 +75,12 @@ void duet__conns_init(duet_conns_t *conns, uv_loop_t *loop, size_t plugin_count,
   conns->max_queued_bytes_total = max_queued_bytes_total;
   uv_check_init(loop, &conns->flush);
   conns->flush.data = conns;
+  uv_idle_init(loop, &conns->wake);
 }
 
 void duet__conns_close_handles(duet_conns_t *conns) {
   uv_close((uv_handle_t *)&conns->flush, NULL);
+  uv_close((uv_handle_t *)&conns->wake, NULL);
 }
 
 static void free_queue(duet_conn_t *conn) {
@@ -181,14 +184,19 @@ static duet_conn_t *heaviest(const duet_conns_t *conns) {
 }
 
 /* Slow readers together may hold at most max_queued_bytes_total: the ones
- * holding the most are dropped until len more fits. A scan of every
+ * holding the most are dropped until len more fits for target (or target
+ * itself was the one dropped). A scan of every
  * connection, but only when the budget is hit, and each drop frees the
  * largest queue. */
-static void make_room(duet_conns_t *conns, size_t len) {
-  while (conns->queued_bytes_total + len > conns->max_queued_bytes_total) {
+static void make_room(duet_conns_t *conns, duet_conn_t *target, size_t len) {
+  while (conns->queued_bytes_total + len > conns->max_queued_bytes_total && !target->closing) {
     duet_conn_t *victim = heaviest(conns);
     if (!victim)
       return;
+    if (victim->closing) {
+      free_queue(victim); /* already on its way out: only its backlog goes */
+      continue;
+    }
     char name[64];
     DUET_WARN_LIMITED("send budget full",
                       "the clients that do not read hold %zu bytes, the limit for all (--max-queued-bytes-total); "
@@ -216,8 +224,10 @@ static int cork(duet_conns_t *conns, duet_conn_t *conn) {
     conns->corked_ids = ids;
     conns->corked_cap = cap;
   }
-  if (conns->corked_count == 0)
+  if (conns->corked_count == 0) {
     uv_check_start(&conns->flush, flush_corked);
+    uv_idle_start(&conns->wake, wake_noop);
+  }
   conns->corked_ids[conns->corked_count++] = conn->id;
   conn->corked = true;
   return 0;
@@ -236,7 +246,7 @@ int duet__conn_send(duet_conns_t *conns, duet_conn_t *conn, const char *data, si
     return DUET_ENOBUFS;
   }
   if (conns->queued_bytes_total + len > conns->max_queued_bytes_total) {
-    make_room(conns, len);
+    make_room(conns, conn, len);
     if (conn->closing || conns->queued_bytes_total + len > conns->max_queued_bytes_total)
       return DUET_ENOBUFS;
   }
@@ -377,6 +387,9 @@ static void drop_broken(duet_conn_t *conn) {
   char name[64];
   DUET_INFO_LIMITED("write failed", "connection %s: write failed, closing", duet__conn_name(conn, name));
   free_queue(conn);
+  /* No more sends, and plugins hear of it now; the socket's error (POLLHUP)
+   * makes lws close it. */
+  duet__conn_close(conn, LWS_CLOSE_STATUS_UNEXPECTED_CONDITION, NULL, DUET_CLOSE_CLIENT);
   lws_set_timeout(conn->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
 }
 
@@ -414,4 +427,5 @@ static void flush_corked(uv_check_t *check) {
   }
   conns->corked_count = 0;
   uv_check_stop(check);
+  uv_idle_stop(&conns->wake);
 }

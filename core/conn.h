@@ -75,6 +75,7 @@ typedef struct duet_conns {
   /* Frames queued during one loop turn are written when its I/O callbacks
    * are done (a check handle): at once, and batched per connection. */
   uv_check_t flush;
+  uv_idle_t wake; /* keeps the loop's poll from blocking while frames are corked */
   uint64_t *corked_ids;
   size_t corked_count, corked_cap;
   /* Called when a close starts, so plugins can hear of it at once rather

@@ -26,7 +26,13 @@ size_t duet__fd_limit_raise(size_t max_connections) {
     return 0;
   }
   rlim_t was = lim.rlim_cur;
+  size_t need = max_connections + DUET_FD_HEADROOM;
   rlim_t want = lim.rlim_max == RLIM_INFINITY ? kernel_ceiling() : lim.rlim_max;
+  /* libwebsockets 4.1 sizes tables by the limit (about 14 bytes of RSS per
+   * descriptor): a hard limit of a million would cost 14 MB on a small board. */
+  rlim_t cap = need > DUET_FD_SOFT_CAP ? (rlim_t)need : DUET_FD_SOFT_CAP;
+  if (want > cap)
+    want = cap;
   if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < want) {
     struct rlimit raised = {want, lim.rlim_max};
     if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
@@ -36,7 +42,6 @@ size_t duet__fd_limit_raise(size_t max_connections) {
                 (unsigned long long)want, strerror(errno));
   }
   size_t have = lim.rlim_cur == RLIM_INFINITY ? (size_t)want : (size_t)lim.rlim_cur;
-  size_t need = max_connections + DUET_FD_HEADROOM;
   if (have == (size_t)was)
     DUET_INFO("open-files limit: %zu", have);
   else

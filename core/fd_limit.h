@@ -10,7 +10,12 @@
  * flight, listeners, the event loop's own, plugins' files. */
 #define DUET_FD_HEADROOM 240
 
-/* Raises the soft RLIMIT_NOFILE to the hard limit, logs the limit it got,
+/* The soft limit is raised no higher than this, or what --max-connections
+ * needs if that is more. */
+#define DUET_FD_SOFT_CAP 65536
+
+/* Raises the soft RLIMIT_NOFILE to the hard limit (at most DUET_FD_SOFT_CAP,
+ * or what max_connections needs if more), logs the limit it got,
  * and warns (saying how to raise it) when that is below what
  * max_connections needs. Returns the limit now in force. Call it before
  * libwebsockets starts: lws sizes its tables by the limit it finds. */

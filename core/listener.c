@@ -28,8 +28,16 @@
 
 static void on_readable(uv_poll_t *poll, int status, int events);
 
+/* At ENFILE another process may take the slot the reserve left: try again
+ * whenever accepting resumes. */
+static void reopen_reserve(duet_listener_t *l) {
+  if (l->reserve_fd < 0)
+    l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
 static void resume_accepting(uv_timer_t *timer) {
   duet_listener_t *l = timer->data;
+  reopen_reserve(l);
   if (l->open)
     uv_poll_start(&l->poll, UV_READABLE, on_readable);
 }
@@ -42,13 +50,14 @@ static unsigned shed_waiting(duet_listener_t *l) {
   if (l->reserve_fd < 0)
     return 0;
   close(l->reserve_fd);
+  l->reserve_fd = -1;
   for (; shed < ACCEPTS_PER_WAKE; shed++) {
     int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
     if (fd < 0)
       break;
     close(fd);
   }
-  l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  reopen_reserve(l);
   return shed;
 }
 
@@ -82,6 +91,7 @@ static void on_readable(uv_poll_t *poll, int status, int events) {
       return; /* EAGAIN: drained; anything else: try again on the next wake */
     }
     l->backoff_ms = 0;
+    reopen_reserve(l);
     /* Signaling messages are small and latency matters: no Nagle delay
      * (measured by tools/bench: p99 at 5,000 msg/s from 41 ms to ~1 ms). */
     int one = 1;

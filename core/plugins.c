@@ -21,6 +21,7 @@ struct duet_host_ctx {
   /* A plugin may log per connection (keepalive's timeouts): a flood of
    * clients must not become a flood of lines. */
   duet_log_limit_t log_limit;
+  duet_log_limit_t error_limit; /* errors are not crowded out by a flood of info lines */
 };
 
 typedef struct plugin {
@@ -286,11 +287,12 @@ static const char *host_config_get(duet_host_ctx_t *ctx, const char *key) {
 static void host_log(duet_host_ctx_t *ctx, duet_log_level_t level, const char *message) {
   if (level > DUET_LOG_DEBUG)
     level = DUET_LOG_DEBUG;
-  if (!ctx->log_limit.kind) {
-    ctx->log_limit.kind = ctx->name;
-    ctx->log_limit.burst = 10;
+  duet_log_limit_t *limit = level == DUET_LOG_ERROR ? &ctx->error_limit : &ctx->log_limit;
+  if (!limit->kind) {
+    limit->kind = ctx->name;
+    limit->burst = 10;
   }
-  duet__log_limited(&ctx->log_limit, level, "%s: %s", ctx->name, message ? message : "");
+  duet__log_limited(limit, level, "%s: %s", ctx->name, message ? message : "");
 }
 
 static int host_msg_string(duet_host_ctx_t *ctx, const duet_msg_t *msg, const char *pointer,
@@ -669,6 +671,7 @@ void duet__plugins_unload(duet_plugins_t *plugins) {
       uv_dlclose(&p->lib);
     free(p->source);
     duet__log_limit_release(&p->ctx.log_limit);
+    duet__log_limit_release(&p->ctx.error_limit);
   }
   free(plugins->list);
   free(plugins);

@@ -8,6 +8,8 @@
 #define KEEP_BYTES (16 * 1024)
 
 static int append(duet_reassembly_t *rx, const char *in, size_t len, size_t max) {
+  if (len == 0)
+    return 0; /* an empty fragment: nothing to copy, and memcpy must not see NULL */
   size_t need = (size_t)rx->len + len;
   if (need > max)
     return -1;
@@ -31,7 +33,7 @@ static int append(duet_reassembly_t *rx, const char *in, size_t len, size_t max)
 /* Called once the last piece of a message has been seen. */
 static duet_rx_t finish(duet_reassembly_t *rx, const char **data, size_t *data_len) {
   duet_rx_t result = rx->refused ? (duet_rx_t)rx->refused : DUET_RX_MESSAGE;
-  *data = rx->buf;
+  *data = rx->buf ? rx->buf : ""; /* a message of empty fragments only */
   *data_len = rx->len;
   rx->len = 0;
   rx->refused = 0;

@@ -100,11 +100,13 @@ static int callback_signaling(struct lws *wsi, enum lws_callback_reasons reason,
 static void lws_log_to_ours(int level, const char *line) {
   /* lws logs some failures per connection (TLS errors among them): a few
    * lines in full per interval, the rest counted. */
-  static duet_log_limit_t limit = {.kind = "libwebsockets", .burst = 5};
+  static duet_log_limit_t errors = {.kind = "libwebsockets errors", .burst = 5};
+  static duet_log_limit_t others = {.kind = "libwebsockets", .burst = 5};
   size_t n = strlen(line);
   while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
     n--;
-  duet__log_limited(&limit, level == LLL_ERR ? DUET_LOG_ERROR : level == LLL_WARN ? DUET_LOG_WARN : DUET_LOG_DEBUG,
+  duet__log_limited(level == LLL_ERR ? &errors : &others,
+                    level == LLL_ERR ? DUET_LOG_ERROR : level == LLL_WARN ? DUET_LOG_WARN : DUET_LOG_DEBUG,
                     "libwebsockets: %.*s", (int)n, line);
 }
 

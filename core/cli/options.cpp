@@ -1,6 +1,7 @@
 #include "cli/options.hpp"
 
 #include <climits>
+#include <limits>
 #include <cstdlib>
 #include <sstream>
 
@@ -170,7 +171,7 @@ void CliParser::add_limit_options() {
   app.add_option("--max-queued-bytes-total", o.max_queued_bytes_total,
                  "Bytes that may wait for all slow clients together; past it the clients holding the most are "
                  "disconnected (bounds memory on a small board)")
-      ->check(CLI::Range(Size{4096}, Size{1024} * 1024 * 1024 * 64))
+      ->check(CLI::Range(Size{4096}, std::numeric_limits<Size>::max()))
       ->capture_default_str();
   app.add_option("--max-connections", o.max_connections,
                  "WebSocket connections in all; more get a server-full error and are closed")

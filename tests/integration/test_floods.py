@@ -123,6 +123,12 @@ class OpenFilesLimitTest(DuetTestCase):
 
 class SoftLimitTest(DuetTestCase):
 
+    def setUp(self):
+        # Raising the hard limit to 4096 needs root where it is lower now.
+        import resource
+        if resource.getrlimit(resource.RLIMIT_NOFILE)[1] < 4096 and os.geteuid() != 0:
+            self.skipTest('the hard open-files limit is below 4096 and this is not root')
+
     async def test_the_soft_open_files_limit_is_raised_to_the_hard_limit(self):
         srv = Server(wrapper=limited('-S -n 256 && ulimit -H -n 4096'))
         with srv:
@@ -185,19 +191,24 @@ class RepeatedWarningsTest(DuetTestCase):
                 self.assertError(await c.recv_json(), 'server-full')
                 await c.expect_close(1013)
             log = srv.log()
-            self.assertEqual(self.count(log, r'refused a WebSocket from origin'), 1, log[-4000:])
-            self.assertEqual(self.count(log, r'refused: server-full'), 1, log[-4000:])
+            # A slow machine may spread the flood over two 10-s windows: a
+            # line in full per window at most.
+            self.assertLessEqual(self.count(log, r'refused a WebSocket from origin'), 2, log[-4000:])
+            self.assertLessEqual(self.count(log, r'refused: server-full'), 2, log[-4000:])
             tls_lines = self.count(log, r'dropped a new connection|libwebsockets: ')
-            self.assertLessEqual(tls_lines, 6, log[-4000:])
+            self.assertLessEqual(tls_lines, 12, log[-4000:])
             flood_lines = len(log_lines(log)) - start_lines
-            self.assertLess(flood_lines, 12, 'the flood of %d of each kind wrote %d lines:\n%s'
+            self.assertLess(flood_lines, 24, 'the flood of %d of each kind wrote %d lines:\n%s'
                             % (self.N, flood_lines, log[-5000:]))
-            # Once the interval is over, each kind that was cut short gets one
-            # line with the count, even though the flood has stopped.
-            m = srv.wait_for_log(r'suppressed (\d+) more "refused origin" line', timeout=20)
-            self.assertEqual(int(m.group(1)), self.N - 1)
-            m = srv.wait_for_log(r'suppressed (\d+) more "server full" line', timeout=20)
-            self.assertEqual(int(m.group(1)), self.N // 5 - 1)
+            # Once the interval is over, each kind that was cut short gets a
+            # line with the count, even though the flood has stopped: every
+            # warning is either written or counted.
+            for kind, pattern, n in (('refused origin', r'refused a WebSocket from origin', self.N),
+                                     ('server full', r'refused: server-full', self.N // 5)):
+                summary = r'suppressed (\d+) more "%s" line' % kind
+                await eventually(lambda: self.count(srv.log(), pattern) +
+                                 sum(int(x) for x in re.findall(summary, srv.log())) == n,
+                                 timeout=30, what='every "%s" warning written or counted' % kind)
             s = scrape(srv)
             self.assertGreaterEqual(s.value('duet_log_lines_suppressed_total'), self.N - 1 + self.N // 5 - 1, s.text)
             for c in holders:

@@ -84,3 +84,14 @@ TEST_CASE("a big buffer is given back after its message, a small one kept") {
   duet__reassembly_trim(&r.rx);
   CHECK(r.rx.buf != nullptr);
 }
+
+TEST_CASE("a message of empty fragments is an empty message, and empty pieces add nothing") {
+  Rx r;
+  CHECK(r.feed("", true, false) == DUET_RX_MORE);
+  CHECK(r.feed("", false, true) == DUET_RX_MESSAGE);
+  CHECK(r.message.empty());
+  CHECK(r.feed("a", true, false) == DUET_RX_MORE);
+  CHECK(r.feed("", false, false) == DUET_RX_MORE);
+  CHECK(r.feed("b", false, true) == DUET_RX_MESSAGE);
+  CHECK(r.message == "ab");
+}
