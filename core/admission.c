@@ -86,8 +86,7 @@ const char *duet__admission_admit(duet_admission_t *a, size_t live, duet_conn_t 
   char name[64];
   conn->ready = true; /* a refused connection never waits */
   if (live > opt->max_connections) {
-    snprintf(text, text_len, "This server is at its limit of %zu connections; try again later.",
-             opt->max_connections);
+    snprintf(text, text_len, "This server is at its limit of %zu connections; try again later.", opt->max_connections);
     DUET_WARN_LIMITED("server full", "connection %s refused: server-full", duet__conn_name(conn, name));
     return "server-full";
   }

@@ -18,8 +18,8 @@
  * so that frames can be sent back to back as they are. */
 struct duet_frame {
   duet_frame_t *next;
-  size_t len;      /* of the payload */
-  unsigned char hlen; /* header bytes just before the payload */
+  size_t len;          /* of the payload */
+  unsigned char hlen;  /* header bytes just before the payload */
   unsigned char buf[]; /* LWS_PRE bytes of headroom, then the payload */
 };
 
@@ -49,9 +49,7 @@ static unsigned char frame_header(unsigned char *payload, size_t len) {
   return (unsigned char)(payload - h);
 }
 
-static unsigned char *frame_start(duet_frame_t *f) {
-  return f->buf + LWS_PRE - f->hlen;
-}
+static unsigned char *frame_start(duet_frame_t *f) { return f->buf + LWS_PRE - f->hlen; }
 
 /* An id is (generation << 32 | slot + 1): lookups are an array index, and a
  * slot's generation changes on reuse so an old id never names a new socket. */

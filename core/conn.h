@@ -24,9 +24,9 @@ typedef struct duet_conn {
   const char *tls_version; /* OpenSSL's static string, or NULL */
   char *user_agent;        /* of the upgrade request, or NULL */
   uint64_t connected_unix_ms;
-  uint64_t last_rx_ms;     /* loop time of the last frame of any kind from the client */
+  uint64_t last_rx_ms; /* loop time of the last frame of any kind from the client */
   uint64_t tokens_at_connect;
-  struct duet_ip_entry *ip;  /* this address's count of connections */
+  struct duet_ip_entry *ip; /* this address's count of connections */
 
   /* Rate limit: a token bucket refilled at max_messages_per_second. */
   double tokens;
@@ -47,13 +47,13 @@ typedef struct duet_conn {
   duet_close_reason_t close_why;
   uint16_t port;
   uint16_t client_close_code; /* from the client's close frame, 0 if none */
-  bool ready;         /* its first message was accepted */
+  bool ready;                 /* its first message was accepted */
   bool ping_pending;
-  bool closing;       /* no more sends: close once the queue is drained */
-  bool close_sent;    /* our close frame is out: waiting for the client's */
-  bool plugins_told;  /* on_close already delivered */
-  bool corked;        /* has frames to write when this loop turn's I/O is done */
-  char addr[46]; /* numeric remote address */
+  bool closing;      /* no more sends: close once the queue is drained */
+  bool close_sent;   /* our close frame is out: waiting for the client's */
+  bool plugins_told; /* on_close already delivered */
+  bool corked;       /* has frames to write when this loop turn's I/O is done */
+  char addr[46];     /* numeric remote address */
 
   void *plugin_data[]; /* one slot per loaded plugin */
 } duet_conn_t;
@@ -65,13 +65,13 @@ typedef struct duet_conns {
   size_t free_count;
   size_t slot_count;
   size_t live;
-  bool draining;                 /* shutting down: plugins may still send to connections they were told closed */
+  bool draining; /* shutting down: plugins may still send to connections they were told closed */
   size_t plugin_count;
   size_t max_queued_bytes;       /* per connection */
   size_t max_queued_bytes_total; /* all connections together */
   size_t queued_bytes_total;
-  size_t queued_bytes_peak;      /* the most queued at once since start */
-  uint64_t budget_closes;        /* connections dropped for the total */
+  size_t queued_bytes_peak; /* the most queued at once since start */
+  uint64_t budget_closes;   /* connections dropped for the total */
   /* Frames queued during one loop turn are written when its I/O callbacks
    * are done (a check handle): at once, and batched per connection. */
   uv_check_t flush;

@@ -200,8 +200,8 @@ static int set_names(X509 *x) {
 
   if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1, 0))
     return 0;
-  if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
-                                  (const unsigned char *)"duet development certificate", -1, -1, 0))
+  if (!X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"duet development certificate", -1,
+                                  -1, 0))
     return 0;
   return X509_set_issuer_name(x, name);
 }
@@ -229,8 +229,7 @@ static int make_pair(EVP_PKEY **key_out, X509 **cert_out) {
   X509V3_set_ctx(&ctx, x, x, NULL, NULL, 0);
   if (!add_san(x) || !add_ext(x, &ctx, NID_basic_constraints, "critical,CA:FALSE") ||
       !add_ext(x, &ctx, NID_key_usage, "critical,digitalSignature") ||
-      !add_ext(x, &ctx, NID_ext_key_usage, "serverAuth") ||
-      !add_ext(x, &ctx, NID_subject_key_identifier, "hash"))
+      !add_ext(x, &ctx, NID_ext_key_usage, "serverAuth") || !add_ext(x, &ctx, NID_subject_key_identifier, "hash"))
     goto fail;
   if (X509_sign(x, key, EVP_sha256()) <= 0)
     goto fail;
@@ -298,8 +297,7 @@ static int pair_is_usable(const char *cert_path, const char *key_path) {
 
 /* Writes data to path through a temporary file and rename(), so readers see
  * either the old file or the complete new one, never a half-written one. */
-static int write_pair(EVP_PKEY *key, X509 *x, const char *cert_path, const char *key_path, char *err,
-                      size_t err_len) {
+static int write_pair(EVP_PKEY *key, X509 *x, const char *cert_path, const char *key_path, char *err, size_t err_len) {
   /* A secure-memory BIO wipes the private key's PEM text when freed. */
   BIO *kb = BIO_new(BIO_s_secmem());
   BIO *cb = BIO_new(BIO_s_mem());
@@ -308,8 +306,7 @@ static int write_pair(EVP_PKEY *key, X509 *x, const char *cert_path, const char 
   long n;
   int rc = 0;
 
-  if (!kb || !cb || !PEM_write_bio_PrivateKey(kb, key, NULL, NULL, 0, NULL, NULL) ||
-      !PEM_write_bio_X509(cb, x)) {
+  if (!kb || !cb || !PEM_write_bio_PrivateKey(kb, key, NULL, NULL, 0, NULL, NULL) || !PEM_write_bio_X509(cb, x)) {
     set_err(err, err_len,
             "Cannot encode the development certificate: %s. This points to a broken OpenSSL install; "
             "reinstall libssl3.",
@@ -338,8 +335,8 @@ static int join(char *out, size_t out_len, const char *dir, size_t dir_len, cons
   return n >= 0 && (size_t)n < out_len;
 }
 
-int duet__dev_cert_ensure(const char *state_dir, char *cert_path, size_t cert_len, char *key_path,
-                          size_t key_len, int *created, char *err, size_t err_len) {
+int duet__dev_cert_ensure(const char *state_dir, char *cert_path, size_t cert_len, char *key_path, size_t key_len,
+                          int *created, char *err, size_t err_len) {
   EVP_PKEY *key = NULL;
   X509 *x = NULL;
   char reason[256];

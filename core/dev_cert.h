@@ -20,9 +20,8 @@ extern "C" {
  * made (first run, or the old one expired/unreadable/mismatched), else 0.
  * Returns 0, or a negative errno with a sentence in err naming the file
  * and what to do. */
-int duet__dev_cert_ensure(const char *state_dir, char *cert_path, size_t cert_len,
-                          char *key_path, size_t key_len, int *created,
-                          char *err, size_t err_len);
+int duet__dev_cert_ensure(const char *state_dir, char *cert_path, size_t cert_len, char *key_path, size_t key_len,
+                          int *created, char *err, size_t err_len);
 
 #ifdef __cplusplus
 }

@@ -3,9 +3,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdlib.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -46,9 +46,9 @@ static int respond(struct lws *wsi, unsigned status, const char *content_type, c
   size_t body_len = body ? strlen(body) : 0;
   if (lws_add_http_common_headers(wsi, status, content_type, body_len, &p, end))
     return -1;
-  if (header_name && lws_add_http_header_by_name(wsi, (const unsigned char *)header_name,
-                                                 (const unsigned char *)header_value,
-                                                 (int)strlen(header_value), &p, end))
+  if (header_name &&
+      lws_add_http_header_by_name(wsi, (const unsigned char *)header_name, (const unsigned char *)header_value,
+                                  (int)strlen(header_value), &p, end))
     return -1;
   if (lws_finalize_write_http_header(wsi, start, &p, end))
     return -1;
@@ -195,16 +195,15 @@ static int serve_file(struct lws *wsi, http_session_t *s, const char *path, cons
   int not_modified = etag_matches(wsi, etag);
   unsigned char buf[LWS_PRE + 2048];
   unsigned char *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-  if (lws_add_http_common_headers(wsi, not_modified ? HTTP_STATUS_NOT_MODIFIED : HTTP_STATUS_OK,
-                                  duet__mime_type(path), not_modified ? 0 : (lws_filepos_t)st->st_size, &p,
-                                  end) ||
-      lws_add_http_header_by_name(wsi, (const unsigned char *)"etag:", (const unsigned char *)etag,
-                                  (int)strlen(etag), &p, end) ||
-      lws_add_http_header_by_name(wsi, (const unsigned char *)"last-modified:",
-                                  (const unsigned char *)last_modified, (int)strlen(last_modified), &p, end) ||
+  if (lws_add_http_common_headers(wsi, not_modified ? HTTP_STATUS_NOT_MODIFIED : HTTP_STATUS_OK, duet__mime_type(path),
+                                  not_modified ? 0 : (lws_filepos_t)st->st_size, &p, end) ||
+      lws_add_http_header_by_name(wsi, (const unsigned char *)"etag:", (const unsigned char *)etag, (int)strlen(etag),
+                                  &p, end) ||
+      lws_add_http_header_by_name(wsi, (const unsigned char *)"last-modified:", (const unsigned char *)last_modified,
+                                  (int)strlen(last_modified), &p, end) ||
       /* Revalidate every time: cheap with the ETag, and a new deploy shows at once. */
-      lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:", (const unsigned char *)"no-cache",
-                                  8, &p, end) ||
+      lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:", (const unsigned char *)"no-cache", 8,
+                                  &p, end) ||
       lws_finalize_write_http_header(wsi, start, &p, end))
     return -1;
 
@@ -311,8 +310,7 @@ static int on_writeable(struct lws *wsi, http_session_t *s) {
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-int duet__http_static_callback(const duet_http_t *http, struct lws *wsi, int reason, void *user, void *in,
-                               size_t len) {
+int duet__http_static_callback(const duet_http_t *http, struct lws *wsi, int reason, void *user, void *in, size_t len) {
   http_session_t *s = user;
   switch ((enum lws_callback_reasons)reason) {
   case LWS_CALLBACK_HTTP:

@@ -25,8 +25,7 @@ typedef struct duet_http {
 } duet_http_t;
 
 /* The lws callback of the "http" protocol, with http as its context. */
-int duet__http_static_callback(const duet_http_t *http, struct lws *wsi, int reason, void *user, void *in,
-                               size_t len);
+int duet__http_static_callback(const duet_http_t *http, struct lws *wsi, int reason, void *user, void *in, size_t len);
 /* Bytes lws keeps per HTTP connection for us. */
 size_t duet__http_static_session_size(void);
 

@@ -141,8 +141,55 @@ static int bind_one(const struct sockaddr *sa, socklen_t len, int v6only) {
   return fd;
 }
 
-int duet__listener_open(duet_listener_t *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *address,
-                        int port, int *bound_port, char *err, size_t err_len) {
+/* Binds the wildcard address: one dual-stack socket for IPv4 and IPv6, or
+ * IPv4 alone. Returns the fd or a negative errno. */
+static int bind_any(int port) {
+  /* One dual-stack socket serves IPv4 and IPv6; without IPv6, IPv4 alone. */
+#if DUET_WITH_IPV6
+  struct sockaddr_in6 any6;
+  memset(&any6, 0, sizeof any6);
+  any6.sin6_family = AF_INET6;
+  any6.sin6_addr = in6addr_any;
+  any6.sin6_port = htons((uint16_t)port);
+  int fd = bind_one((struct sockaddr *)&any6, sizeof any6, 0);
+#else
+  /* Built with -Dipv6=false: IPv4 alone. */
+  int fd = -EAFNOSUPPORT;
+#endif
+  if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL) {
+    struct sockaddr_in any4;
+    memset(&any4, 0, sizeof any4);
+    any4.sin_family = AF_INET;
+    any4.sin_addr.s_addr = htonl(INADDR_ANY);
+    any4.sin_port = htons((uint16_t)port);
+    fd = bind_one((struct sockaddr *)&any4, sizeof any4, 0);
+  }
+  return fd;
+}
+
+/* Binds the given address (a numeric IP or a local host name). A name that
+ * does not resolve fills err. */
+static int bind_address(const char *address, int port, char *err, size_t err_len) {
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  char service[8];
+  snprintf(service, sizeof service, "%d", port);
+  int gai = getaddrinfo(address, service, &hints, &res);
+  if (gai != 0) {
+    snprintf(err, err_len, "cannot listen on address \"%s\": %s (give an IP address or a local host name)", address,
+             gai_strerror(gai));
+    return -EINVAL;
+  }
+  int fd = bind_one(res->ai_addr, res->ai_addrlen, 1);
+  freeaddrinfo(res);
+  return fd;
+}
+
+int duet__listener_open(duet_listener_t *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *address, int port,
+                        int *bound_port, char *err, size_t err_len) {
   int plain_http = l->plain_http;
   void *tag = l->tag;
   memset(l, 0, sizeof *l);
@@ -151,46 +198,10 @@ int duet__listener_open(duet_listener_t *l, uv_loop_t *loop, struct lws_vhost *v
   l->fd = -1;
   l->reserve_fd = -1;
   l->vhost = vhost;
-  int fd;
-
-  if (!address) {
-    /* One dual-stack socket serves IPv4 and IPv6; without IPv6, IPv4 alone. */
-#if DUET_WITH_IPV6
-    struct sockaddr_in6 any6;
-    memset(&any6, 0, sizeof any6);
-    any6.sin6_family = AF_INET6;
-    any6.sin6_addr = in6addr_any;
-    any6.sin6_port = htons((uint16_t)port);
-    fd = bind_one((struct sockaddr *)&any6, sizeof any6, 0);
-#else
-    /* Built with -Dipv6=false: IPv4 alone. */
-    fd = -EAFNOSUPPORT;
-#endif
-    if (fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL) {
-      struct sockaddr_in any4;
-      memset(&any4, 0, sizeof any4);
-      any4.sin_family = AF_INET;
-      any4.sin_addr.s_addr = htonl(INADDR_ANY);
-      any4.sin_port = htons((uint16_t)port);
-      fd = bind_one((struct sockaddr *)&any4, sizeof any4, 0);
-    }
-  } else {
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    char service[8];
-    snprintf(service, sizeof service, "%d", port);
-    int gai = getaddrinfo(address, service, &hints, &res);
-    if (gai != 0) {
-      snprintf(err, err_len, "cannot listen on address \"%s\": %s (give an IP address or a local host name)", address,
-               gai_strerror(gai));
-      return -EINVAL;
-    }
-    fd = bind_one(res->ai_addr, res->ai_addrlen, 1);
-    freeaddrinfo(res);
-  }
+  err[0] = '\0';
+  int fd = address ? bind_address(address, port, err, err_len) : bind_any(port);
+  if (fd < 0 && err[0])
+    return fd; /* err says why */
   if (fd < 0) {
     snprintf(err, err_len, "cannot listen on %s port %d: %s%s", address ? address : "every address", port,
              strerror(-fd),

@@ -15,7 +15,7 @@ typedef struct duet_listener {
   uv_poll_t poll;
   uv_timer_t backoff_timer; /* accepting paused while out of descriptors */
   int fd;
-  int reserve_fd;           /* given up for a moment to shed connections at EMFILE */
+  int reserve_fd; /* given up for a moment to shed connections at EMFILE */
   int open;
   unsigned backoff_ms;
   struct lws_vhost *vhost;
@@ -23,15 +23,15 @@ typedef struct duet_listener {
   unsigned long long shed;    /* accepted and closed at once for lack of descriptors */
   unsigned long long pauses;  /* times accepting paused for lack of descriptors */
   unsigned long long refused; /* libwebsockets did not take an accepted socket */
-  int plain_http; /* set before open: no TLS on this socket even if the vhost has it */
-  void *tag;      /* set before open: given to every connection as lws opaque user data */
+  int plain_http;             /* set before open: no TLS on this socket even if the vhost has it */
+  void *tag;                  /* set before open: given to every connection as lws opaque user data */
 } duet_listener_t;
 
 /* Binds address (NULL: every address, IPv4 and IPv6) and port (0: any free
  * one), listens, and starts accepting on loop into vhost. Writes the bound
  * port to *bound_port. Returns 0 or a negative errno with err filled. */
-int duet__listener_open(duet_listener_t *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *address,
-                        int port, int *bound_port, char *err, size_t err_len);
+int duet__listener_open(duet_listener_t *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *address, int port,
+                        int *bound_port, char *err, size_t err_len);
 /* Stops accepting and closes the socket; safe to call twice. */
 void duet__listener_close(duet_listener_t *l);
 

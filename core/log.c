@@ -46,7 +46,8 @@ static uint64_t monotonic_ms(void) {
 }
 
 static void write_summary(duet_log_limit_t *limit, uint64_t now) {
-  duet__log(DUET_LOG_WARN, "suppressed %llu more \"%s\" line(s) in the last %.1f s (each kind is logged at most %u "
+  duet__log(DUET_LOG_WARN,
+            "suppressed %llu more \"%s\" line(s) in the last %.1f s (each kind is logged at most %u "
             "time(s) per %d s)",
             (unsigned long long)limit->suppressed, limit->kind, (double)(now - limit->window_start_ms) / 1000.0,
             limit->burst ? limit->burst : 1u, DUET_LOG_LIMIT_INTERVAL_MS / 1000);

@@ -137,8 +137,7 @@ extern "C" int duet__message_decode(const char *json, size_t len, duet_msg_t *ms
   return DUET_EINVAL;
 }
 
-extern "C" int duet__message_string(const duet_msg_t *msg, const char *pointer, const char **out,
-                                    size_t *out_len) {
+extern "C" int duet__message_string(const duet_msg_t *msg, const char *pointer, const char **out, size_t *out_len) {
   Decoder &d = decoder();
   if (!d.doc || msg == nullptr || msg->json != d.json || pointer == nullptr)
     return DUET_EINVAL;
@@ -201,7 +200,6 @@ extern "C" size_t duet__error_frame(char *out, const char *code, const char *mes
   char code_json[DUET_ERROR_CODE_MAX], message_json[DUET_ERROR_MESSAGE_MAX];
   duet__json_escape(code_json, sizeof code_json, code);
   duet__json_escape(message_json, sizeof message_json, message);
-  int n = std::snprintf(out, DUET_ERROR_FRAME_MAX, "{\"error\":{\"code\":%s,\"message\":%s}}", code_json,
-                        message_json);
+  int n = std::snprintf(out, DUET_ERROR_FRAME_MAX, "{\"error\":{\"code\":%s,\"message\":%s}}", code_json, message_json);
   return n < 0 ? 0 : static_cast<size_t>(n);
 }

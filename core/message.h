@@ -16,8 +16,7 @@ extern "C" {
 int duet__message_decode(const char *json, size_t len, duet_msg_t *msg, const char **why);
 
 /* Looks up a string by JSON Pointer in the document decoded for msg. */
-int duet__message_string(const duet_msg_t *msg, const char *pointer, const char **out,
-                         size_t *out_len);
+int duet__message_string(const duet_msg_t *msg, const char *pointer, const char **out, size_t *out_len);
 
 /* Writes s as a JSON string, quotes included, into out and returns its
  * length. The result is always a whole JSON string of valid UTF-8: what does

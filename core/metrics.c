@@ -117,8 +117,7 @@ static void render_protection(FILE *out, const duet_metrics_live_t *live) {
             "TCP connections closed right after accept because duetd was out of file descriptors.",
             live->connections_shed);
   put_value(out, "accept_pauses_total", "counter",
-            "Times duetd stopped accepting for a moment because it was out of file descriptors.",
-            live->accept_pauses);
+            "Times duetd stopped accepting for a moment because it was out of file descriptors.", live->accept_pauses);
   put_value(out, "connections_dropped_on_adoption_total", "counter",
             "Accepted connections that failed at once (most often a TLS handshake) before any request.",
             live->adoptions_refused);
@@ -137,19 +136,22 @@ static void render_protection(FILE *out, const duet_metrics_live_t *live) {
 }
 
 void duet__metrics_render(const duet_metrics_t *m, FILE *out, const duet_metrics_live_t *live) {
-  fprintf(out, "# HELP duet_connections_open WebSocket connections open now.\n"
-               "# TYPE duet_connections_open gauge\nduet_connections_open %zu\n",
+  fprintf(out,
+          "# HELP duet_connections_open WebSocket connections open now.\n"
+          "# TYPE duet_connections_open gauge\nduet_connections_open %zu\n",
           live->connections_open);
-  fprintf(out, "# HELP duet_connections_accepted_total WebSocket connections accepted.\n"
-               "# TYPE duet_connections_accepted_total counter\nduet_connections_accepted_total %llu\n",
+  fprintf(out,
+          "# HELP duet_connections_accepted_total WebSocket connections accepted.\n"
+          "# TYPE duet_connections_accepted_total counter\nduet_connections_accepted_total %llu\n",
           (unsigned long long)m->accepted);
   fprintf(out, "# HELP duet_connections_closed_total WebSocket connections closed, by reason.\n"
                "# TYPE duet_connections_closed_total counter\n");
   for (int why = 0; why <= DUET_CLOSE_TAKEOVER; why++)
     fprintf(out, "duet_connections_closed_total{reason=\"%s\"} %llu\n",
             duet_close_reason_name((duet_close_reason_t)why), (unsigned long long)m->closed[why]);
-  fprintf(out, "# HELP duet_messages_received_total Signaling messages received (whole text messages).\n"
-               "# TYPE duet_messages_received_total counter\nduet_messages_received_total %llu\n",
+  fprintf(out,
+          "# HELP duet_messages_received_total Signaling messages received (whole text messages).\n"
+          "# TYPE duet_messages_received_total counter\nduet_messages_received_total %llu\n",
           (unsigned long long)m->messages);
   fprintf(out, "# HELP duet_errors_total Error answers sent to clients, by code.\n"
                "# TYPE duet_errors_total counter\n");
@@ -174,11 +176,13 @@ void duet__metrics_render(const duet_metrics_t *m, FILE *out, const duet_metrics
             metric->type == DUET_METRIC_COUNTER ? "counter" : "gauge", metric->name, (long long)metric->value);
   }
   render_protection(out, live);
-  fprintf(out, "# HELP duet_process_resident_memory_bytes Resident memory of duetd.\n"
-               "# TYPE duet_process_resident_memory_bytes gauge\nduet_process_resident_memory_bytes %ld\n",
+  fprintf(out,
+          "# HELP duet_process_resident_memory_bytes Resident memory of duetd.\n"
+          "# TYPE duet_process_resident_memory_bytes gauge\nduet_process_resident_memory_bytes %ld\n",
           resident_bytes());
-  fprintf(out, "# HELP duet_uptime_seconds Seconds since duetd started.\n"
-               "# TYPE duet_uptime_seconds gauge\nduet_uptime_seconds %.3f\n",
+  fprintf(out,
+          "# HELP duet_uptime_seconds Seconds since duetd started.\n"
+          "# TYPE duet_uptime_seconds gauge\nduet_uptime_seconds %.3f\n",
           live->uptime_s);
 }
 #endif

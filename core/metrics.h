@@ -43,14 +43,14 @@ void duet__metrics_count_error(duet_metrics_t *m, const char *code);
 typedef struct duet_metrics_live {
   size_t connections_open;
   double uptime_s;
-  uint64_t connections_shed;     /* accepted and closed at once: out of descriptors */
-  uint64_t accept_pauses;        /* times accepting paused: out of descriptors */
-  uint64_t adoptions_refused;    /* failed at once (TLS) or refused by libwebsockets */
+  uint64_t connections_shed;  /* accepted and closed at once: out of descriptors */
+  uint64_t accept_pauses;     /* times accepting paused: out of descriptors */
+  uint64_t adoptions_refused; /* failed at once (TLS) or refused by libwebsockets */
   size_t open_files_limit;
-  size_t queued_bytes;           /* waiting in every send queue now */
+  size_t queued_bytes; /* waiting in every send queue now */
   size_t queued_bytes_peak;
-  size_t queued_bytes_limit;     /* --max-queued-bytes-total */
-  uint64_t queue_budget_closes;  /* connections dropped to stay within it */
+  size_t queued_bytes_limit;    /* --max-queued-bytes-total */
+  uint64_t queue_budget_closes; /* connections dropped to stay within it */
   uint64_t log_lines_suppressed;
 } duet_metrics_live_t;
 

@@ -10,7 +10,7 @@
 typedef struct duet_mount_point {
   const char *url; /* "" for the web root, else "/extra" */
   size_t url_len;
-  char *root;      /* realpath of the folder */
+  char *root; /* realpath of the folder */
 } duet_mount_point_t;
 
 typedef struct duet_mounts {
@@ -22,8 +22,7 @@ typedef struct duet_mounts {
  * folder that does not exist, and any folder that holds key_path or
  * state_dir (NULL: not checked): the tutorial served its own private key.
  * Returns 0 or -1. */
-int duet__mounts_prepare(duet_mounts_t *mounts, const duet_options_t *opt, const char *key_path,
-                         const char *state_dir);
+int duet__mounts_prepare(duet_mounts_t *mounts, const duet_options_t *opt, const char *key_path, const char *state_dir);
 void duet__mounts_free(duet_mounts_t *mounts);
 /* The mount that serves uri, or NULL. */
 const duet_mount_point_t *duet__mounts_find(const duet_mounts_t *mounts, const char *uri);

@@ -8,8 +8,8 @@
 #include "duet/plugin.h"
 
 typedef struct duet_mount {
-  const char *url;  /* "/extra": starts with '/', no trailing slash ("" for the root mount) */
-  const char *dir;  /* folder served there */
+  const char *url; /* "/extra": starts with '/', no trailing slash ("" for the root mount) */
+  const char *dir; /* folder served there */
 } duet_mount_t;
 
 typedef struct duet_plugin_opt {
@@ -30,21 +30,21 @@ typedef struct duet_options {
   size_t mount_count;
   size_t max_message_bytes;
   size_t max_queued_bytes;
-  size_t max_queued_bytes_total; /* all connections' send queues together */
-  size_t max_connections;        /* WebSocket connections in all */
-  size_t max_connections_per_ip; /* WebSocket connections from one address */
+  size_t max_queued_bytes_total;    /* all connections' send queues together */
+  size_t max_connections;           /* WebSocket connections in all */
+  size_t max_connections_per_ip;    /* WebSocket connections from one address */
   unsigned max_messages_per_second; /* per connection; bursts of twice that */
-  double open_timeout_s;         /* to the first accepted message */
-  unsigned http_timeout_s;       /* TLS handshake and HTTP headers (slowloris) */
-  unsigned max_header_bytes;     /* HTTP request headers */
-  int health;                    /* serve GET /healthz */
-  int metrics;                   /* serve GET /metrics */
-  const char *admin_address;     /* NULL: health and metrics on the main port */
+  double open_timeout_s;            /* to the first accepted message */
+  unsigned http_timeout_s;          /* TLS handshake and HTTP headers (slowloris) */
+  unsigned max_header_bytes;        /* HTTP request headers */
+  int health;                       /* serve GET /healthz */
+  int metrics;                      /* serve GET /metrics */
+  const char *admin_address;        /* NULL: health and metrics on the main port */
   int admin_port;
-  int tls_min_13;                /* --tls-min 1.3: no TLS 1.2 */
-  unsigned hsts_s;               /* Strict-Transport-Security max-age; 0: none */
-  int redirect_port;             /* plain-HTTP port that redirects to HTTPS; 0: none */
-  const char *acme_webroot;      /* served at /.well-known/acme-challenge/ on the redirect port */
+  int tls_min_13;                   /* --tls-min 1.3: no TLS 1.2 */
+  unsigned hsts_s;                  /* Strict-Transport-Security max-age; 0: none */
+  int redirect_port;                /* plain-HTTP port that redirects to HTTPS; 0: none */
+  const char *acme_webroot;         /* served at /.well-known/acme-challenge/ on the redirect port */
   const char *const *allow_origins; /* WebSocket Origins allowed besides the server's own */
   size_t allow_origin_count;
   int allow_any_origin;

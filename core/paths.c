@@ -54,8 +54,7 @@ static const char *installed(const char *dir, char *buf, size_t len) {
 
 const char *duet__paths_default_web_root(void) {
   static char web[PATH_MAX];
-  return duet__paths_running_from_build() ? DUET_SOURCE_ROOT "/web"
-                                          : installed(DUET_INSTALL_WEB_DIR, web, sizeof web);
+  return duet__paths_running_from_build() ? DUET_SOURCE_ROOT "/web" : installed(DUET_INSTALL_WEB_DIR, web, sizeof web);
 }
 
 const char *duet__paths_default_state_dir(char *buf, size_t len) {

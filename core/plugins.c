@@ -55,8 +55,7 @@ struct duet_plugins {
 
 /* A field of a plugin struct may be read only when the plugin's struct_size
  * covers it: an older plugin's struct is shorter. */
-#define HAS_FIELD(desc, field) \
-  ((desc)->struct_size >= offsetof(duet_plugin_t, field) + sizeof((desc)->field))
+#define HAS_FIELD(desc, field) ((desc)->struct_size >= offsetof(duet_plugin_t, field) + sizeof((desc)->field))
 #define OPTIONAL(desc, field) (HAS_FIELD(desc, field) ? (desc)->field : NULL)
 
 /* Entries of an ABI 1.0-1.2 options array end where 1.3 appended flag. */
@@ -86,8 +85,7 @@ const duet_plugin_command_t *duet__plugins_command(const duet_plugin_t *desc, si
   for (size_t k = 0; commands && commands[k]; k++) {
     const duet_plugin_command_t *c = commands[k];
     if (k == i)
-      return c->struct_size >= offsetof(duet_plugin_command_t, run) + sizeof c->run && c->name && c->run ? c
-                                                                                                        : NULL;
+      return c->struct_size >= offsetof(duet_plugin_command_t, run) + sizeof c->run && c->name && c->run ? c : NULL;
   }
   return NULL;
 }
@@ -121,8 +119,7 @@ static int host_send_error(duet_host_ctx_t *ctx, uint64_t id, const char *code, 
   return duet__conn_send_error(ctx->plugins->env.conns, conn, code, message);
 }
 
-static int host_close(duet_host_ctx_t *ctx, uint64_t id, int ws_code, const char *reason,
-                      duet_close_reason_t why) {
+static int host_close(duet_host_ctx_t *ctx, uint64_t id, int ws_code, const char *reason, duet_close_reason_t why) {
   duet_conn_t *conn = live_conn(ctx, id);
   if (!conn)
     return DUET_ENOCONN;
@@ -161,8 +158,7 @@ static int host_ping(duet_host_ctx_t *ctx, uint64_t id) {
   return 0;
 }
 
-static int64_t host_metric_register(duet_host_ctx_t *ctx, const char *name, const char *help,
-                                    duet_metric_type_t type) {
+static int64_t host_metric_register(duet_host_ctx_t *ctx, const char *name, const char *help, duet_metric_type_t type) {
   return duet__metrics_register(ctx->plugins->env.metrics, name, help, type);
 }
 
@@ -202,8 +198,8 @@ static void timer_fired(uv_timer_t *handle) {
   }
 }
 
-static int64_t host_timer_start(duet_host_ctx_t *ctx, uint64_t timeout_ms, uint64_t repeat_ms,
-                                duet_timer_cb cb, void *userdata) {
+static int64_t host_timer_start(duet_host_ctx_t *ctx, uint64_t timeout_ms, uint64_t repeat_ms, duet_timer_cb cb,
+                                void *userdata) {
   if (!cb)
     return DUET_EINVAL;
   duet_plugins_t *plugins = plugins_of(ctx);
@@ -295,8 +291,8 @@ static void host_log(duet_host_ctx_t *ctx, duet_log_level_t level, const char *m
   duet__log_limited(limit, level, "%s: %s", ctx->name, message ? message : "");
 }
 
-static int host_msg_string(duet_host_ctx_t *ctx, const duet_msg_t *msg, const char *pointer,
-                           const char **out, size_t *out_len) {
+static int host_msg_string(duet_host_ctx_t *ctx, const duet_msg_t *msg, const char *pointer, const char **out,
+                           size_t *out_len) {
   (void)ctx;
   if (!out || !out_len)
     return DUET_EINVAL;
@@ -359,8 +355,8 @@ static int check_descriptor(const duet_plugin_t *d, const char *source, char *er
   return 0;
 }
 
-static int add_plugin(duet_plugins_t *plugins, const duet_plugin_t *desc, const char *source,
-                      uv_lib_t *lib, char *err, size_t err_len) {
+static int add_plugin(duet_plugins_t *plugins, const duet_plugin_t *desc, const char *source, uv_lib_t *lib, char *err,
+                      size_t err_len) {
   int r = check_descriptor(desc, source, err, err_len);
   if (r != 0)
     return r;
@@ -474,15 +470,12 @@ static int load_named(duet_plugins_t *plugins, const char *name, char *err, size
   char path[4096];
   if (duet__paths_find_plugin(name, path, sizeof path) == 0)
     return load_file(plugins, path, err, err_len);
-  snprintf(err, err_len,
-           "no plugin named \"%s\": looked for duet-%s.so in %s; give a path to load a plugin file",
-           name, name, duet__paths_plugin_search_desc());
+  snprintf(err, err_len, "no plugin named \"%s\": looked for duet-%s.so in %s; give a path to load a plugin file", name,
+           name, duet__paths_plugin_search_desc());
   return DUET_ENOENT;
 }
 
-static int by_name(const void *a, const void *b) {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
+static int by_name(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 static int load_dir(duet_plugins_t *plugins, const char *dir, char *err, size_t err_len) {
   DIR *d = opendir(dir);
@@ -533,8 +526,7 @@ static int check_plugin_opts(duet_plugins_t *plugins, char *err, size_t err_len)
       if (strcmp(plugins->list[j].desc->name, o->plugin) == 0)
         owner = &plugins->list[j];
     if (!owner) {
-      snprintf(err, err_len, "--plugin-opt %s.%s: no plugin named \"%s\" is loaded", o->plugin, o->key,
-               o->plugin);
+      snprintf(err, err_len, "--plugin-opt %s.%s: no plugin named \"%s\" is loaded", o->plugin, o->key, o->plugin);
       return -2;
     }
     duet_plugin_option_t known;
@@ -542,11 +534,12 @@ static int check_plugin_opts(duet_plugins_t *plugins, char *err, size_t err_len)
     for (size_t k = 0; duet__plugins_option(owner->desc, k, &known); k++)
       found |= strcmp(known.key, o->key) == 0;
     if (!found) {
-      size_t used = (size_t)snprintf(err, err_len, "--plugin-opt %s.%s: plugin %s has no option \"%s\"; its options:",
-                                     o->plugin, o->key, o->plugin, o->key);
+      size_t used =
+          (size_t)snprintf(err, err_len, "--plugin-opt %s.%s: plugin %s has no option \"%s\"; its options:", o->plugin,
+                           o->key, o->plugin, o->key);
       if (!duet__plugins_option(owner->desc, 0, &known))
-        used += (size_t)snprintf(err + (used < err_len ? used : err_len - 1),
-                                 used < err_len ? err_len - used : 1, " none");
+        used +=
+            (size_t)snprintf(err + (used < err_len ? used : err_len - 1), used < err_len ? err_len - used : 1, " none");
       for (size_t k = 0; duet__plugins_option(owner->desc, k, &known) && used < err_len; k++)
         used += (size_t)snprintf(err + used, err_len - used, " %s", known.key);
       return -2;
@@ -555,8 +548,8 @@ static int check_plugin_opts(duet_plugins_t *plugins, char *err, size_t err_len)
   return 0;
 }
 
-int duet__plugins_load(duet_plugins_t **out, const duet_plugins_env_t *env, const duet_options_t *opt,
-                       char *err, size_t err_len) {
+int duet__plugins_load(duet_plugins_t **out, const duet_plugins_env_t *env, const duet_options_t *opt, char *err,
+                       size_t err_len) {
   duet_plugins_t *plugins = calloc(1, sizeof *plugins);
   if (!plugins)
     return DUET_ENOMEM;
@@ -622,8 +615,7 @@ duet_verdict_t duet__plugins_on_message(duet_plugins_t *plugins, uint64_t conn, 
                                         duet_reject_t *reject) {
   for (size_t i = 0; i < plugins->count; i++) {
     plugin_t *p = &plugins->list[i];
-    duet_verdict_t (*on_message)(void *, uint64_t, const duet_msg_t *, duet_reject_t *) =
-        OPTIONAL(p->desc, on_message);
+    duet_verdict_t (*on_message)(void *, uint64_t, const duet_msg_t *, duet_reject_t *) = OPTIONAL(p->desc, on_message);
     if (!on_message)
       continue;
     reject->code = NULL;

@@ -31,8 +31,8 @@ typedef struct duet_plugins_env {
 /* Loads every plugin the options name, checks ABI versions and options,
  * and calls each init. On failure writes a sentence to err and returns a
  * negative error; a usage error (unknown --plugin-opt key) returns -2. */
-int duet__plugins_load(duet_plugins_t **out, const duet_plugins_env_t *env, const duet_options_t *opt,
-                       char *err, size_t err_len);
+int duet__plugins_load(duet_plugins_t **out, const duet_plugins_env_t *env, const duet_options_t *opt, char *err,
+                       size_t err_len);
 size_t duet__plugins_count(const duet_plugins_t *plugins);
 /* Prints "name version  description" per plugin, with its options. */
 void duet__plugins_print(const duet_plugins_t *plugins);

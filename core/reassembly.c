@@ -40,8 +40,8 @@ static duet_rx_t finish(duet_reassembly_t *rx, const char **data, size_t *data_l
   return result;
 }
 
-duet_rx_t duet__reassembly_feed(duet_reassembly_t *rx, const char *in, size_t len, bool first, bool final,
-                                bool binary, size_t max, const char **data, size_t *data_len) {
+duet_rx_t duet__reassembly_feed(duet_reassembly_t *rx, const char *in, size_t len, bool first, bool final, bool binary,
+                                size_t max, const char **data, size_t *data_len) {
   if (first) {
     rx->len = 0;
     rx->refused = binary ? DUET_RX_BINARY : 0;

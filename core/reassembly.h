@@ -9,7 +9,7 @@
 #include <stdint.h>
 
 typedef struct duet_reassembly {
-  char *buf;      /* the pieces so far; NULL until a message comes in pieces */
+  char *buf; /* the pieces so far; NULL until a message comes in pieces */
   uint32_t len;
   uint32_t cap;
   uint8_t refused; /* the current message is being skipped (a duet_rx_t) */
@@ -25,8 +25,8 @@ typedef enum duet_rx {
 /* Feeds one piece (lws hands messages over in pieces of its receive buffer).
  * A message that comes whole is returned in place, without a copy; pieces
  * are copied. max is at most 16 MiB (the CLI's bound). */
-duet_rx_t duet__reassembly_feed(duet_reassembly_t *rx, const char *in, size_t len, bool first, bool final,
-                                bool binary, size_t max, const char **data, size_t *data_len);
+duet_rx_t duet__reassembly_feed(duet_reassembly_t *rx, const char *in, size_t len, bool first, bool final, bool binary,
+                                size_t max, const char **data, size_t *data_len);
 /* Once a whole message has been handled: gives a big buffer back (a small
  * one is kept for the next fragmented message). */
 void duet__reassembly_trim(duet_reassembly_t *rx);

@@ -12,8 +12,8 @@
 #include <string.h>
 
 /* libwebsockets.h does not include uv.h, yet its libuv parts need it first. */
-#include <uv.h>
 #include <libwebsockets.h>
+#include <uv.h>
 
 #include "fd_limit.h"
 #include "http_static.h"
@@ -49,7 +49,7 @@ typedef struct duet_server {
   uv_signal_t sigint, sigterm, sighup;
   uv_timer_t shutdown_timer;
   uv_timer_t housekeeping_timer; /* returns freed memory after much churn; reports suppressed log lines */
-  size_t churn_since_trim; /* connections opened or closed since the last trim */
+  size_t churn_since_trim;       /* connections opened or closed since the last trim */
   uint64_t started_ms;
   size_t open_files_limit;
   int shutting_down;
@@ -92,8 +92,7 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason, void
   return duet__http_static_callback(&server->http, wsi, (int)reason, user, in, len);
 }
 
-static int callback_signaling(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
-                              size_t len) {
+static int callback_signaling(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len) {
   return duet__sessions_callback(&server_of(wsi)->sessions, wsi, (int)reason, user, in, len);
 }
 
@@ -106,7 +105,9 @@ static void lws_log_to_ours(int level, const char *line) {
   while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
     n--;
   duet__log_limited(level == LLL_ERR ? &errors : &others,
-                    level == LLL_ERR ? DUET_LOG_ERROR : level == LLL_WARN ? DUET_LOG_WARN : DUET_LOG_DEBUG,
+                    level == LLL_ERR    ? DUET_LOG_ERROR
+                    : level == LLL_WARN ? DUET_LOG_WARN
+                                        : DUET_LOG_DEBUG,
                     "libwebsockets: %.*s", (int)n, line);
 }
 
@@ -228,13 +229,12 @@ static void fill_lws_info(duet_server_t *server, struct lws_context_creation_inf
    * from 2,000 to 10,000 held). */
   static const lws_retry_bo_t no_idle_timer = {.secs_since_valid_ping = 0, .secs_since_valid_hangup = 0};
   const duet_options_t *opt = server->opt;
-  server->protocols[0] = (struct lws_protocols){"http", callback_http, duet__http_static_session_size(), 0, 0,
-                                                NULL, 0};
+  server->protocols[0] = (struct lws_protocols){"http", callback_http, duet__http_static_session_size(), 0, 0, NULL, 0};
   /* A 128-byte receive buffer (not 4 KiB) per connection: larger messages
    * arrive in pieces and are reassembled (reassembly.c). Writes go out up to
    * one TLS record (16 KiB) at a time, as conn.c batches them. */
-  server->protocols[1] = (struct lws_protocols){"duet", callback_signaling, duet__sessions_session_size(), 128, 0,
-                                                NULL, 16384};
+  server->protocols[1] =
+      (struct lws_protocols){"duet", callback_signaling, duet__sessions_session_size(), 128, 0, NULL, 16384};
   memset(info, 0, sizeof *info);
   info->options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
   info->pcontext = &server->lws;
@@ -325,8 +325,8 @@ static void log_listening(const duet_server_t *server, int port) {
   const char *web_root = duet__mounts_web_root(&server->mounts);
   if (opt->address) {
     int v6 = strchr(opt->address, ':') != NULL;
-    DUET_INFO("listening on %s://%s%s%s:%d/ (web root %s)", scheme, v6 ? "[" : "", opt->address, v6 ? "]" : "",
-              port, web_root);
+    DUET_INFO("listening on %s://%s%s%s:%d/ (web root %s)", scheme, v6 ? "[" : "", opt->address, v6 ? "]" : "", port,
+              web_root);
   } else {
     DUET_INFO("listening on %s://localhost:%d/ on every address, %s (web root %s)", scheme, port,
               DUET_WITH_IPV6 ? "IPv4 and IPv6" : "IPv4 only (built with -Dipv6=false)", web_root);
@@ -367,8 +367,8 @@ static int start(duet_server_t *server) {
       duet__mounts_prepare(&server->mounts, opt, duet__tls_key_path(&server->tls),
                            duet__tls_secret_dir(&server->tls)) != 0)
     return 1;
-  server->http = (duet_http_t){.opt = opt, .mounts = &server->mounts, .metrics = &server->metrics,
-                               .status = describe, .status_data = server};
+  server->http = (duet_http_t){
+      .opt = opt, .mounts = &server->mounts, .metrics = &server->metrics, .status = describe, .status_data = server};
   if (start_lws(server) != 0)
     return 1;
   int port = 0;
@@ -416,8 +416,7 @@ int duet_server_run(const duet_options_t *opt) {
   server->opt = opt;
   server->listener.fd = server->admin_listener.fd = server->redirect_listener.fd = -1;
   duet__log_set_level(opt->log_level);
-  lws_set_log_level(opt->log_level >= DUET_LOG_DEBUG ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR,
-                    lws_log_to_ours);
+  lws_set_log_level(opt->log_level >= DUET_LOG_DEBUG ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR, lws_log_to_ours);
   signal(SIGPIPE, SIG_IGN);
   if (uv_loop_init(&server->loop) != 0) {
     DUET_ERROR("cannot create the event loop");

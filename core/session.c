@@ -273,8 +273,7 @@ void duet__sessions_init(duet_sessions_t *s, uv_loop_t *loop, const duet_options
   s->metrics = metrics;
   s->on_drained = on_drained;
   s->data = data;
-  duet__conns_init(&s->conns, loop, duet__plugins_count(plugins), opt->max_queued_bytes,
-                   opt->max_queued_bytes_total);
+  duet__conns_init(&s->conns, loop, duet__plugins_count(plugins), opt->max_queued_bytes, opt->max_queued_bytes_total);
   s->conns.on_closing = on_closing;
   s->conns.on_closing_data = s;
   duet__admission_init(&s->admission, loop, opt, metrics, open_timed_out, s);

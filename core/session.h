@@ -28,9 +28,9 @@ typedef struct duet_sessions {
   uv_timer_t closing_timer; /* tells plugins of closes started this turn */
   uint64_t *closing_ids;
   size_t closing_count, closing_cap;
-  size_t churn;             /* connections opened or closed since duet__sessions_take_churn */
+  size_t churn; /* connections opened or closed since duet__sessions_take_churn */
   bool started;
-  bool tearing_down;        /* the main loop run is over: lws closes what is left */
+  bool tearing_down; /* the main loop run is over: lws closes what is left */
   /* Called when the last connection has closed during duet__sessions_close_all. */
   void (*on_drained)(void *data);
   void *data;

@@ -26,9 +26,9 @@ int duet__state_dir_make(const char *dir, char *err, size_t err_len) {
 
   if (len == 0 || len >= sizeof(buf)) {
     snprintf(err, err_len,
-            "The state folder path \"%.64s\" is empty or too long (over %d bytes); choose another state "
-            "folder.",
-            dir, PATH_MAX - 1);
+             "The state folder path \"%.64s\" is empty or too long (over %d bytes); choose another state "
+             "folder.",
+             dir, PATH_MAX - 1);
     return len == 0 ? -EINVAL : -ENAMETOOLONG;
   }
   memcpy(buf, dir, len + 1);
@@ -46,15 +46,15 @@ int duet__state_dir_make(const char *dir, char *err, size_t err_len) {
       if (!is_dir(buf)) {
         if (e == EEXIST) {
           snprintf(err, err_len,
-                  "Cannot use %s as (part of) the state folder: it exists but is not a folder. Move it "
-                  "away or choose another state folder.",
-                  buf);
+                   "Cannot use %s as (part of) the state folder: it exists but is not a folder. Move it "
+                   "away or choose another state folder.",
+                   buf);
           return -ENOTDIR;
         }
         snprintf(err, err_len,
-                "Cannot create the state folder %s: %s. Create it yourself, fix the permissions of its "
-                "parent, or choose another state folder.",
-                buf, strerror(e));
+                 "Cannot create the state folder %s: %s. Create it yourself, fix the permissions of its "
+                 "parent, or choose another state folder.",
+                 buf, strerror(e));
         return -e;
       }
     }
@@ -65,8 +65,8 @@ int duet__state_dir_make(const char *dir, char *err, size_t err_len) {
   return 0;
 }
 
-int duet__state_file_write(const char *path, mode_t mode, const char *data, size_t len, const char *what,
-                           char *err, size_t err_len) {
+int duet__state_file_write(const char *path, mode_t mode, const char *data, size_t len, const char *what, char *err,
+                           size_t err_len) {
   char tmp[PATH_MAX];
   size_t done = 0;
   int fd = -1;
@@ -75,8 +75,7 @@ int duet__state_file_write(const char *path, mode_t mode, const char *data, size
 
   n = snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid());
   if (n < 0 || (size_t)n >= sizeof(tmp)) {
-    snprintf(err, err_len, "The path of the development %s %s is too long; choose a shorter state folder.",
-            what, path);
+    snprintf(err, err_len, "The path of the development %s %s is too long; choose a shorter state folder.", what, path);
     return -ENAMETOOLONG;
   }
   /* A leftover from a crashed run with the same pid would block O_EXCL. */
@@ -112,9 +111,9 @@ fail:
     close(fd);
   (void)unlink(tmp);
   snprintf(err, err_len,
-          "Cannot write the development %s %s: %s. Make the state folder writable by this user and check "
-          "that the disk is not full, or choose another state folder.",
-          what, path, strerror(e));
+           "Cannot write the development %s %s: %s. Make the state folder writable by this user and check "
+           "that the disk is not full, or choose another state folder.",
+           what, path, strerror(e));
   return -e;
 }
 
@@ -127,4 +126,3 @@ void duet__state_dir_sync(const char *dir) {
     close(fd);
   }
 }
-

@@ -11,8 +11,8 @@
 int duet__state_dir_make(const char *dir, char *err, size_t err_len);
 /* Writes data to path through a temporary file and a rename, with exactly
  * mode; what names the file in err ("certificate", "key"). */
-int duet__state_file_write(const char *path, mode_t mode, const char *data, size_t len, const char *what,
-                           char *err, size_t err_len);
+int duet__state_file_write(const char *path, mode_t mode, const char *data, size_t len, const char *what, char *err,
+                           size_t err_len);
 /* Makes renames in dir durable; a failure only risks redoing the work. */
 void duet__state_dir_sync(const char *dir);
 

@@ -4,9 +4,9 @@
 #include <string.h>
 
 /* libwebsockets.h does not include uv.h, yet its libuv parts need it first. */
-#include <uv.h>
 #include <libwebsockets.h>
 #include <openssl/ssl.h>
+#include <uv.h>
 
 #include "dev_cert.h"
 #include "log.h"
@@ -28,8 +28,8 @@ int duet__tls_prepare(duet_tls_t *tls, const duet_options_t *opt) {
   }
   int created = 0;
   char err[1024];
-  if (duet__dev_cert_ensure(tls->state_dir, tls->cert_path, sizeof tls->cert_path, tls->key_path,
-                            sizeof tls->key_path, &created, err, sizeof err) != 0) {
+  if (duet__dev_cert_ensure(tls->state_dir, tls->cert_path, sizeof tls->cert_path, tls->key_path, sizeof tls->key_path,
+                            &created, err, sizeof err) != 0) {
     DUET_ERROR("%s", err);
     return -1;
   }

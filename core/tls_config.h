@@ -16,8 +16,8 @@ typedef struct duet_tls {
   const duet_options_t *opt;
   char cert_path[PATH_MAX];
   char key_path[PATH_MAX];
-  char state_dir[PATH_MAX];  /* where a development certificate lives */
-  bool dev_cert;             /* cert_path is one we made */
+  char state_dir[PATH_MAX];   /* where a development certificate lives */
+  bool dev_cert;              /* cert_path is one we made */
   struct ssl_ctx_st *ssl_ctx; /* the vhost's, once lws made it */
 } duet_tls_t;
 

@@ -71,8 +71,7 @@ static duet_web_path_result_t check_rel(const char *rel, size_t rel_len) {
 
 /* Builds root + "/" + each non-empty segment of rel into buf. Returns the
  * number of segments, or -1 when the result would not fit in buf_len. */
-static int join_path(char *buf, size_t buf_len, const char *root, size_t root_len, const char *rel,
-                     size_t rel_len) {
+static int join_path(char *buf, size_t buf_len, const char *root, size_t root_len, const char *rel, size_t rel_len) {
   size_t used = root_len;
   size_t i = 0;
   int segments = 0;
@@ -139,8 +138,7 @@ static int has_dot_segment(const char *path) {
 
 /* Resolves path with realpath() into real (PATH_MAX bytes) and checks that it
  * stays inside the root and avoids dot segments. */
-static duet_web_path_result_t resolve_inside(const char *path, const char *root_real, size_t root_len,
-                                             char *real) {
+static duet_web_path_result_t resolve_inside(const char *path, const char *root_real, size_t root_len, char *real) {
   if (!realpath(path, real))
     return from_errno(errno);
   if (!duet__path_is_inside(real, root_real))
@@ -150,8 +148,8 @@ static duet_web_path_result_t resolve_inside(const char *path, const char *root_
   return DUET_WEB_PATH_FILE;
 }
 
-duet_web_path_result_t duet__web_path_resolve(const char *root_real, const char *rel, size_t rel_len,
-                                              char *out, size_t out_len, struct stat *st) {
+duet_web_path_result_t duet__web_path_resolve(const char *root_real, const char *rel, size_t rel_len, char *out,
+                                              size_t out_len, struct stat *st) {
   char joined[PATH_MAX];
   char real[PATH_MAX];
   struct stat sb;
@@ -223,24 +221,24 @@ struct mime_entry {
 };
 
 static const struct mime_entry mime_table[] = {
-  {"html", "text/html; charset=utf-8"},
-  {"htm", "text/html; charset=utf-8"},
-  {"js", "text/javascript; charset=utf-8"},
-  {"mjs", "text/javascript; charset=utf-8"},
-  {"css", "text/css; charset=utf-8"},
-  {"svg", "image/svg+xml"},
-  {"png", "image/png"},
-  {"jpg", "image/jpeg"},
-  {"jpeg", "image/jpeg"},
-  {"gif", "image/gif"},
-  {"webp", "image/webp"},
-  {"ico", "image/x-icon"},
-  {"json", "application/json"},
-  {"map", "application/json"},
-  {"webmanifest", "application/manifest+json"},
-  {"wasm", "application/wasm"},
-  {"woff2", "font/woff2"},
-  {"txt", "text/plain; charset=utf-8"},
+    {"html", "text/html; charset=utf-8"},
+    {"htm", "text/html; charset=utf-8"},
+    {"js", "text/javascript; charset=utf-8"},
+    {"mjs", "text/javascript; charset=utf-8"},
+    {"css", "text/css; charset=utf-8"},
+    {"svg", "image/svg+xml"},
+    {"png", "image/png"},
+    {"jpg", "image/jpeg"},
+    {"jpeg", "image/jpeg"},
+    {"gif", "image/gif"},
+    {"webp", "image/webp"},
+    {"ico", "image/x-icon"},
+    {"json", "application/json"},
+    {"map", "application/json"},
+    {"webmanifest", "application/manifest+json"},
+    {"wasm", "application/wasm"},
+    {"woff2", "font/woff2"},
+    {"txt", "text/plain; charset=utf-8"},
 };
 
 const char *duet__mime_type(const char *path) {

@@ -34,8 +34,8 @@ typedef enum duet_web_path_result {
  * BAD_REQUEST, other dotfiles FORBIDDEN; this also holds for the real path a
  * symlink leads to. A path that does not fit in out_len is BAD_REQUEST.
  * On any result other than FILE, out is set to "" (when out_len > 0). */
-duet_web_path_result_t duet__web_path_resolve(const char *root_real, const char *rel, size_t rel_len,
-                                              char *out, size_t out_len, struct stat *st);
+duet_web_path_result_t duet__web_path_resolve(const char *root_real, const char *rel, size_t rel_len, char *out,
+                                              size_t out_len, struct stat *st);
 
 /* Content-Type for a file name, chosen by its extension (case-insensitive);
  * "application/octet-stream" for anything unknown. Never returns NULL. */

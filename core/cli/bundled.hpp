@@ -14,7 +14,7 @@ typedef struct duet_plugin_peek duet_plugin_peek_t;
 namespace duet {
 
 class BundledPlugins {
- public:
+public:
   BundledPlugins();
   ~BundledPlugins();
   BundledPlugins(const BundledPlugins &) = delete;
@@ -22,7 +22,7 @@ class BundledPlugins {
 
   const PluginDeclarations &declarations() const { return declarations_; }
 
- private:
+private:
   void read(const duet_plugin_t *desc);
   std::vector<duet_plugin_peek_t *> peeks_;
   PluginDeclarations declarations_;

@@ -1,8 +1,8 @@
 #include "cli/options.hpp"
 
 #include <climits>
-#include <limits>
 #include <cstdlib>
+#include <limits>
 #include <sstream>
 
 #include <sys/stat.h>
@@ -74,10 +74,7 @@ struct CliParser {
   CLI::App app;
 
   CliParser(CliOptions &options, const PluginDeclarations &declarations, std::ostream &out_, std::ostream &err_)
-      : o(options),
-        plugins(declarations),
-        out(out_),
-        err(err_),
+      : o(options), plugins(declarations), out(out_), err(err_),
         app("duetd: a small, fast signaling server and web client for 1:1 WebRTC video calls.\n"
             "With no options it serves the web client and WebSocket signaling on https://localhost:8443/\n"
             "with a self-signed development certificate made on first run.",
@@ -102,7 +99,8 @@ void CliParser::add_general_options() {
   const std::string default_state = duet__paths_default_state_dir(state_buf, sizeof state_buf);
   app.set_version_flag("--version", "duetd " DUET_VERSION " (plugin ABI " + std::to_string(DUET_ABI_MAJOR) + "." +
                                         std::to_string(DUET_ABI_MINOR) + ")");
-  app.set_config("--config", "", "Read options from FILE (TOML/INI: one 'name = value' per line, names as the long options)");
+  app.set_config("--config", "",
+                 "Read options from FILE (TOML/INI: one 'name = value' per line, names as the long options)");
   app.allow_config_extras(CLI::config_extras_mode::error);  // a typo in a config file is an error, not a no-op
   app.get_formatter()->column_width(34);
 
@@ -112,7 +110,8 @@ void CliParser::add_general_options() {
       ->capture_default_str();
   app.add_option("--state-dir", o.state_dir,
                  "Folder for the development certificate and other state (default: " + default_state + ")");
-  app.add_option("--web-root", o.web_root, "Folder served at / (default: " + std::string(duet__paths_default_web_root()) + ")")
+  app.add_option("--web-root", o.web_root,
+                 "Folder served at / (default: " + std::string(duet__paths_default_web_root()) + ")")
       ->check(CLI::ExistingDirectory);
   app.add_option("--mount", o.mount_specs, "Also serve DIR at /URL, as /URL=DIR (repeatable)")
       ->type_name("/URL=DIR")
@@ -133,8 +132,8 @@ void CliParser::add_tls_options() {
                   ->check(CLI::ExistingFile);
   cert->needs(key);
   key->needs(cert);
-  auto *no_tls = app.add_flag("--no-tls", o.no_tls,
-                              "Plain HTTP and WebSocket, for running behind a TLS reverse proxy only");
+  auto *no_tls =
+      app.add_flag("--no-tls", o.no_tls, "Plain HTTP and WebSocket, for running behind a TLS reverse proxy only");
   no_tls->excludes(cert)->excludes(key);
   app.add_option("--tls-min", o.tls_min, "Oldest TLS version accepted: 1.2 or 1.3")
       ->check(CLI::IsMember({"1.2", "1.3"}))
@@ -426,8 +425,8 @@ int CliParser::parse(int argc, const char *const *argv) {
     err << "Run 'duetd --help' for the options.\n";
     return 2;
   }
-  for (int (CliParser::*check)() : {&CliParser::check_mounts, &CliParser::check_admin_listen,
-                                    &CliParser::check_combinations})
+  for (int (CliParser::*check)() :
+       {&CliParser::check_mounts, &CliParser::check_admin_listen, &CliParser::check_combinations})
     if ((code = (this->*check)()) != 0)
       return code;
   collect_plugin_opts();

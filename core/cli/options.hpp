@@ -67,7 +67,7 @@ struct CliOptions {
   // What the C core reads; points into the strings above.
   duet_options_t c{};
 
- private:
+private:
   friend struct CliParser;
   // Values given to the plugins' shorthand flags, one entry per flag.
   struct ShorthandValues {

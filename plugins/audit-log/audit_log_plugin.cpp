@@ -48,7 +48,8 @@ const duet_plugin_option_t kOptions[] = {
                  "FILE the audit records are appended to (JSON Lines); '-' is stdout, empty turns the log off; "
                  "SIGHUP reopens it",
                  "audit-log", "FILE"),
-    duet::option("buffer-bytes", "1048576", "records waiting for the file, at most this many bytes; more are dropped and counted"),
+    duet::option("buffer-bytes", "1048576",
+                 "records waiting for the file, at most this many bytes; more are dropped and counted"),
     duet::option("flush-ms", "200", "how often buffered records are written to the file, in milliseconds"),
     {},
 };
@@ -112,7 +113,7 @@ std::string escape_unicode_line_breaks(std::string json) {
 // RapidJSON writer escapes quotes, backslashes and control characters
 // (newlines included), so no value can end the line or the object early.
 class Record {
- public:
+public:
   Record(const char *event, duet::ConnId conn) : writer_(buffer_) {
     writer_.StartObject();
     text("time", utc_timestamp());
@@ -148,7 +149,7 @@ class Record {
     return escape_unicode_line_breaks(std::string(buffer_.GetString(), buffer_.GetSize()));
   }
 
- private:
+private:
   rapidjson::StringBuffer buffer_;
   rapidjson::Writer<rapidjson::StringBuffer> writer_;
 };
@@ -167,16 +168,15 @@ rapidjson::Document event_object(const duet_event_t &event) {
 std::string error_text(int error) { return std::strerror(error); }
 
 class AuditLog : public duet::Plugin {
- public:
+public:
   explicit AuditLog(const duet::Host &host)
-      : Plugin(host),
-        path_(host.options().text("path")),
+      : Plugin(host), path_(host.options().text("path")),
         buffer_(static_cast<std::size_t>(host.options().integer("buffer-bytes", 4096, std::int64_t{1} << 30))),
         flush_ms_(static_cast<std::uint64_t>(host.options().integer("flush-ms", 1, 60000))) {
     if (path_.empty())
       return;
-    written_metric_ = host.metric("audit_records_written_total", "Audit records written to the audit log",
-                                  DUET_METRIC_COUNTER);
+    written_metric_ =
+        host.metric("audit_records_written_total", "Audit records written to the audit log", DUET_METRIC_COUNTER);
     dropped_metric_ = host.metric("audit_records_dropped_total",
                                   "Audit records lost: the file could not be opened or written, or the buffer was full",
                                   DUET_METRIC_COUNTER);
@@ -239,13 +239,12 @@ class AuditLog : public duet::Plugin {
     else if (name == "pairing.paired")
       add_event_record("paired", event, {"offerer", "answerer"}, {"offerer_conn", "answerer_conn"});
     else if (name == "pairing.unpaired")
-      add_event_record("unpaired", event, {"local", "remote", "reason"},
-                       {"duration_ms", "sdp", "ice", "partner_conn"});
+      add_event_record("unpaired", event, {"local", "remote", "reason"}, {"duration_ms", "sdp", "ice", "partner_conn"});
     else if (name == "duet.rejected")
       add_event_record("rejected", event, {"code"}, {});
   }
 
- private:
+private:
   // A record of kind for event with the named members of its JSON: strings
   // first, then unsigned numbers. Naming what to copy, rather than copying
   // all but some, keeps anything else an event may carry out of the file.
@@ -260,7 +259,7 @@ class AuditLog : public duet::Plugin {
     add(record.line());
   }
 
- private:
+private:
   static std::string_view bounded(const char *text, std::size_t size) { return {text, strnlen(text, size)}; }
 
   void add(const std::string &line) {
@@ -276,8 +275,8 @@ class AuditLog : public duet::Plugin {
       return;
     count_dropped(1);
     if (line.size() >= buffer_.capacity_bytes())
-      problem_ = "an audit record of " + std::to_string(line.size() + 1) + " bytes is larger than the whole buffer; raise " +
-                 "audit-log.buffer-bytes";
+      problem_ = "an audit record of " + std::to_string(line.size() + 1) +
+                 " bytes is larger than the whole buffer; raise " + "audit-log.buffer-bytes";
     else
       problem_ = "the audit log buffer (" + std::to_string(buffer_.capacity_bytes()) + " bytes) is full because " +
                  path_ + " takes records too slowly; raise audit-log.buffer-bytes or check what reads it";

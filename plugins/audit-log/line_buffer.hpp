@@ -26,7 +26,7 @@ struct FlushResult {
 enum class WriteCall { kWrite, kSendDontWait };
 
 class LineBuffer {
- public:
+public:
   // capacity_bytes bounds everything buffered, newlines included.
   explicit LineBuffer(std::size_t capacity_bytes);
 
@@ -60,7 +60,7 @@ class LineBuffer {
   // True when the file holds the start of a line whose rest is buffered.
   bool mid_line() const { return mid_line_; }
 
- private:
+private:
   std::size_t capacity_;
   std::string bytes_;
   // Whole lines buffered, not counting an owed newline.

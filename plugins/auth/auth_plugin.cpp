@@ -20,7 +20,7 @@ const duet_plugin_option_t kOptions[] = {
 };
 
 class Auth : public duet::Plugin {
- public:
+public:
   explicit Auth(const duet::Host &host) : Plugin(host) {
     const duet::Options options = host.options();
     secret_ = options.file_contents("secret-file").value_or("");
@@ -57,7 +57,7 @@ class Auth : public duet::Plugin {
     }
   }
 
- private:
+private:
   std::string secret_;
 };
 
@@ -71,5 +71,5 @@ const duet_plugin_command_t kToken = {
 };
 const duet_plugin_command_t *const kCommands[] = {&kToken, nullptr};
 
-DUET_PLUGIN_WITH_COMMANDS(auth, Auth, "auth", "1.0.0", "Requires a signed, expiring call token in open when a secret is set",
-                          kOptions, kCommands)
+DUET_PLUGIN_WITH_COMMANDS(auth, Auth, "auth", "1.0.0",
+                          "Requires a signed, expiring call token in open when a secret is set", kOptions, kCommands)

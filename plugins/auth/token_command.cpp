@@ -15,13 +15,12 @@ namespace duet::auth {
 
 namespace {
 
-const char kUsage[] =
-    "Usage: duetd token --auth-secret FILE --id ID [--peer ID] [--ttl DURATION]\n"
-    "Prints a call token for servers run with --auth-secret FILE, then exits.\n"
-    "  --auth-secret FILE  file holding the server's secret\n"
-    "  --id ID             the local id the token lets its holder open as\n"
-    "  --peer ID           bind the token to this peer id too\n"
-    "  --ttl DURATION      how long the token is valid: 3600, 90s, 30m, 1h, 7d (default: 1h)\n";
+const char kUsage[] = "Usage: duetd token --auth-secret FILE --id ID [--peer ID] [--ttl DURATION]\n"
+                      "Prints a call token for servers run with --auth-secret FILE, then exits.\n"
+                      "  --auth-secret FILE  file holding the server's secret\n"
+                      "  --id ID             the local id the token lets its holder open as\n"
+                      "  --peer ID           bind the token to this peer id too\n"
+                      "  --ttl DURATION      how long the token is valid: 3600, 90s, 30m, 1h, 7d (default: 1h)\n";
 
 struct Io {
   duet_write_fn write;
@@ -88,7 +87,8 @@ int token_command(int argc, const char *const *argv, duet_write_fn write, void *
     const std::string secret = duet::read_trimmed_file(path);
     if (!secret_long_enough(secret))
       return io.usage_error("--auth-secret " + path + ": expected " + kSecretAdvice);
-    const auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+    const auto now =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
     io.say(out, mint(secret, id, peer, now.count() + ttl) + "\n");
     return 0;
   } catch (const std::exception &e) {

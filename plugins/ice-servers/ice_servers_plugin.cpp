@@ -46,8 +46,9 @@ std::vector<std::string> split_urls(const duet::Options &options, const char *ke
     for (unsigned char c : item)
       ok &= c > 0x20 && c < 0x7f && c != '"' && c != '\\';
     if (!ok)
-      options.fail(key, item, std::string("URLs starting with ") + schemes[0] + " or " + schemes[1] +
-                                  ", without spaces or quotes");
+      options.fail(key, item,
+                   std::string("URLs starting with ") + schemes[0] + " or " + schemes[1] +
+                       ", without spaces or quotes");
     urls.push_back(item);
   }
   return urls;
@@ -61,7 +62,7 @@ std::string base64(const unsigned char *data, std::size_t len) {
 }
 
 class IceServers : public duet::Plugin {
- public:
+public:
   explicit IceServers(const duet::Host &host) : Plugin(host) {
     static const char *const stun_schemes[] = {"stun:", "stuns:", nullptr};
     static const char *const turn_schemes[] = {"turn:", "turns:", nullptr};
@@ -89,7 +90,7 @@ class IceServers : public duet::Plugin {
     host().send(event.conn, message_for({doc["local"].GetString(), doc["local"].GetStringLength()}));
   }
 
- private:
+private:
   // {"iceServers":[{"urls":[...]},{"urls":[...],"username":..,"credential":..}]}
   std::string message_for(std::string_view id) const {
     rapidjson::StringBuffer buf;

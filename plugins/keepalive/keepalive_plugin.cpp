@@ -24,11 +24,12 @@ using duet::keepalive::WheelNode;
 
 const duet_plugin_option_t kOptions[] = {
     duet::option("interval", "30",
-     "seconds between pings to each client (a JSON {\"ping\":1} and a WebSocket ping frame); 0.05 to 3600, "
-     "fractions allowed"),
-    duet::option("timeout", "3 intervals",
-     "how long a client may send no frame at all (text, ping or pong) before it is closed with 4408; seconds, or "
-     "'N intervals'; at least one interval, at most 86400 seconds"),
+                 "seconds between pings to each client (a JSON {\"ping\":1} and a WebSocket ping frame); 0.05 to 3600, "
+                 "fractions allowed"),
+    duet::option(
+        "timeout", "3 intervals",
+        "how long a client may send no frame at all (text, ping or pong) before it is closed with 4408; seconds, or "
+        "'N intervals'; at least one interval, at most 86400 seconds"),
     {},
 };
 
@@ -80,14 +81,14 @@ struct Peer : WheelNode {
 };
 
 class Keepalive : public duet::Plugin {
- public:
+public:
   explicit Keepalive(const duet::Host &host) : Plugin(host), settings_(settings_from(host)), wheel_(kSlots) {
     pings_metric_ = host.metric("keepalive_pings_sent_total",
                                 "Keepalive rounds sent: a JSON {\"ping\":1} plus a WebSocket ping frame each.",
                                 DUET_METRIC_COUNTER);
-    timeouts_metric_ = host.metric("keepalive_timeouts_total",
-                                   "Connections closed because they showed no sign of life for the timeout.",
-                                   DUET_METRIC_COUNTER);
+    timeouts_metric_ =
+        host.metric("keepalive_timeouts_total",
+                    "Connections closed because they showed no sign of life for the timeout.", DUET_METRIC_COUNTER);
     host.log(DUET_LOG_INFO, "pinging every " + std::to_string(settings_.interval.count()) +
                                 " ms, closing connections silent for " + std::to_string(settings_.timeout.count()) +
                                 " ms");
@@ -121,7 +122,7 @@ class Keepalive : public duet::Plugin {
 
   void on_close(duet::ConnId conn, duet_close_reason_t) override { peers_.erase(conn); }
 
- private:
+private:
   void tick_once() {
     wheel_.advance([this](WheelNode &node) { visit(static_cast<Peer &>(node)); });
   }

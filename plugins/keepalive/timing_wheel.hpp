@@ -24,7 +24,7 @@ class TimingWheel;
 // node leaves its wheel when it is destroyed, so freeing a member is always
 // safe, even in the middle of a visit.
 class WheelNode : private WheelLink {
- public:
+public:
   WheelNode() = default;
   WheelNode(const WheelNode &) = delete;
   WheelNode &operator=(const WheelNode &) = delete;
@@ -32,13 +32,13 @@ class WheelNode : private WheelLink {
 
   bool in_wheel() const { return wheel_ != nullptr; }
 
- private:
+private:
   friend class TimingWheel;
   TimingWheel *wheel_ = nullptr;
 };
 
 class TimingWheel {
- public:
+public:
   // Throws std::invalid_argument when slots is 0.
   explicit TimingWheel(std::size_t slots);
   // Members stay alive; they are only released from the wheel.
@@ -59,8 +59,7 @@ class TimingWheel {
   // remove, insert or destroy any member (including the one it is given, but
   // then it must not touch it afterwards). Not reentrant: calling advance
   // from visit throws std::logic_error.
-  template <class Visit>
-  void advance(Visit &&visit);
+  template <class Visit> void advance(Visit &&visit);
 
   std::size_t slots() const { return heads_.size(); }
   // How many members the wheel has.
@@ -68,7 +67,7 @@ class TimingWheel {
   // The slot advance visited last (0 before the first advance).
   std::size_t current_slot() const { return current_; }
 
- private:
+private:
   static void link_before(WheelLink &head, WheelLink &link);
   static void unlink(WheelLink &link);
   // Moves every member of from to the end of to, keeping their order.
@@ -83,8 +82,7 @@ class TimingWheel {
   bool advancing_ = false;
 };
 
-template <class Visit>
-void TimingWheel::advance(Visit &&visit) {
+template <class Visit> void TimingWheel::advance(Visit &&visit) {
   if (advancing_)
     throw std::logic_error("TimingWheel::advance called from inside its own visit");
   advancing_ = true;

@@ -3,8 +3,8 @@
 #include <chrono>
 #include <memory>
 #include <random>
-#include <unordered_map>
 #include <string>
+#include <unordered_map>
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -19,13 +19,15 @@ using duet::pairing::PairingState;
 using duet::pairing::Takeover;
 
 const duet_plugin_option_t kOptions[] = {
-    duet::option("takeover", "replace",
-     "when a second connection opens with an id in use: replace (the older is closed) or refuse (the newcomer gets "
-     "id-taken)"),
+    duet::option(
+        "takeover", "replace",
+        "when a second connection opens with an id in use: replace (the older is closed) or refuse (the newcomer gets "
+        "id-taken)"),
     duet::option("max-id-bytes", "256", "longest id accepted in open, in bytes"),
-    duet::option("resume-grace", "15",
-     "seconds a paired client that asked to resume (open with \"resume\") keeps its place after its connection "
-     "drops; 0 turns resuming off"),
+    duet::option(
+        "resume-grace", "15",
+        "seconds a paired client that asked to resume (open with \"resume\") keeps its place after its connection "
+        "drops; 0 turns resuming off"),
     {},
 };
 
@@ -34,11 +36,10 @@ Takeover takeover_from(const duet::Options &options) {
 }
 
 class Pairing : public duet::Plugin, private duet::pairing::Actions {
- public:
+public:
   explicit Pairing(const duet::Host &host)
-      : Plugin(host),
-        state_(*this, takeover_from(host.options()),
-               static_cast<std::size_t>(host.options().integer("max-id-bytes", 1, 4096))),
+      : Plugin(host), state_(*this, takeover_from(host.options()),
+                             static_cast<std::size_t>(host.options().integer("max-id-bytes", 1, 4096))),
         grace_(host.options().duration("resume-grace", std::chrono::milliseconds(0), std::chrono::hours(1))),
         pairs_active_(host.metric("pairing_pairs_active", "Pairs in a call now.", DUET_METRIC_GAUGE)),
         relayed_sdp_(host.metric("pairing_relayed_sdp_total", "SDP offers and answers relayed.", DUET_METRIC_COUNTER)),
@@ -53,7 +54,8 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
       if (!local || !remote)
         outcome = {"bad-request", R"(open needs {"open":{"local":"your id","remote":"their id"}} with strings.)"};
       else
-        outcome = state_.open(conn, *local, *remote, grace_.count() ? host().string_at(msg.raw, "/open/resume") : std::nullopt);
+        outcome = state_.open(conn, *local, *remote,
+                              grace_.count() ? host().string_at(msg.raw, "/open/resume") : std::nullopt);
     } else if (type == "sdp" || type == "ice") {
       auto remote = host().string_at(msg.raw, "/remote");
       if (!remote)
@@ -82,7 +84,7 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
     host().metric_set(pairs_active_, static_cast<std::int64_t>(state_.pairs()));
   }
 
- private:
+private:
   void send(duet::ConnId to, std::string_view json) override { host().send(to, json); }
   void send_error(duet::ConnId to, const char *code, const char *message) override {
     host().send_error(to, code, message);
@@ -155,8 +157,9 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
 
   void cancel_grace(const std::string &id) override { graces_.erase(id); }
 
-  void grace_over(std::string id) {
-    graces_.erase(id);  // the spent timer's callback may drop it: the wrapper frees it after
+  // By value: the id lives in the timer that is being spent.
+  void grace_over(std::string id) {  // NOLINT(performance-unnecessary-value-param)
+    graces_.erase(id);               // the spent timer's callback may drop it: the wrapper frees it after
     state_.expire(id);
     host().metric_set(pairs_active_, static_cast<std::int64_t>(state_.pairs()));
   }
@@ -178,8 +181,7 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
   static void put(Writer &w, std::string_view s) { w.String(s.data(), static_cast<rapidjson::SizeType>(s.size())); }
 
   // Events carry a JSON object; the writer escapes ids so none can forge a member.
-  template <class Fill>
-  void emit(const char *name, duet::ConnId conn, Fill fill) {
+  template <class Fill> void emit(const char *name, duet::ConnId conn, Fill fill) {
     rapidjson::StringBuffer buf;
     Writer w(buf);
     w.StartObject();

@@ -128,8 +128,7 @@ void PairingState::start(ConnId newcomer, ConnId waiting) {
   actions_.paired(newcomer, waiting, self.local, other.local);
 }
 
-Outcome PairingState::try_resume(ConnId conn, const std::string &id, std::string_view remote,
-                                 std::string_view token) {
+Outcome PairingState::try_resume(ConnId conn, const std::string &id, std::string_view remote, std::string_view token) {
   Away &away = away_.at(id);
   if (token != away.entry.token || remote != away.entry.remote)
     return {"resume-failed", nullptr};

@@ -27,7 +27,7 @@ struct CallEnded {
 
 // What the rules ask the outside world to do.
 class Actions {
- public:
+public:
   virtual ~Actions() = default;
   virtual void send(ConnId to, std::string_view json) = 0;
   virtual void send_error(ConnId to, const char *code, const char *message) = 0;
@@ -60,7 +60,7 @@ struct Outcome {
 constexpr int kCloseReplaced = 4001;
 
 class PairingState {
- public:
+public:
   PairingState(Actions &actions, Takeover takeover, std::size_t max_id_bytes)
       : actions_(actions), takeover_(takeover), max_id_bytes_(max_id_bytes) {}
 
@@ -85,7 +85,7 @@ class PairingState {
   std::size_t registered() const { return conns_.size(); }
   std::size_t pairs() const { return pairs_; }
 
- private:
+private:
   struct Entry {
     std::string local;
     std::string remote;

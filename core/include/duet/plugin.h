@@ -45,12 +45,12 @@ extern "C" {
 #define DUET_ABI_MINOR 3
 
 /* Error codes returned by host functions. Values match negative errno. */
-#define DUET_EINVAL (-22)  /* an argument is invalid */
+#define DUET_EINVAL (-22)   /* an argument is invalid */
 #define DUET_ENOCONN (-107) /* the connection is gone (or never existed) */
-#define DUET_ENOMEM (-12)  /* out of memory */
+#define DUET_ENOMEM (-12)   /* out of memory */
 #define DUET_ENOBUFS (-105) /* the connection's send queue is full */
-#define DUET_ENOENT (-2)   /* no such timer or option */
-#define DUET_EIO (-5)      /* from init: the environment failed (a file, a timer) */
+#define DUET_ENOENT (-2)    /* no such timer or option */
+#define DUET_EIO (-5)       /* from init: the environment failed (a file, a timer) */
 
 /* Log levels for duet_host_t.log. */
 typedef enum duet_log_level {
@@ -89,11 +89,11 @@ typedef enum duet_metric_type {
 typedef struct duet_conn_info {
   uint32_t struct_size;
   uint16_t remote_port;
-  char remote_addr[46];  /* numeric IPv4 or IPv6, NUL-terminated */
-  char user_agent[256];  /* of the WebSocket upgrade request, may be truncated, "" if none */
-  char tls_version[16];  /* "TLSv1.3", or "" without TLS */
+  char remote_addr[46];       /* numeric IPv4 or IPv6, NUL-terminated */
+  char user_agent[256];       /* of the WebSocket upgrade request, may be truncated, "" if none */
+  char tls_version[16];       /* "TLSv1.3", or "" without TLS */
   uint64_t connected_unix_ms; /* wall-clock time the WebSocket was accepted */
-  uint64_t idle_ms;      /* since the last frame of any kind (text, ping, pong) from the client */
+  uint64_t idle_ms;           /* since the last frame of any kind (text, ping, pong) from the client */
   uint16_t client_close_code; /* the code of the client's close frame; 0 if it sent none (yet) */
 } duet_conn_info_t;
 
@@ -207,15 +207,14 @@ typedef struct duet_host {
    * every plugin's on_close follows on a later turn of the event loop.
    * Returns 0; DUET_ENOCONN if conn is gone or already closing; DUET_EINVAL
    * for a ws_code outside 1000-4999 or an unknown why. */
-  int (*close)(duet_host_ctx_t *ctx, uint64_t conn, int ws_code, const char *reason,
-               duet_close_reason_t why);
+  int (*close)(duet_host_ctx_t *ctx, uint64_t conn, int ws_code, const char *reason, duet_close_reason_t why);
 
   /* Starts a timer: cb(userdata) runs after timeout_ms, then every repeat_ms
    * if repeat_ms > 0. Returns a timer id (> 0, never reused), DUET_EINVAL if
    * cb is NULL, or DUET_ENOMEM. A one-shot timer is freed by duetd after cb
    * returns. Timers still running at shutdown are stopped by duetd. */
-  int64_t (*timer_start)(duet_host_ctx_t *ctx, uint64_t timeout_ms, uint64_t repeat_ms,
-                         duet_timer_cb cb, void *userdata);
+  int64_t (*timer_start)(duet_host_ctx_t *ctx, uint64_t timeout_ms, uint64_t repeat_ms, duet_timer_cb cb,
+                         void *userdata);
   /* Stops and frees a timer; safe from inside its own callback. Returns 0, or
    * DUET_ENOENT if it is not a running timer of this plugin (a one-shot
    * timer that fired is gone). */
@@ -250,8 +249,8 @@ typedef struct duet_host {
    * *out_len bytes) and 0 is returned; DUET_ENOENT if absent, DUET_EINVAL if
    * not a string, if out or out_len is NULL, or if msg is not the message
    * being handled. Only valid inside on_message, with the msg given to it. */
-  int (*msg_string)(duet_host_ctx_t *ctx, const duet_msg_t *msg, const char *pointer,
-                    const char **out, size_t *out_len);
+  int (*msg_string)(duet_host_ctx_t *ctx, const duet_msg_t *msg, const char *pointer, const char **out,
+                    size_t *out_len);
 
   /* Fills info (see duet_conn_info_t); works for a closing connection until
    * on_close returns. Returns 0, DUET_ENOCONN, or DUET_EINVAL if info is
@@ -267,8 +266,7 @@ typedef struct duet_host {
    * (both copied; name: [a-z_][a-z0-9_]*). Registering a name twice
    * returns the same id. Returns an id > 0, DUET_EINVAL for a bad name or a
    * name registered with another type, or DUET_ENOMEM. */
-  int64_t (*metric_register)(duet_host_ctx_t *ctx, const char *name, const char *help,
-                             duet_metric_type_t type);
+  int64_t (*metric_register)(duet_host_ctx_t *ctx, const char *name, const char *help, duet_metric_type_t type);
   /* Adds delta to a metric. Returns 0, DUET_ENOENT for an unknown id, or
    * DUET_EINVAL for a negative delta to a counter. */
   int (*metric_add)(duet_host_ctx_t *ctx, int64_t id, int64_t delta);
@@ -287,8 +285,8 @@ typedef struct duet_host {
  * loaded (a static const object is typical).
  */
 typedef struct duet_plugin {
-  uint16_t abi_major; /* DUET_ABI_MAJOR the plugin was built with */
-  uint16_t abi_minor; /* DUET_ABI_MINOR the plugin was built with */
+  uint16_t abi_major;   /* DUET_ABI_MAJOR the plugin was built with */
+  uint16_t abi_minor;   /* DUET_ABI_MINOR the plugin was built with */
   uint32_t struct_size; /* sizeof(duet_plugin_t) the plugin was built with */
 
   /* Required. name: [a-z0-9-]+, unique among loaded plugins. */
@@ -309,8 +307,7 @@ typedef struct duet_plugin {
   /* Optional (may be NULL). A WebSocket connection was accepted. */
   void (*on_open)(void *state, uint64_t conn);
   /* Optional. A message arrived on conn. See duet_verdict_t. */
-  duet_verdict_t (*on_message)(void *state, uint64_t conn, const duet_msg_t *msg,
-                               duet_reject_t *reject);
+  duet_verdict_t (*on_message)(void *state, uint64_t conn, const duet_msg_t *msg, duet_reject_t *reject);
   /* Optional. conn is gone; sends to it fail from now on. Sends to other
    * connections work. Runs once per connection and plugin, on a loop turn
    * after the close began (never inside the host's close). With DUET_CLOSE_SHUTDOWN every plugin is told of
@@ -335,12 +332,18 @@ typedef struct duet_plugin {
 /* A stable lowercase name for a close reason ("client", "timeout", ...). */
 static inline const char *duet_close_reason_name(duet_close_reason_t why) {
   switch (why) {
-  case DUET_CLOSE_CLIENT: return "client";
-  case DUET_CLOSE_SERVER: return "server";
-  case DUET_CLOSE_SHUTDOWN: return "shutdown";
-  case DUET_CLOSE_TIMEOUT: return "timeout";
-  case DUET_CLOSE_LIMIT: return "limit";
-  case DUET_CLOSE_TAKEOVER: return "takeover";
+  case DUET_CLOSE_CLIENT:
+    return "client";
+  case DUET_CLOSE_SERVER:
+    return "server";
+  case DUET_CLOSE_SHUTDOWN:
+    return "shutdown";
+  case DUET_CLOSE_TIMEOUT:
+    return "timeout";
+  case DUET_CLOSE_LIMIT:
+    return "limit";
+  case DUET_CLOSE_TAKEOVER:
+    return "takeover";
   }
   return "unknown";
 }

@@ -82,14 +82,14 @@ constexpr duet_plugin_option_t option(const char *key, const char *default_value
 
 // A bad option value: thrown from init, duetd exits with code 2.
 class OptionError : public std::invalid_argument {
- public:
+public:
   using std::invalid_argument::invalid_argument;
 };
 
 // A failure of the environment (a file, a timer): thrown from init, duetd
 // exits with code 1. Any exception but OptionError does the same.
 class EnvironmentError : public std::runtime_error {
- public:
+public:
   using std::runtime_error::runtime_error;
 };
 
@@ -147,7 +147,7 @@ class Timer;
 // value is the one given or the default in the options table, so each
 // default is written once, there. Get one from Host::options().
 class Options {
- public:
+public:
   explicit Options(const Host &host) : host_(host) {}
 
   // The value as given (or the declared default).
@@ -160,8 +160,7 @@ class Options {
   // true/yes/on/1 or false/no/off/0.
   bool boolean(const char *key) const;
   // One of the names in choices; returns its value.
-  template <class T>
-  T one_of(const char *key, std::initializer_list<std::pair<const char *, T>> choices) const {
+  template <class T> T one_of(const char *key, std::initializer_list<std::pair<const char *, T>> choices) const {
     const std::string value = text(key);
     std::string names;
     for (const auto &[name, result] : choices) {
@@ -179,13 +178,13 @@ class Options {
   // 'VALUE' (--plugin-opt NAME.KEY)".
   [[noreturn]] void fail(const char *key, const std::string &value, const std::string &what) const;
 
- private:
+private:
   const Host &host_;
 };
 
 // The host table plus this plugin's ctx: what a plugin can ask of duetd.
 class Host {
- public:
+public:
   Host(const duet_host_t *table, duet_host_ctx_t *ctx, const char *plugin_name = nullptr)
       : table_(table), ctx_(ctx), name_(plugin_name ? plugin_name : "PLUGIN") {}
 
@@ -243,7 +242,7 @@ class Host {
   const duet_host_t *table() const { return table_; }
   const char *plugin_name() const { return name_; }
 
- private:
+private:
   const duet_host_t *table_;
   duet_host_ctx_t *ctx_;
   const char *name_;
@@ -288,7 +287,7 @@ struct TimerState {
 // A running host timer (Host::start_timer); stopping or destroying it stops
 // the timer, also from inside its own callback. Empty when default-made.
 class Timer {
- public:
+public:
   Timer() = default;
   explicit Timer(detail::TimerState *state) : state_(state) {}
   Timer(Timer &&other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
@@ -315,7 +314,7 @@ class Timer {
   }
   explicit operator bool() const { return state_ != nullptr; }
 
- private:
+private:
   detail::TimerState *state_ = nullptr;
 };
 
@@ -370,15 +369,22 @@ inline std::chrono::milliseconds Options::duration(const char *key, std::chrono:
       }
       return s;
     };
-    fail(key, value, "a duration from " + seconds(min) + " to " + seconds(max) +
-                         " seconds: a number of seconds, or one with ms, s, m, h or d (like 30, 0.5, 250ms or 2m)");
+    fail(key, value,
+         "a duration from " + seconds(min) + " to " + seconds(max) +
+             " seconds: a number of seconds, or one with ms, s, m, h or d (like 30, 0.5, 250ms or 2m)");
   }
   return *d;
 }
 
 inline bool Options::boolean(const char *key) const {
-  return one_of<bool>(key, {{"true", true}, {"yes", true}, {"on", true}, {"1", true},
-                            {"false", false}, {"no", false}, {"off", false}, {"0", false}});
+  return one_of<bool>(key, {{"true", true},
+                            {"yes", true},
+                            {"on", true},
+                            {"1", true},
+                            {"false", false},
+                            {"no", false},
+                            {"off", false},
+                            {"0", false}});
 }
 
 inline std::optional<std::string> Options::file_contents(const char *key) const {
@@ -400,7 +406,7 @@ struct Message {
 };
 
 class Plugin {
- public:
+public:
   explicit Plugin(const Host &host) : host_(host) {}
   virtual ~Plugin() = default;
   Plugin(const Plugin &) = delete;
@@ -412,10 +418,10 @@ class Plugin {
   virtual void on_close(ConnId, duet_close_reason_t) {}
   virtual void on_event(const duet_event_t &) {}
 
- protected:
+protected:
   const Host &host() const { return host_; }
 
- private:
+private:
   Host host_;
 };
 
@@ -424,16 +430,15 @@ namespace detail {
 // The host fields a C++ plugin may call; an older duetd's table must cover them.
 constexpr std::size_t kHostFieldsUsed = offsetof(duet_host_t, metric_set) + sizeof(duet_host_t::metric_set);
 
-template <class T, const char *Name>
-struct Trampolines {
+template <class T, const char *Name> struct Trampolines {
   static int init(const duet_host_t *host, duet_host_ctx_t *ctx, void **state) noexcept {
     if (!host || host->abi_major != DUET_ABI_MAJOR)
       return DUET_EINVAL;
     if (host->struct_size < kHostFieldsUsed) {
-      log(host, ctx, std::string("built for plugin ABI ") + std::to_string(DUET_ABI_MAJOR) + "." +
-                         std::to_string(DUET_ABI_MINOR) + ", but this duetd provides ABI " +
-                         std::to_string(host->abi_major) + "." + std::to_string(host->abi_minor) +
-                         ", which lacks host functions it uses: upgrade duetd");
+      log(host, ctx,
+          std::string("built for plugin ABI ") + std::to_string(DUET_ABI_MAJOR) + "." + std::to_string(DUET_ABI_MINOR) +
+              ", but this duetd provides ABI " + std::to_string(host->abi_major) + "." +
+              std::to_string(host->abi_minor) + ", which lacks host functions it uses: upgrade duetd");
       return DUET_EIO;
     }
     try {
@@ -513,9 +518,8 @@ struct Trampolines {
 }  // namespace detail
 
 // Wraps a plugin class so the trampolines can log its exceptions.
-template <class Base>
-class Reporting final : public Base {
- public:
+template <class Base> class Reporting final : public Base {
+public:
   using Base::Base;
   void report(const char *where, const char *what) noexcept {
     try {
@@ -528,50 +532,49 @@ class Reporting final : public Base {
 }  // namespace duet
 
 #define DUET_PLUGIN_TRAMPOLINE_(Class, fn) &::duet::detail::Trampolines<::duet::Reporting<Class>, duet_plugin_name_>::fn
-#define DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options, commands) \
-  static constexpr char duet_plugin_name_[] = name;                                  \
-  static const duet_plugin_t duet_plugin_descriptor_ = {                             \
-      DUET_ABI_MAJOR,                                                                \
-      DUET_ABI_MINOR,                                                                \
-      sizeof(duet_plugin_t),                                                         \
-      duet_plugin_name_,                                                             \
-      version,                                                                       \
-      description,                                                                   \
-      DUET_PLUGIN_TRAMPOLINE_(Class, init),                                          \
-      DUET_PLUGIN_TRAMPOLINE_(Class, shutdown),                                      \
-      DUET_PLUGIN_TRAMPOLINE_(Class, on_open),                                       \
-      DUET_PLUGIN_TRAMPOLINE_(Class, on_message),                                    \
-      DUET_PLUGIN_TRAMPOLINE_(Class, on_close),                                      \
-      DUET_PLUGIN_TRAMPOLINE_(Class, on_event),                                      \
-      options,                                                                       \
-      sizeof(duet_plugin_option_t),                                                  \
-      commands,                                                                      \
+#define DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options, commands)                                  \
+  static constexpr char duet_plugin_name_[] = name;                                                                    \
+  static const duet_plugin_t duet_plugin_descriptor_ = {                                                               \
+      DUET_ABI_MAJOR,                                                                                                  \
+      DUET_ABI_MINOR,                                                                                                  \
+      sizeof(duet_plugin_t),                                                                                           \
+      duet_plugin_name_,                                                                                               \
+      version,                                                                                                         \
+      description,                                                                                                     \
+      DUET_PLUGIN_TRAMPOLINE_(Class, init),                                                                            \
+      DUET_PLUGIN_TRAMPOLINE_(Class, shutdown),                                                                        \
+      DUET_PLUGIN_TRAMPOLINE_(Class, on_open),                                                                         \
+      DUET_PLUGIN_TRAMPOLINE_(Class, on_message),                                                                      \
+      DUET_PLUGIN_TRAMPOLINE_(Class, on_close),                                                                        \
+      DUET_PLUGIN_TRAMPOLINE_(Class, on_event),                                                                        \
+      options,                                                                                                         \
+      sizeof(duet_plugin_option_t),                                                                                    \
+      commands,                                                                                                        \
   };
 
 // In a static build (-Dplugins=static) duetd links the plugin in and finds it
 // as duet_static_entry_<ident>; otherwise the module exports the versioned
 // entry symbol and nothing else.
 #if defined(DUET_PLUGIN_STATIC)
-#define DUET_PLUGIN_ENTRY_(ident)                                           \
-  extern "C" const duet_plugin_t *duet_static_entry_##ident(void) noexcept; \
+#define DUET_PLUGIN_ENTRY_(ident)                                                                                      \
+  extern "C" const duet_plugin_t *duet_static_entry_##ident(void) noexcept;                                            \
   extern "C" const duet_plugin_t *duet_static_entry_##ident(void) noexcept { return &duet_plugin_descriptor_; }
 #else
-#define DUET_PLUGIN_ENTRY_(ident)                                                         \
-  extern "C" DUET_PLUGIN_EXPORT const duet_plugin_t *duet_plugin_entry_v1(void) noexcept; \
-  extern "C" DUET_PLUGIN_EXPORT const duet_plugin_t *duet_plugin_entry_v1(void) noexcept { \
-    return &duet_plugin_descriptor_;                                                      \
+#define DUET_PLUGIN_ENTRY_(ident)                                                                                      \
+  extern "C" DUET_PLUGIN_EXPORT const duet_plugin_t *duet_plugin_entry_v1(void) noexcept;                              \
+  extern "C" DUET_PLUGIN_EXPORT const duet_plugin_t *duet_plugin_entry_v1(void) noexcept {                             \
+    return &duet_plugin_descriptor_;                                                                                   \
   }
 #endif
 
 // ident is a C identifier naming the plugin in static builds (its name with
 // '-' as '_'); options is a duet_plugin_option_t array or nullptr.
-#define DUET_PLUGIN(ident, Class, name, version, description, options)         \
-  DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options, nullptr) \
+#define DUET_PLUGIN(ident, Class, name, version, description, options)                                                 \
+  DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options, nullptr)                                         \
   DUET_PLUGIN_ENTRY_(ident)
 // The same, with a NULL-terminated array of pointers to the plugin's commands.
-#define DUET_PLUGIN_WITH_COMMANDS(ident, Class, name, version, description, options, commands) \
-  DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options, commands)                \
+#define DUET_PLUGIN_WITH_COMMANDS(ident, Class, name, version, description, options, commands)                         \
+  DUET_PLUGIN_DESCRIPTOR_(Class, name, version, description, options, commands)                                        \
   DUET_PLUGIN_ENTRY_(ident)
 
 #endif  // DUET_PLUGIN_HPP
-
