@@ -217,6 +217,124 @@ static int host_msg_string(duet_host_ctx_t *ctx, const duet_msg_t *msg, const ch
   return duet__message_string(msg, pointer, out, out_len);
 }
 
+/* ---- fd watches (1.4) ---- */
+
+static int uv_events_of(uint32_t events) {
+  return ((events & DUET_FD_READ) ? UV_READABLE : 0) | ((events & DUET_FD_WRITE) ? UV_WRITABLE : 0);
+}
+
+static void fd_watch_closed(uv_handle_t *handle) { free(handle->data); }
+
+void duet__host_fd_watch_free(duet_plugins_t *plugins, host_fd_watch_t *w) {
+  if (w->prev)
+    w->prev->next = w->next;
+  else
+    plugins->fd_watches = w->next;
+  if (w->next)
+    w->next->prev = w->prev;
+  uv_poll_stop(&w->handle);
+  uv_close((uv_handle_t *)&w->handle, fd_watch_closed);
+}
+
+static void fd_ready(uv_poll_t *handle, int status, int events) {
+  host_fd_watch_t *w = handle->data;
+  uint32_t ready = status < 0 ? DUET_FD_ERROR : 0;
+  ready |= ((events & UV_READABLE) ? DUET_FD_READ : 0) | ((events & UV_WRITABLE) ? DUET_FD_WRITE : 0);
+  w->cb(w->userdata, ready);
+}
+
+static host_fd_watch_t *find_fd_watch(duet_host_ctx_t *ctx, int64_t id) {
+  for (host_fd_watch_t *w = plugins_of(ctx)->fd_watches; w; w = w->next)
+    if (w->id == id && w->plugin == ctx->index)
+      return w;
+  return NULL;
+}
+
+static int64_t host_fd_watch(duet_host_ctx_t *ctx, int fd, uint32_t events, duet_fd_cb cb, void *userdata) {
+  duet_plugins_t *plugins = plugins_of(ctx);
+  if (fd < 0 || !cb || (events & ~(DUET_FD_READ | DUET_FD_WRITE)))
+    return DUET_EINVAL;
+  for (host_fd_watch_t *w = plugins->fd_watches; w; w = w->next)
+    if (w->fd == fd)
+      return DUET_EINVAL;
+  host_fd_watch_t *w = calloc(1, sizeof *w);
+  if (!w)
+    return DUET_ENOMEM;
+  if (uv_poll_init_socket(plugins->env.loop, &w->handle, fd) != 0) {
+    free(w);
+    return DUET_EINVAL;
+  }
+  w->handle.data = w;
+  w->id = ++plugins->next_fd_watch_id;
+  w->fd = fd;
+  w->plugin = ctx->index;
+  w->plugins = plugins;
+  w->cb = cb;
+  w->userdata = userdata;
+  w->next = plugins->fd_watches;
+  if (w->next)
+    w->next->prev = w;
+  plugins->fd_watches = w;
+  if (events)
+    uv_poll_start(&w->handle, uv_events_of(events), fd_ready);
+  return w->id;
+}
+
+static int host_fd_watch_set(duet_host_ctx_t *ctx, int64_t id, uint32_t events) {
+  host_fd_watch_t *w = find_fd_watch(ctx, id);
+  if (!w)
+    return DUET_ENOENT;
+  if (events & ~(DUET_FD_READ | DUET_FD_WRITE))
+    return DUET_EINVAL;
+  if (events)
+    uv_poll_start(&w->handle, uv_events_of(events), fd_ready);
+  else
+    uv_poll_stop(&w->handle);
+  return 0;
+}
+
+static int host_fd_watch_stop(duet_host_ctx_t *ctx, int64_t id) {
+  host_fd_watch_t *w = find_fd_watch(ctx, id);
+  if (!w)
+    return DUET_ENOENT;
+  duet__host_fd_watch_free(plugins_of(ctx), w);
+  return 0;
+}
+
+/* ---- health and the listener (1.4) ---- */
+
+static int host_set_health(duet_host_ctx_t *ctx, int degraded, const char *reason) {
+  plugin_t *p = &plugins_of(ctx)->list[ctx->index];
+  p->degraded = degraded != 0;
+  snprintf(p->health_reason, sizeof p->health_reason, "%s", reason ? reason : "");
+  return 0;
+}
+
+int duet__plugins_degraded(const duet_plugins_t *plugins, char *reasons, size_t len) {
+  int degraded = 0;
+  size_t used = 0;
+  if (len)
+    reasons[0] = '\0';
+  for (size_t i = 0; plugins && i < plugins->count; i++) {
+    const plugin_t *p = &plugins->list[i];
+    if (!p->degraded || !p->initialized)
+      continue;
+    if (used < len) {
+      int n = snprintf(reasons + used, len - used, "%s%s: %s", degraded ? "; " : "", p->ctx.name, p->health_reason);
+      used += n > 0 ? (size_t)n : 0;
+    }
+    degraded = 1;
+  }
+  return degraded;
+}
+
+static int host_listen_port(duet_host_ctx_t *ctx) {
+  const duet_plugins_t *plugins = plugins_of(ctx);
+  if (plugins->env.listen_port && *plugins->env.listen_port > 0)
+    return *plugins->env.listen_port;
+  return plugins->opt->port;
+}
+
 const duet_host_t duet__host_table = {
     .abi_major = DUET_ABI_MAJOR,
     .abi_minor = DUET_ABI_MINOR,
@@ -237,4 +355,9 @@ const duet_host_t duet__host_table = {
     .metric_register = host_metric_register,
     .metric_add = host_metric_add,
     .metric_set = host_metric_set,
+    .fd_watch = host_fd_watch,
+    .fd_watch_set = host_fd_watch_set,
+    .fd_watch_stop = host_fd_watch_stop,
+    .set_health = host_set_health,
+    .listen_port = host_listen_port,
 };

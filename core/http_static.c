@@ -18,6 +18,7 @@
 #include <libwebsockets.h>
 
 #include "log.h"
+#include "message.h"
 #include "web_path.h"
 
 #define CHUNK_BYTES ((size_t)16 * 1024)
@@ -110,8 +111,15 @@ static int serve_admin(const duet_http_t *http, struct lws *wsi, const char *uri
     if (!out)
       return -1;
     int stopping = http->status(http->status_data, &live);
-    fprintf(out, "{\"status\":\"%s\",\"connections\":%zu,\"uptime_s\":%.3f}\n", stopping ? "stopping" : "ok",
-            live.connections_open, live.uptime_s);
+    const char *status = stopping ? "stopping" : live.degraded ? "degraded" : "ok";
+    fprintf(out, "{\"status\":\"%s\",\"connections\":%zu,\"uptime_s\":%.3f", status, live.connections_open,
+            live.uptime_s);
+    if (live.degraded && !stopping) {
+      char reasons[sizeof live.degraded_reasons * 6 + 3];
+      duet__json_escape(reasons, sizeof reasons, live.degraded_reasons);
+      fprintf(out, ",\"degraded\":%s", reasons);
+    }
+    fputs("}\n", out);
     fclose(out);
     int r = respond_body(wsi, stopping ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK, "application/json", text,
                          len, head_only);

@@ -52,6 +52,8 @@ typedef struct duet_metrics_live {
   size_t queued_bytes_limit;    /* --max-queued-bytes-total */
   uint64_t queue_budget_closes; /* connections dropped to stay within it */
   uint64_t log_lines_suppressed;
+  int degraded; /* a plugin said so (set_health) */
+  char degraded_reasons[512];
 } duet_metrics_live_t;
 
 /* Writes the whole exposition. */

@@ -378,6 +378,8 @@ void duet__plugins_unload(duet_plugins_t *plugins) {
   }
   while (plugins->timers)
     duet__host_timer_free(plugins, plugins->timers);
+  while (plugins->fd_watches)
+    duet__host_fd_watch_free(plugins, plugins->fd_watches);
   for (size_t i = 0; i < plugins->count; i++) {
     plugin_t *p = &plugins->list[i];
     /* Under a leak checker, keep modules mapped so its stacks stay readable. */

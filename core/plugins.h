@@ -26,6 +26,7 @@ typedef struct duet_plugins_env {
   uv_loop_t *loop;
   struct duet_conns *conns;
   struct duet_metrics *metrics;
+  const int *listen_port; /* the main listener's port once bound, else 0 */
 } duet_plugins_env_t;
 
 /* Loads every plugin the options name, checks ABI versions and options,
@@ -62,6 +63,9 @@ duet_verdict_t duet__plugins_on_message(duet_plugins_t *plugins, uint64_t conn, 
 /* Delivers an event to every plugin, in load order. */
 void duet__plugins_emit(duet_plugins_t *plugins, const duet_event_t *event);
 void duet__plugins_on_close(duet_plugins_t *plugins, uint64_t conn, duet_close_reason_t reason);
+/* 1 when a plugin said it is degraded (set_health), with the reasons
+ * ("name: reason; ...") in reasons; else 0. */
+int duet__plugins_degraded(const duet_plugins_t *plugins, char *reasons, size_t len);
 /* Calls every shutdown, stops the plugins' timers and unloads modules.
  * Timer handles close on the loop: run it once more before closing it. */
 void duet__plugins_unload(duet_plugins_t *plugins);

@@ -30,6 +30,8 @@ typedef struct plugin {
   int lib_open;
   char *source; /* file it came from, or "built-in" */
   duet_host_ctx_t ctx;
+  int degraded;         /* set_health */
+  char health_reason[128];
 } plugin_t;
 
 typedef struct host_timer {
@@ -42,6 +44,17 @@ typedef struct host_timer {
   struct host_timer *prev, *next;
 } host_timer_t;
 
+typedef struct host_fd_watch {
+  uv_poll_t handle;
+  int64_t id;
+  int fd;
+  size_t plugin;
+  duet_plugins_t *plugins;
+  duet_fd_cb cb;
+  void *userdata;
+  struct host_fd_watch *prev, *next;
+} host_fd_watch_t;
+
 struct duet_plugins {
   plugin_t *list;
   size_t count;
@@ -49,6 +62,8 @@ struct duet_plugins {
   const duet_options_t *opt;
   host_timer_t *timers;
   int64_t next_timer_id;
+  host_fd_watch_t *fd_watches;
+  int64_t next_fd_watch_id;
 };
 
 /* A field of a plugin struct may be read only when the plugin's struct_size
@@ -63,5 +78,7 @@ struct duet_plugins {
 extern const duet_host_t duet__host_table;
 /* Stops a plugin timer and frees it once its handle has closed. */
 void duet__host_timer_free(duet_plugins_t *plugins, host_timer_t *t);
+/* Stops an fd watch and frees it once its handle has closed. */
+void duet__host_fd_watch_free(duet_plugins_t *plugins, host_fd_watch_t *w);
 
 #endif

@@ -54,6 +54,7 @@ typedef struct duet_server {
   size_t open_files_limit;
   int shutting_down;
   int handles_started;
+  int port; /* the main listener's, once bound */
 } duet_server_t;
 
 static duet_server_t *server_of(struct lws *wsi) { return lws_context_user(lws_get_context(wsi)); }
@@ -78,6 +79,7 @@ static int describe(void *data, duet_metrics_live_t *live) {
   live->queued_bytes_limit = conns->max_queued_bytes_total;
   live->queue_budget_closes = conns->budget_closes;
   live->log_lines_suppressed = duet__log_suppressed_total();
+  live->degraded = duet__plugins_degraded(server->plugins, live->degraded_reasons, sizeof live->degraded_reasons);
   return server->shutting_down;
 }
 
@@ -338,7 +340,7 @@ static void log_listening(const duet_server_t *server, int port) {
 static int start_plugins(duet_server_t *server) {
   const duet_options_t *opt = server->opt;
   char err[1024] = "";
-  duet_plugins_env_t env = {&server->loop, &server->sessions.conns, &server->metrics};
+  duet_plugins_env_t env = {&server->loop, &server->sessions.conns, &server->metrics, &server->port};
   int r = duet__plugins_load(&server->plugins, &env, opt, err, sizeof err);
   if (r != 0) {
     DUET_ERROR("%s", err);
@@ -375,6 +377,7 @@ static int start(duet_server_t *server) {
   if (open_listener(server, &server->listener, opt->address, opt->port, &port, "") != 0 ||
       open_extra_listeners(server, port) != 0)
     return 1;
+  server->port = port;
   start_handles(server);
   /* Logged last: whoever waits for this line may signal us at once. */
   log_listening(server, port);

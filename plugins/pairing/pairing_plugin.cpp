@@ -1,6 +1,8 @@
 // The pairing plugin: the tutorial's v1 signaling (open, start, sdp, ice,
 // close) with its faults fixed; see "Protocol" in README.md and pairing_state.hpp.
 #include <chrono>
+#include <fstream>
+#include <optional>
 #include <memory>
 #include <random>
 #include <string>
@@ -11,6 +13,9 @@
 
 #include "duet/plugin.hpp"
 #include "pairing_state.hpp"
+#if DUET_WITH_CLUSTER
+#include "cluster/cluster.hpp"
+#endif
 
 namespace {
 
@@ -24,6 +29,12 @@ const duet_plugin_option_t kOptions[] = {
         "when a second connection opens with an id in use: replace (the older is closed) or refuse (the newcomer gets "
         "id-taken)"),
     duet::option("max-id-bytes", "256", "longest id accepted in open, in bytes"),
+    duet::option("cluster", "",
+                 "share pairing with every duetd on this Redis: redis://[:PASSWORD@]HOST:PORT[/DB] or unix:///PATH",
+                 "cluster", "URL"),
+    duet::option("node-id", "", "this node's name in the cluster (default: host name and port)", "node-id", "NAME"),
+    duet::option("cluster-password-file", "", "file holding the Redis password (instead of one in the URL)",
+                 "cluster-password-file", "FILE", DUET_OPTION_FILE),
     duet::option(
         "resume-grace", "15",
         "seconds a paired client that asked to resume (open with \"resume\") keeps its place after its connection "
@@ -35,15 +46,43 @@ Takeover takeover_from(const duet::Options &options) {
   return options.one_of<Takeover>("takeover", {{"replace", Takeover::kReplace}, {"refuse", Takeover::kRefuse}});
 }
 
+#if DUET_WITH_CLUSTER
+// --cluster: the settings, or nullopt without it.
+std::optional<duet::cluster::Settings> cluster_settings(const duet::Options &options) {
+  auto url = options.text("cluster");
+  if (url.empty()) {
+    if (!options.text("cluster-password-file").empty())
+      options.fail("cluster-password-file", options.text("cluster-password-file"), "needs --cluster");
+    return std::nullopt;
+  }
+  duet::cluster::Settings settings{duet::cluster::parse_redis_url(url), std::string(options.text("node-id"))};
+  if (auto file = options.text("cluster-password-file"); !file.empty()) {
+    std::ifstream in{std::string(file)};
+    if (!in || !std::getline(in, settings.target.password) || settings.target.password.empty())
+      options.fail("cluster-password-file", file, "must hold the Redis password on its first line");
+  }
+  return settings;
+}
+#endif
+
 class Pairing : public duet::Plugin, private duet::pairing::Actions {
 public:
   explicit Pairing(const duet::Host &host)
-      : Plugin(host), state_(*this, takeover_from(host.options()),
-                             static_cast<std::size_t>(host.options().integer("max-id-bytes", 1, 4096))),
+      : Plugin(host), cluster_(make_cluster(host, *this)),
+        state_(cluster_ ? static_cast<Actions &>(*cluster_) : *this, takeover_from(host.options()),
+               static_cast<std::size_t>(host.options().integer("max-id-bytes", 1, 4096))),
         grace_(host.options().duration("resume-grace", std::chrono::milliseconds(0), std::chrono::hours(1))),
-        pairs_active_(host.metric("pairing_pairs_active", "Pairs in a call now.", DUET_METRIC_GAUGE)),
+        pairs_active_(host.metric("pairing_pairs_active", "Pairs in a call now (in a cluster: with a side here).",
+                                  DUET_METRIC_GAUGE)),
         relayed_sdp_(host.metric("pairing_relayed_sdp_total", "SDP offers and answers relayed.", DUET_METRIC_COUNTER)),
-        relayed_ice_(host.metric("pairing_relayed_ice_total", "ICE candidates relayed.", DUET_METRIC_COUNTER)) {}
+        relayed_ice_(host.metric("pairing_relayed_ice_total", "ICE candidates relayed.", DUET_METRIC_COUNTER)) {
+#if DUET_WITH_CLUSTER
+    if (cluster_) {
+      cluster_->attach(state_);
+      cluster_->set_grace(grace_);
+    }
+#endif
+  }
 
   duet_verdict_t on_message(duet::ConnId conn, const duet::Message &msg, duet_reject_t &reject) override {
     const std::string_view type = msg.type();
@@ -51,18 +90,29 @@ public:
     if (type == "open") {
       auto local = host().string_at(msg.raw, "/open/local");
       auto remote = host().string_at(msg.raw, "/open/remote");
+      auto resume = grace_.count() ? host().string_at(msg.raw, "/open/resume") : std::nullopt;
       if (!local || !remote)
         outcome = {"bad-request", R"(open needs {"open":{"local":"your id","remote":"their id"}} with strings.)"};
+      else if (cluster_)
+        return open_in_cluster(conn, *local, *remote, resume);
       else
-        outcome = state_.open(conn, *local, *remote,
-                              grace_.count() ? host().string_at(msg.raw, "/open/resume") : std::nullopt);
+        outcome = state_.open(conn, *local, *remote, resume);
     } else if (type == "sdp" || type == "ice") {
       auto remote = host().string_at(msg.raw, "/remote");
-      if (!remote)
+      if (!remote) {
         outcome = {"bad-request", "sdp and ice messages need a string member \"remote\"."};
-      else
+      } else {
+#if DUET_WITH_CLUSTER
+        if (cluster_)
+          cluster_->set_sender(conn);
+#endif
         outcome = state_.relay(conn, type == "sdp" ? PairingState::Kind::kSdp : PairingState::Kind::kIce, *remote,
                                msg.json());
+#if DUET_WITH_CLUSTER
+        if (cluster_)
+          cluster_->set_sender(0);
+#endif
+      }
       if (outcome.ok())
         host().metric_add(type == "sdp" ? relayed_sdp_ : relayed_ice_, 1);
     } else {
@@ -80,11 +130,70 @@ public:
     duet_conn_info_t info{};
     bool hangup = reason == DUET_CLOSE_CLIENT && host().conn_info(conn, info) &&
                   (info.client_close_code == 1000 || info.client_close_code == 1001);
-    state_.closed(conn, hangup ? "hangup" : duet_close_reason_name(reason));
-    host().metric_set(pairs_active_, static_cast<std::int64_t>(state_.pairs()));
+    const char *why = hangup ? "hangup" : duet_close_reason_name(reason);
+#if DUET_WITH_CLUSTER
+    if (cluster_) {
+      cluster_->closed(conn, why);
+      return;
+    }
+#endif
+    state_.closed(conn, why);
+    update_pairs();
   }
 
 private:
+#if DUET_WITH_CLUSTER
+  using ClusterPtr = std::unique_ptr<duet::cluster::Cluster>;
+  static ClusterPtr make_cluster(const duet::Host &host, Actions &local) {
+    auto settings = cluster_settings(host.options());
+    return settings ? std::make_unique<duet::cluster::Cluster>(host, std::move(*settings), local) : nullptr;
+  }
+
+  // The rules run once the places are fetched: errors go out then.
+  duet_verdict_t open_in_cluster(duet::ConnId conn, std::string_view local, std::string_view remote,
+                                 std::optional<std::string_view> resume) {
+    std::optional<std::string> token;
+    if (resume)
+      token = std::string(*resume);
+    cluster_->run({std::string(local), std::string(remote)},
+                  [this, conn, l = std::string(local), r = std::string(remote), token](PairingState &s) {
+                    Outcome o = s.open(conn, l, r, token ? std::optional<std::string_view>(*token) : std::nullopt);
+                    if (!o.ok()) {
+                      cluster_->send_error(conn, o.code, o.message ? o.message : "");
+                      cluster_->on_this_node([this, conn, code = o.code] { rejected(conn, code); });
+                    }
+                  });
+    return DUET_HANDLED;
+  }
+#else
+  struct NoCluster {
+    std::size_t pairs_here() const { return 0; }
+  };
+  using ClusterPtr = std::unique_ptr<NoCluster>;
+  static ClusterPtr make_cluster(const duet::Host &host, Actions &) {
+    if (!host.options().text("cluster").empty())
+      host.options().fail("cluster", host.options().text("cluster"),
+                          "this duetd was built without cluster support (hiredis missing at build time)");
+    return nullptr;
+  }
+  duet_verdict_t open_in_cluster(duet::ConnId, std::string_view, std::string_view, std::optional<std::string_view>) {
+    return DUET_PASS;
+  }
+#endif
+
+  // What duetd emits for an answer it rejects, for one rejected later.
+  void rejected(duet::ConnId conn, const char *code) {
+    emit("duet.rejected", conn, [&](Writer &w) {
+      w.Key("code");
+      w.String(code);
+    });
+  }
+
+  void update_pairs() {
+    host().metric_set(pairs_active_,
+                      static_cast<std::int64_t>(cluster_ ? cluster_->pairs_here() : state_.pairs()));
+  }
+
   void send(duet::ConnId to, std::string_view json) override { host().send(to, json); }
   void send_error(duet::ConnId to, const char *code, const char *message) override {
     host().send_error(to, code, message);
@@ -104,7 +213,7 @@ private:
 
   void paired(duet::ConnId offerer, duet::ConnId answerer, std::string_view offerer_id,
               std::string_view answerer_id) override {
-    host().metric_set(pairs_active_, static_cast<std::int64_t>(state_.pairs()));
+    update_pairs();
     emit("pairing.paired", offerer, [&](Writer &w) {
       w.Key("offerer");
       put(w, offerer_id);
@@ -161,7 +270,7 @@ private:
   void grace_over(std::string id) {  // NOLINT(performance-unnecessary-value-param)
     graces_.erase(id);               // the spent timer's callback may drop it: the wrapper frees it after
     state_.expire(id);
-    host().metric_set(pairs_active_, static_cast<std::int64_t>(state_.pairs()));
+    update_pairs();
   }
 
   std::string new_token() override {
@@ -190,6 +299,7 @@ private:
     host().emit(name, conn, {buf.GetString(), buf.GetSize()});
   }
 
+  ClusterPtr cluster_;  // before state_, which sends through it when set
   PairingState state_;
   std::chrono::milliseconds grace_;
   std::int64_t pairs_active_, relayed_sdp_, relayed_ice_;

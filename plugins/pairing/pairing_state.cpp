@@ -263,6 +263,44 @@ void PairingState::closed(ConnId conn, const char *reason) {
   drop(conn, reason);
 }
 
+std::optional<PairingState::Record> PairingState::record(const std::string &id) const {
+  if (auto a = away_.find(id); a != away_.end())
+    return Record{0, a->second.entry, a->second.partner, a->second.reason};
+  if (auto l = by_local_.find(id); l != by_local_.end())
+    if (auto c = conns_.find(l->second); c != conns_.end())
+      return Record{l->second, c->second, 0, {}};
+  return std::nullopt;
+}
+
+void PairingState::put_record(const std::string &id, const std::optional<Record> &record) {
+  if (auto l = by_local_.find(id); l != by_local_.end()) {
+    conns_.erase(l->second);
+    by_local_.erase(l);
+  }
+  away_.erase(id);
+  if (!record)
+    return;
+  if (record->conn == 0) {
+    away_[id] = Away{record->entry, record->waiting, record->reason};
+    return;
+  }
+  // The connection may have held another id before (the cache lags): it has one place only.
+  if (auto c = conns_.find(record->conn); c != conns_.end()) {
+    if (auto l = by_local_.find(c->second.local); l != by_local_.end() && l->second == record->conn)
+      by_local_.erase(l);
+    conns_.erase(c);
+  }
+  conns_[record->conn] = record->entry;
+  by_local_[id] = record->conn;
+}
+
+void PairingState::put_orphan(ConnId conn, Entry entry) { conns_[conn] = std::move(entry); }
+
+const PairingState::Entry *PairingState::entry_of(ConnId conn) const {
+  auto it = conns_.find(conn);
+  return it == conns_.end() ? nullptr : &it->second;
+}
+
 ConnId PairingState::partner_of(ConnId conn) const {
   auto it = conns_.find(conn);
   return it == conns_.end() ? 0 : it->second.partner;

@@ -85,7 +85,8 @@ public:
   std::size_t registered() const { return conns_.size(); }
   std::size_t pairs() const { return pairs_; }
 
-private:
+  // One id's place. An id either has a connection (conn != 0) or is away:
+  // its connection dropped and its partner waits for it to resume.
   struct Entry {
     std::string local;
     std::string remote;
@@ -98,6 +99,29 @@ private:
     std::chrono::steady_clock::time_point paired_at{};
     std::uint64_t sdp = 0, ice = 0;
   };
+  struct Record {
+    ConnId conn = 0;  // 0: away
+    Entry entry;
+    ConnId waiting = 0;  // away: the partner that waits
+    std::string reason;  // away: why its connection went
+  };
+  // For a store shared by several processes (the cluster): read one id's
+  // place, or replace it (nullopt: the id is free) before running a rule on
+  // places fetched from elsewhere. Connections are opaque ids here too.
+  std::optional<Record> record(const std::string &id) const;
+  void put_record(const std::string &id, const std::optional<Record> &record);
+  // A connection known only as someone's partner, with no place of its own
+  // any more (its id moved on): lets closed() end that call cleanly.
+  void put_orphan(ConnId conn, Entry entry);
+  const Entry *entry_of(ConnId conn) const;
+  template <class Fn> void for_each_id(Fn fn) const {
+    for (const auto &[id, conn] : by_local_)
+      fn(id);
+    for (const auto &[id, away] : away_)
+      fn(id);
+  }
+
+private:
   struct Away {
     Entry entry;
     ConnId partner;

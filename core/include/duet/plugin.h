@@ -40,9 +40,11 @@ extern "C" {
  * - 1.2: duet_conn_info_t.client_close_code.
  * - 1.3: duet_plugin_option_t.flag, value_name, flags;
  *   duet_plugin_t.option_size and commands; DUET_EIO.
+ * - 1.4: host fd_watch, fd_watch_set, fd_watch_stop (a plugin's own
+ *   sockets on duetd's loop), set_health, listen_port.
  */
 #define DUET_ABI_MAJOR 1
-#define DUET_ABI_MINOR 3
+#define DUET_ABI_MINOR 4
 
 /* Error codes returned by host functions. Values match negative errno. */
 #define DUET_EINVAL (-22)   /* an argument is invalid */
@@ -179,6 +181,12 @@ typedef struct duet_host_ctx duet_host_ctx_t;
 
 typedef void (*duet_timer_cb)(void *userdata);
 
+/* Bits for fd watches (since 1.4): what to wait for, and what happened. */
+#define DUET_FD_READ 1u
+#define DUET_FD_WRITE 2u
+#define DUET_FD_ERROR 4u /* only in ready: the descriptor failed (read or write it to learn how) */
+typedef void (*duet_fd_cb)(void *userdata, uint32_t ready);
+
 /*
  * What duetd offers a plugin. Handed to init; valid until shutdown returns.
  * Every function takes the plugin's own ctx first.
@@ -272,6 +280,34 @@ typedef struct duet_host {
   int (*metric_add)(duet_host_ctx_t *ctx, int64_t id, int64_t delta);
   /* Sets a gauge. Returns 0, DUET_ENOENT, or DUET_EINVAL for a counter. */
   int (*metric_set)(duet_host_ctx_t *ctx, int64_t id, int64_t value);
+
+  /* Since 1.4. Watches one of the plugin's own descriptors (a socket to a
+   * database, say) on duetd's loop: cb(userdata, ready) runs on the loop
+   * while fd is ready for what events asks (DUET_FD_READ, DUET_FD_WRITE;
+   * level-triggered, so read until EAGAIN or expect another call).
+   * One watch per fd. The fd stays the plugin's: stop the watch before
+   * closing it. Returns a watch id (> 0, never reused), DUET_EINVAL for a
+   * negative fd, a NULL cb, unknown bits or an fd already watched, or
+   * DUET_ENOMEM. Watches still running at shutdown are stopped by duetd. */
+  int64_t (*fd_watch)(duet_host_ctx_t *ctx, int fd, uint32_t events, duet_fd_cb cb, void *userdata);
+  /* Changes what a watch waits for; 0 pauses it. Returns 0, DUET_ENOENT
+   * for a watch that is not this plugin's, DUET_EINVAL for unknown bits. */
+  int (*fd_watch_set)(duet_host_ctx_t *ctx, int64_t watch_id, uint32_t events);
+  /* Stops and frees a watch; safe from inside its callback. Returns 0 or
+   * DUET_ENOENT. */
+  int (*fd_watch_stop)(duet_host_ctx_t *ctx, int64_t watch_id);
+
+  /* Since 1.4. What GET /healthz says of this plugin: healthy (degraded 0)
+   * or degraded, with a short reason (copied, at most 127 bytes; may be
+   * NULL). While any plugin is degraded /healthz answers 200 with
+   * "status":"degraded" and the reasons: duetd still serves, but not all
+   * of it. Returns 0. */
+  int (*set_health)(duet_host_ctx_t *ctx, int degraded, const char *reason);
+
+  /* Since 1.4. The TCP port of the main listener: the one bound once duetd
+   * listens (after init, from the first loop turn on), the configured one
+   * before. */
+  int (*listen_port)(duet_host_ctx_t *ctx);
 } duet_host_t;
 
 /*

@@ -239,6 +239,22 @@ public:
   int metric_add(std::int64_t id, std::int64_t delta) const { return table_->metric_add(ctx_, id, delta); }
   int metric_set(std::int64_t id, std::int64_t value) const { return table_->metric_set(ctx_, id, value); }
 
+  // Since ABI 1.4; an older duetd's table lacks them (provides_1_4() says so).
+  bool provides_1_4() const {
+    return table_->struct_size >= offsetof(duet_host_t, listen_port) + sizeof(duet_host_t::listen_port);
+  }
+  std::int64_t fd_watch(int fd, std::uint32_t events, duet_fd_cb cb, void *userdata) const {
+    return provides_1_4() ? table_->fd_watch(ctx_, fd, events, cb, userdata) : DUET_ENOENT;
+  }
+  int fd_watch_set(std::int64_t id, std::uint32_t events) const {
+    return provides_1_4() ? table_->fd_watch_set(ctx_, id, events) : DUET_ENOENT;
+  }
+  int fd_watch_stop(std::int64_t id) const { return provides_1_4() ? table_->fd_watch_stop(ctx_, id) : DUET_ENOENT; }
+  int set_health(bool degraded, const char *reason) const {
+    return provides_1_4() ? table_->set_health(ctx_, degraded, reason) : DUET_ENOENT;
+  }
+  int listen_port() const { return provides_1_4() ? table_->listen_port(ctx_) : 0; }
+
   const duet_host_t *table() const { return table_; }
   const char *plugin_name() const { return name_; }
 
