@@ -330,10 +330,13 @@ class Cluster:
             self.add_node(self.per_node_args[i] if i < len(self.per_node_args) else [])
         return self
 
-    def add_node(self, extra_args=()):
+    def add_node(self, extra_args=(), url=None, password_file=None):
+        """Starts one more node (url: another --cluster URL for it than the
+        Redis's own, e.g. with the password in it)."""
+        require_cluster_support()
         i = len(self.nodes)
-        node = start_node(self.redis, 'node-%d' % i, self.node_args + list(extra_args),
-                          password_file=self.password_file)
+        node = start_node(url or self.redis, 'node-%d' % i, self.node_args + list(extra_args),
+                          password_file=password_file or self.password_file)
         self.nodes.append(node)
         return node
 
