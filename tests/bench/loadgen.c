@@ -15,6 +15,11 @@
  *   close    one side of every pair hangs up; the other must hear
  *            {"close":1}, then hangs up too; RSS after the mass disconnect
  *
+ * Several servers (a cluster of duetd nodes on one Redis, issue 12):
+ * --ports P1,P2,... puts pair i on port i % N, both sides (same-node pairs)
+ * or, with --cross, its second side on the next port (cross-node pairs);
+ * --pid takes a list too, and CPU and RSS are then the sums of them all.
+ *
  * Server CPU and RSS come from /proc/PID (--pid); the load generator's own
  * CPU is reported beside them so it can be seen not to be the bottleneck.
  * Results go to stdout as one JSON object; progress goes to stderr.
@@ -40,6 +45,7 @@
 #define MAX_STEPS 16
 #define TX_CAP 16384
 #define CHURN_MSGS 3 /* per side and call: one SDP, two ICE */
+#define MAX_SERVERS 16 /* --ports and --pid lists */
 
 typedef struct pair pair_t;
 
@@ -88,8 +94,11 @@ static struct {
   /* options */
   const char *host;
   const char *ca;
-  int port;
-  int pid;
+  int port; /* the first of ports[] */
+  int pid;  /* the first of pids[] */
+  int ports[MAX_SERVERS], port_count;
+  int pids[MAX_SERVERS], pid_count;
+  bool cross; /* the two sides of a pair on different ports */
   int conns, concurrency, relay_pairs, window, churn, churn_concurrency, src_addrs;
   double relay_secs, phase_timeout, settle_secs, idle_settle_secs;
   double rates[MAX_STEPS];
@@ -142,12 +151,10 @@ static double client_cpu(void) {
          ru.ru_stime.tv_usec / 1e6;
 }
 
-/* utime + stime of every thread of the server, in seconds. */
-static double server_cpu(void) {
-  if (g.pid <= 0)
-    return 0;
+/* utime + stime of every thread of one server process, in seconds. */
+static double process_cpu(int pid) {
   char path[64], buf[2048];
-  snprintf(path, sizeof path, "/proc/%d/stat", g.pid);
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
   FILE *f = fopen(path, "r");
   if (!f)
     return -1;
@@ -164,11 +171,21 @@ static double server_cpu(void) {
   return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-static long server_rss_kb(void) {
-  if (g.pid <= 0)
-    return 0;
+/* The CPU seconds of every --pid together; -1 if one cannot be read. */
+static double server_cpu(void) {
+  double sum = 0;
+  for (int i = 0; i < g.pid_count; i++) {
+    double c = process_cpu(g.pids[i]);
+    if (c < 0)
+      return -1;
+    sum += c;
+  }
+  return sum;
+}
+
+static long process_rss_kb(int pid) {
   char path[64], line[256];
-  snprintf(path, sizeof path, "/proc/%d/status", g.pid);
+  snprintf(path, sizeof path, "/proc/%d/status", pid);
   FILE *f = fopen(path, "r");
   if (!f)
     return -1;
@@ -178,6 +195,18 @@ static long server_rss_kb(void) {
       break;
   fclose(f);
   return kb;
+}
+
+/* The RSS of every --pid together; -1 if one cannot be read. */
+static long server_rss_kb(void) {
+  long sum = 0;
+  for (int i = 0; i < g.pid_count; i++) {
+    long kb = process_rss_kb(g.pids[i]);
+    if (kb < 0)
+      return -1;
+    sum += kb;
+  }
+  return sum;
 }
 
 static double now_s(void) { return (double)uv_hrtime() / 1e9; }
@@ -318,7 +347,11 @@ static void client_connect(client_t *c) {
   memset(&i, 0, sizeof i);
   i.context = g.lws;
   i.address = g.host;
-  i.port = g.port;
+  /* Pair i goes to server i % N; with --cross its second side to the next one. */
+  unsigned server = c->pair->index % (unsigned)g.port_count;
+  if (g.cross && c->side == 1)
+    server = (server + 1) % (unsigned)g.port_count;
+  i.port = g.ports[server];
   i.ssl_connection = LCCSCF_USE_SSL | LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK;
   i.path = "/";
   i.host = g.host;
@@ -996,10 +1029,12 @@ static void settle_done(uv_timer_t *t) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: duet-loadgen --port N [options]\n"
+          "  --ports LIST           several servers (a cluster): pair i goes to port i %% N (instead of --port)\n"
+          "  --cross                with --ports: the second side of each pair to the next port (cross-node pairs)\n"
           "  --host ADDR            server address (default 127.0.0.1; loopback only)\n"
           "  --ca FILE              trust this certificate (the server's own, self-signed); without it the\n"
           "                         system store is searched on every handshake, which costs the load generator\n"
-          "  --pid PID              the server's process, for CPU and RSS from /proc\n"
+          "  --pid PID[,PID...]     the server's processes, for CPU and RSS from /proc (summed)\n"
           "  --phases LIST          of churn,connect,idle,relay,close (default: all, in that order)\n"
           "  --conns N              connections in the connect phase, in pairs (default 10000)\n"
           "  --concurrency N        connections being set up at once (default 200)\n"
@@ -1014,6 +1049,20 @@ static void usage(FILE *f) {
           "  --idle-settle S        seconds to wait before reading RSS with the connections held (default: --settle)\n"
           "  --phase-timeout S      longest any phase may run (default 120)\n",
           WMAX);
+}
+
+/* A comma-separated list of at most MAX_SERVERS positive numbers into out;
+ * returns how many, or -1 when the list is malformed or too long. */
+static int parse_ints(char *list, int *out) {
+  int n = 0;
+  for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ",")) {
+    char *end;
+    long v = strtol(tok, &end, 10);
+    if (*end || v <= 0 || v > INT32_MAX || n == MAX_SERVERS)
+      return -1;
+    out[n++] = (int)v;
+  }
+  return n;
 }
 
 static bool loopback(const char *h) {
@@ -1045,14 +1094,17 @@ int main(int argc, char **argv) {
       {"relay-pairs", 1, 0, 'r'}, {"rates", 1, 0, 'R'},        {"relay-secs", 1, 0, 's'},
       {"window", 1, 0, 'w'},      {"churn", 1, 0, 'n'},        {"churn-concurrency", 1, 0, 'K'},
       {"src-addrs", 1, 0, 'a'},   {"settle", 1, 0, 'S'},  {"idle-settle", 1, 0, 'I'},       {"phase-timeout", 1, 0, 't'},
-      {"ca", 1, 0, 'C'},          {"verbose", 0, 0, 'v'},     {"help", 0, 0, '?'},         {0, 0, 0, 0},
+      {"ca", 1, 0, 'C'},          {"verbose", 0, 0, 'v'},     {"help", 0, 0, '?'},
+      {"ports", 1, 0, 'L'},       {"cross", 0, 0, 'X'},       {0, 0, 0, 0},
   };
   int o;
   while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
     switch (o) {
     case 'h': g.host = optarg; break;
-    case 'p': g.port = atoi(optarg); break;
-    case 'P': g.pid = atoi(optarg); break;
+    case 'p': g.ports[0] = atoi(optarg); g.port_count = 1; break;
+    case 'L': g.port_count = parse_ints(optarg, g.ports); break;
+    case 'P': g.pid_count = parse_ints(optarg, g.pids); break;
+    case 'X': g.cross = true; break;
     case 'c': g.conns = atoi(optarg) & ~1; break;
     case 'k': g.concurrency = atoi(optarg); break;
     case 'r': g.relay_pairs = atoi(optarg); break;
@@ -1092,11 +1144,19 @@ int main(int argc, char **argv) {
       return o == '?' ? 0 : 2;
     }
   }
-  if (g.port <= 0 || g.port > 65535 || !loopback(g.host) || g.window < 1 || g.window > WMAX || g.conns < 0 ||
+  g.port = g.ports[0];
+  g.pid = g.pid_count > 0 ? g.pids[0] : 0;
+  bool ports_ok = g.port_count > 0 && g.pid_count >= 0 && !(g.cross && g.port_count < 2);
+  for (int i = 0; i < g.port_count; i++)
+    ports_ok = ports_ok && g.ports[i] > 0 && g.ports[i] <= 65535;
+  for (int i = 0; i < g.pid_count; i++)
+    ports_ok = ports_ok && g.pids[i] > 0;
+  if (!ports_ok || !loopback(g.host) || g.window < 1 || g.window > WMAX || g.conns < 0 ||
       g.concurrency < 2 || g.churn < 0 || g.churn_concurrency < 1 || g.src_addrs < 1 || g.src_addrs > 254 ||
       g.relay_secs <= 0 || g.relay_secs > 60 || g.phase_timeout <= 0 || g.phase_timeout > 600) {
     usage(stderr);
-    fprintf(stderr, "loadgen: a port is required; the host must be a loopback address; counts must be sane\n");
+    fprintf(stderr, "loadgen: a port is required (--cross: two or more); the host must be a loopback address; counts "
+                    "must be sane\n");
     return 2;
   }
   /* Phases that need connected pairs. */
@@ -1147,7 +1207,8 @@ int main(int argc, char **argv) {
   }
 
   double t0 = now_s(), cpu0 = client_cpu();
-  json_add("{\"server_pid\":%d,\"rss_initial_kb\":%ld,", g.pid, server_rss_kb());
+  json_add("{\"server_pid\":%d,\"servers\":%d,\"cross\":%s,\"rss_initial_kb\":%ld,", g.pid, g.port_count,
+           g.cross ? "true" : "false", server_rss_kb());
   g.phase = PH_NONE;
   start_after(PH_NONE);
   if (g.phase != PH_DONE)

@@ -4,6 +4,7 @@
 
 const { spawn, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
+const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { chromium } = require('playwright-core');
@@ -54,6 +55,44 @@ function startDuetd({ args = [], port = 0, stateDir } = {}) {
       },
     };
   });
+}
+
+// A redis-server of our own on a unix socket in a fresh folder (the cluster,
+// issue 12); resolves once it answers PING. Stopped by its PID only.
+const REDIS_SERVER = process.env.REDIS_SERVER || '/usr/bin/redis-server';
+function startRedis() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'duet-browser-redis-'));
+  const sock = path.join(dir, 'redis.sock');
+  const proc = spawn(REDIS_SERVER, ['--port', '0', '--unixsocket', sock, '--unixsocketperm', '700', '--save', '',
+    '--appendonly', 'no', '--daemonize', 'no', '--dir', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  proc.stderr.on('data', (c) => { log += c; });
+  const redis = {
+    proc, dir, url: `unix://${sock}`,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const done = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      await Promise.race([done, sleep(5000)]);
+      if (proc.exitCode === null && proc.signalCode === null) { proc.kill('SIGKILL'); await done; }
+    },
+  };
+  const ping = () => new Promise((resolve) => {
+    const c = net.connect(sock);
+    c.setTimeout(1000, () => { c.destroy(); resolve(false); });
+    c.on('error', () => resolve(false));
+    c.on('connect', () => c.write('*1\r\n$4\r\nPING\r\n'));
+    c.on('data', (d) => { c.destroy(); resolve(d.toString().startsWith('+PONG')); });
+  });
+  return (async () => {
+    const deadline = Date.now() + 10000;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`redis-server exited with ${proc.exitCode}:\n${log}`);
+      if (await ping()) return redis;
+      if (Date.now() > deadline) { await redis.stop(); throw new Error(`redis-server did not answer PING in 10 s:\n${log}`); }
+      await sleep(50);
+    }
+  })();
 }
 
 async function launchBrowser(extraFlags = []) {
@@ -254,7 +293,7 @@ function artifact(name) {
 }
 
 module.exports = {
-  REPO, DUETD, ARTIFACTS, startDuetd, launchBrowser, person, join, joinUrl, status, waitStatus,
+  REPO, DUETD, ARTIFACTS, REDIS_SERVER, startDuetd, startRedis, launchBrowser, person, join, joinUrl, status, waitStatus,
   remoteVideoPlays, info, dropSignaling, waitSocketOpened, waitRenegotiated, received, sleep,
   WAIT_MS, TEST_MS, problems, cspViolations, zbarDecode, artifact,
 };
