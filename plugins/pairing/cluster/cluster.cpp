@@ -537,6 +537,7 @@ void Cluster::links_changed() {
     return;
   healthy_ = up;
   host_.metric_set(m_up_, up ? 1 : 0);
+  report_links();
   if (up) {
     if (settings_.node_name.empty())
       settings_.node_name = host_name() + ":" + std::to_string(host_.listen_port());
@@ -571,11 +572,17 @@ void Cluster::rejoin() {
     run({id}, [](PairingState &) {});
 }
 
-void Cluster::tick() {
+void Cluster::report_links() {
+  if (!txn_link_ || !cmd_link_ || !sub_link_)
+    return;
   host_.metric_set(m_rtt_, static_cast<std::int64_t>(cmd_link_->rtt_us()));
   std::uint64_t reconnects = txn_link_->reconnects() + cmd_link_->reconnects() + sub_link_->reconnects();
   host_.metric_add(m_reconnects_, static_cast<std::int64_t>(reconnects - reported_reconnects_));
   reported_reconnects_ = reconnects;
+}
+
+void Cluster::tick() {
+  report_links();
   if (!healthy_)
     return;
   cmd_link_->command({"SET", channel(node_), settings_.node_name, "PX", kNodeTtlMs}, [](const redisReply *) {});

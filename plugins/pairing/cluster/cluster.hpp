@@ -106,6 +106,7 @@ private:
   // The node.
   void links_changed();
   void tick();
+  void report_links();
   void rejoin();
   void on_frame(std::string_view text);
   void update_from(std::string_view id, std::string_view record);
@@ -125,7 +126,7 @@ private:
 
   static constexpr ConnId kElsewhere = ConnId(1) << 63;
 
-  const duet::Host &host_;
+  const duet::Host host_;  // a copy: the one init was given is a temporary
   Settings settings_;
   pairing::Actions &local_;
   PairingState *state_ = nullptr;

@@ -68,7 +68,7 @@ private:
   static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
   static void on_message(redisAsyncContext *ac, void *reply, void *privdata);
 
-  const duet::Host &host_;
+  const duet::Host host_;  // a copy: the one init was given is a temporary
   RedisTarget target_;
   std::string name_;
   Events events_;
