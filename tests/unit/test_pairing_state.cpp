@@ -321,3 +321,42 @@ TEST_CASE("the token holder on a new connection takes its place before the old o
   CHECK(s.partner_of(3) == 2);
   CHECK(r.unpairs == 0);
 }
+
+TEST_CASE("a record read from one state and put into another carries the call (the cluster's copies)") {
+  Recorder r1, r2;
+  PairingState a(r1, Takeover::kReplace, 256), b(r2, Takeover::kReplace, 256);
+  REQUIRE(a.open(1, "alice", "bob", "").ok());
+  REQUIRE(a.open(2, "bob", "alice", "").ok());
+  for (const char *id : {"alice", "bob"})
+    b.put_record(id, a.record(id));
+  CHECK(b.partner_of(1) == 2);
+  REQUIRE(b.relay(2, PairingState::Kind::kIce, "alice", "{\"ice\":1}").ok());
+  CHECK(r2.to(1) == std::vector<std::string>{"{\"ice\":1}"});
+  // alice drops and can resume: her place is away, and moves like any other.
+  b.closed(1, "client");
+  REQUIRE(b.record("alice"));
+  CHECK(b.record("alice")->conn == 0);
+  CHECK(b.record("alice")->waiting == 2);
+  a.put_record("alice", b.record("alice"));
+  a.put_record("bob", b.record("bob"));
+  CHECK(a.is_away("alice"));
+  REQUIRE(a.open(3, "alice", "bob", b.record("alice")->entry.token).ok());
+  CHECK(a.partner_of(3) == 2);
+  // An id put as free is free: its connection's place is gone.
+  a.put_record("bob", std::nullopt);
+  CHECK(!a.is_registered(2));
+}
+
+TEST_CASE("an orphan partner can be closed: its partner hears close") {
+  Recorder r;
+  PairingState s(r, Takeover::kReplace, 256);
+  REQUIRE(s.open(1, "alice", "bob").ok());
+  REQUIRE(s.open(2, "bob", "alice").ok());
+  // bob's id moved on elsewhere; his old connection stays only as alice's partner.
+  PairingState::Entry ghost = *s.entry_of(2);
+  s.put_record("bob", std::nullopt);
+  s.put_orphan(2, ghost);
+  s.closed(2, "client");
+  CHECK(r.to(1).back() == "{\"close\":1}");
+  CHECK(s.partner_of(1) == 0);
+}
