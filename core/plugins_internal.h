@@ -30,7 +30,7 @@ typedef struct plugin {
   int lib_open;
   char *source; /* file it came from, or "built-in" */
   duet_host_ctx_t ctx;
-  int degraded;         /* set_health */
+  int degraded; /* set_health */
   char health_reason[128];
 } plugin_t;
 

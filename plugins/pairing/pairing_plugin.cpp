@@ -2,8 +2,8 @@
 // close) with its faults fixed; see "Protocol" in README.md and pairing_state.hpp.
 #include <chrono>
 #include <fstream>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -190,8 +190,7 @@ private:
   }
 
   void update_pairs() {
-    host().metric_set(pairs_active_,
-                      static_cast<std::int64_t>(cluster_ ? cluster_->pairs_here() : state_.pairs()));
+    host().metric_set(pairs_active_, static_cast<std::int64_t>(cluster_ ? cluster_->pairs_here() : state_.pairs()));
   }
 
   void send(duet::ConnId to, std::string_view json) override { host().send(to, json); }

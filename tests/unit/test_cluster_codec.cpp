@@ -58,7 +58,8 @@ TEST_CASE("frames carry any bytes in their body and parse back") {
   CHECK(s->conn == 18446744073709551615ull);
   CHECK(s->a == json);
 
-  const std::string e_text = frame_error(5, "replaced", "A newer connection\nopened.");  // the frame's views point into it
+  const std::string e_text =
+      frame_error(5, "replaced", "A newer connection\nopened.");  // the frame's views point into it
   auto e = parse_frame(e_text);
   REQUIRE(e);
   CHECK(e->kind == 'E');

@@ -40,13 +40,13 @@ Cluster::Cluster(const duet::Host &host, Settings settings, pairing::Actions &lo
   m_sent_ = host_.metric("cluster_messages_sent_total", "Messages sent to other nodes.", DUET_METRIC_COUNTER);
   m_received_ =
       host_.metric("cluster_messages_received_total", "Messages received from other nodes.", DUET_METRIC_COUNTER);
-  m_reconnects_ = host_.metric("cluster_redis_reconnects_total", "Links to Redis made again after a loss.",
-                               DUET_METRIC_COUNTER);
+  m_reconnects_ =
+      host_.metric("cluster_redis_reconnects_total", "Links to Redis made again after a loss.", DUET_METRIC_COUNTER);
   m_rtt_ = host_.metric("cluster_redis_rtt_microseconds", "Round trip of the last PING to Redis.", DUET_METRIC_GAUGE);
   m_up_ = host_.metric("cluster_redis_up", "1 while every link to Redis is up.", DUET_METRIC_GAUGE);
-  m_conflicts_ = host_.metric("cluster_transaction_retries_total",
-                              "Pairing decisions run again because another node changed the same ids first.",
-                              DUET_METRIC_COUNTER);
+  m_conflicts_ =
+      host_.metric("cluster_transaction_retries_total",
+                   "Pairing decisions run again because another node changed the same ids first.", DUET_METRIC_COUNTER);
   m_nodes_lost_ = host_.metric("cluster_places_of_lost_nodes_total",
                                "Places of connections on dead nodes (or gone) cleaned up here.", DUET_METRIC_COUNTER);
   host_.set_health(true, "connecting to Redis");
@@ -127,8 +127,8 @@ std::optional<Place> Cluster::to_place(const std::optional<PairingState::Record>
   p.offerer = r->entry.offerer;
   p.token = r->entry.token;
   auto age = std::chrono::steady_clock::now() - r->entry.paired_at;
-  p.paired_unix_ms = unix_ms() - static_cast<std::uint64_t>(
-                                     std::chrono::duration_cast<std::chrono::milliseconds>(age).count());
+  p.paired_unix_ms =
+      unix_ms() - static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(age).count());
   p.sdp = r->entry.sdp;
   p.ice = r->entry.ice;
   p.waiting = where(r->waiting);
@@ -191,6 +191,7 @@ void Cluster::run_alone(Op &op) {
 
 void Cluster::load(std::vector<std::string> ids, int round) {
   std::vector<std::string> keys;
+  keys.reserve(ids.size());
   for (const auto &id : ids)
     keys.push_back(key(id));
   std::vector<std::string_view> watch{"WATCH"}, mget{"MGET"};
@@ -199,7 +200,8 @@ void Cluster::load(std::vector<std::string> ids, int round) {
     mget.push_back(k);
   }
   txn_link_->command(watch, [](const redisReply *) {});
-  bool sent = txn_link_->command(mget, [this, ids = std::move(ids), round](const redisReply *r) { loaded(ids, r, round); });
+  bool sent =
+      txn_link_->command(mget, [this, ids = std::move(ids), round](const redisReply *r) { loaded(ids, r, round); });
   if (!sent) {
     busy_ = false;  // the link went: the op waits at the front, run alone or again
     pump();
@@ -251,6 +253,7 @@ void Cluster::check_nodes() {
     return;
   }
   std::vector<std::string> keys;
+  keys.reserve(nodes.size());
   for (auto n : nodes)
     keys.push_back(channel(n));
   std::vector<std::string_view> mget{"MGET"};
@@ -452,19 +455,21 @@ void Cluster::send(ConnId to, std::string_view json) {
     return;
   }
   Where w = where(to);
-  effect(w.node, [this, to, text = std::string(json)] { local_.send(to, text); }, frame_send(w.conn, json));
+  effect(
+      w.node, [this, to, text = std::string(json)] { local_.send(to, text); }, frame_send(w.conn, json));
 }
 
 void Cluster::send_error(ConnId to, const char *code, const char *message) {
   Where w = where(to);
-  effect(w.node, [this, to, code, message] { local_.send_error(to, code, message); },
-         frame_error(w.conn, code, message));
+  effect(
+      w.node, [this, to, code, message] { local_.send_error(to, code, message); }, frame_error(w.conn, code, message));
 }
 
 void Cluster::close(ConnId conn, int ws_code, const char *reason) {
   Where w = where(conn);
-  effect(w.node, [this, conn, ws_code, reason] { local_.close(conn, ws_code, reason); },
-         frame_close(w.conn, ws_code, reason));
+  effect(
+      w.node, [this, conn, ws_code, reason] { local_.close(conn, ws_code, reason); },
+      frame_close(w.conn, ws_code, reason));
 }
 
 void Cluster::opened(ConnId conn, std::string_view local, std::string_view remote) {
@@ -472,12 +477,11 @@ void Cluster::opened(ConnId conn, std::string_view local, std::string_view remot
 }
 
 void Cluster::paired(ConnId offerer, ConnId answerer, std::string_view offerer_id, std::string_view answerer_id) {
-  effect(
-      node_,
-      [this, offerer, answerer, o = std::string(offerer_id), a = std::string(answerer_id)] {
-        local_.paired(offerer, is_here(answerer) ? answerer : 0, o, a);
-      },
-      {});
+  effect(node_,
+         [this, offerer, answerer, o = std::string(offerer_id), a = std::string(answerer_id)] {
+           local_.paired(offerer, is_here(answerer) ? answerer : 0, o, a);
+         },
+         {});
 }
 
 void Cluster::unpaired(const pairing::CallEnded &call) {
@@ -486,17 +490,16 @@ void Cluster::unpaired(const pairing::CallEnded &call) {
     std::string gone_id, left_id;
   };
   auto owned = std::make_shared<Owned>(Owned{call, std::string(call.gone_id), std::string(call.left_id)});
-  effect(
-      node_,
-      [this, owned] {
-        pairing::CallEnded c = owned->call;
-        c.gone_id = owned->gone_id;
-        c.left_id = owned->left_id;
-        c.gone = is_here(c.gone) ? c.gone : 0;
-        c.left = is_here(c.left) ? c.left : 0;
-        local_.unpaired(c);
-      },
-      {});
+  effect(node_,
+         [this, owned] {
+           pairing::CallEnded c = owned->call;
+           c.gone_id = owned->gone_id;
+           c.left_id = owned->left_id;
+           c.gone = is_here(c.gone) ? c.gone : 0;
+           c.left = is_here(c.left) ? c.left : 0;
+           local_.unpaired(c);
+         },
+         {});
 }
 
 void Cluster::resumed(ConnId conn, ConnId partner, std::string_view id) {
@@ -511,7 +514,8 @@ void Cluster::start_grace(const std::string &id) {
   if (!r || r->conn != 0)
     return;
   Where w = where(r->waiting);
-  effect(w.node, [this, id, token = r->entry.token] { grace_for(id, token); }, frame_grace(r->entry.token, id));
+  effect(
+      w.node, [this, id, token = r->entry.token] { grace_for(id, token); }, frame_grace(r->entry.token, id));
 }
 
 void Cluster::cancel_grace(const std::string &id) {
@@ -542,8 +546,8 @@ void Cluster::links_changed() {
     if (settings_.node_name.empty())
       settings_.node_name = host_name() + ":" + std::to_string(host_.listen_port());
     host_.set_health(false, nullptr);
-    host_.log(DUET_LOG_INFO, "cluster: node " + settings_.node_name + " joined through " +
-                                 settings_.target.describe() + " (channel " + channel(node_) + ")");
+    host_.log(DUET_LOG_INFO, "cluster: node " + settings_.node_name + " joined through " + settings_.target.describe() +
+                                 " (channel " + channel(node_) + ")");
     rejoin();
   } else {
     host_.set_health(true, ("Redis at " + settings_.target.describe() +
@@ -610,6 +614,7 @@ void Cluster::tick() {
   if (ids_by_node.empty())
     return;
   std::vector<std::string> keys;
+  keys.reserve(ids_by_node.size());
   for (const auto &[n, ids] : ids_by_node)
     keys.push_back(channel(n));
   std::vector<std::string_view> mget{"MGET"};
@@ -630,11 +635,11 @@ std::size_t Cluster::pairs_here() const {
   std::size_t n = 0;
   state_->for_each_id([&](const std::string &id) {
     auto r = state_->record(id);
-    if (!r)
+    if (!r || !r->conn || !is_here(r->conn))
       return;
-    if (r->conn && is_here(r->conn) && r->entry.partner && (!is_here(r->entry.partner) || r->conn < r->entry.partner))
-      n++;
-    else if (r->conn && is_here(r->conn) && !r->entry.away_partner.empty())
+    // A pair with both sides here counts once: at its lower connection id.
+    bool in_call = r->entry.partner && (!is_here(r->entry.partner) || r->conn < r->entry.partner);
+    if (in_call || !r->entry.away_partner.empty())
       n++;
   });
   return n;

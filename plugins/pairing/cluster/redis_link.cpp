@@ -106,13 +106,13 @@ void RedisLink::connect() {
   ac_ = ac;
   ac->data = this;
   ac->ev.data = this;
-  ac->ev.addRead = [](void *p) { static_cast<RedisLink *>(p)->want_read_ = true, static_cast<RedisLink *>(p)->update_watch(); };
-  ac->ev.delRead = [](void *p) { static_cast<RedisLink *>(p)->want_read_ = false, static_cast<RedisLink *>(p)->update_watch(); };
-  ac->ev.addWrite = [](void *p) { static_cast<RedisLink *>(p)->want_write_ = true, static_cast<RedisLink *>(p)->update_watch(); };
-  ac->ev.delWrite = [](void *p) { static_cast<RedisLink *>(p)->want_write_ = false, static_cast<RedisLink *>(p)->update_watch(); };
+  ac->ev.addRead = [](void *p) { static_cast<RedisLink *>(p)->want(DUET_FD_READ, true); };
+  ac->ev.delRead = [](void *p) { static_cast<RedisLink *>(p)->want(DUET_FD_READ, false); };
+  ac->ev.addWrite = [](void *p) { static_cast<RedisLink *>(p)->want(DUET_FD_WRITE, true); };
+  ac->ev.delWrite = [](void *p) { static_cast<RedisLink *>(p)->want(DUET_FD_WRITE, false); };
   ac->ev.cleanup = [](void *p) {
     auto *self = static_cast<RedisLink *>(p);
-    self->want_read_ = self->want_write_ = false;
+    self->wanted_ = 0;
     if (self->watch_)
       self->host_.fd_watch_stop(self->watch_);
     self->watch_ = 0;
@@ -163,9 +163,11 @@ void RedisLink::setup_done() {
     events_.up();
 }
 
-void RedisLink::update_watch() {
-  if (watch_)
-    host_.fd_watch_set(watch_, (want_read_ ? DUET_FD_READ : 0u) | (want_write_ ? DUET_FD_WRITE : 0u));
+void RedisLink::want(std::uint32_t what, bool on) {
+  std::uint32_t wanted = on ? wanted_ | what : wanted_ & ~what;
+  if (wanted != wanted_ && watch_)
+    host_.fd_watch_set(watch_, wanted);
+  wanted_ = wanted;
 }
 
 void RedisLink::on_ready(void *p, std::uint32_t ready) {
@@ -183,8 +185,8 @@ void RedisLink::on_connect(const redisAsyncContext *ac, int status) {
     return;
   // hiredis frees the context after this callback.
   self->ac_ = nullptr;
-  self->host_.log(DUET_LOG_WARN, "cluster: cannot connect to " + self->target_.describe() + ": " + ac->errstr +
-                                     "; trying again");
+  self->host_.log(DUET_LOG_WARN,
+                  "cluster: cannot connect to " + self->target_.describe() + ": " + ac->errstr + "; trying again");
   self->ready_ = self->subscribed_ = false;
   self->schedule_reconnect();
 }
@@ -258,7 +260,8 @@ bool RedisLink::send(const std::vector<std::string_view> &args, Reply *owned,
     argv.push_back(a.data());
     lens.push_back(a.size());
   }
-  if (!ac_ || redisAsyncCommandArgv(ac_, fn, owned, static_cast<int>(argv.size()), argv.data(), lens.data()) != REDIS_OK) {
+  if (!ac_ ||
+      redisAsyncCommandArgv(ac_, fn, owned, static_cast<int>(argv.size()), argv.data(), lens.data()) != REDIS_OK) {
     delete owned;
     return false;
   }

@@ -59,7 +59,7 @@ private:
   void schedule_reconnect();
   void setup_done();
   void watchdog();
-  void update_watch();
+  void want(std::uint32_t what, bool on);  // hiredis's add/del read/write hooks
   bool send(const std::vector<std::string_view> &args, Reply *owned, void (*fn)(redisAsyncContext *, void *, void *));
 
   static void on_ready(void *self, std::uint32_t ready);
@@ -74,7 +74,7 @@ private:
   Events events_;
   redisAsyncContext *ac_ = nullptr;
   std::int64_t watch_ = 0;
-  bool want_read_ = false, want_write_ = false;
+  std::uint32_t wanted_ = 0;  // DUET_FD_* bits hiredis asked for
   bool ready_ = false, subscribed_ = false;
   std::string channel_;
   std::function<void(std::string_view)> on_message_;
