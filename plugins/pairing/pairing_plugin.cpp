@@ -69,7 +69,7 @@ class Pairing : public duet::Plugin, private duet::pairing::Actions {
 public:
   explicit Pairing(const duet::Host &host)
       : Plugin(host), cluster_(make_cluster(host, *this)),
-        state_(cluster_ ? static_cast<Actions &>(*cluster_) : *this, takeover_from(host.options()),
+        state_(actions_for(cluster_, *this), takeover_from(host.options()),
                static_cast<std::size_t>(host.options().integer("max-id-bytes", 1, 4096))),
         grace_(host.options().duration("resume-grace", std::chrono::milliseconds(0), std::chrono::hours(1))),
         pairs_active_(host.metric("pairing_pairs_active", "Pairs in a call now (in a cluster: with a side here).",
@@ -144,6 +144,7 @@ public:
 private:
 #if DUET_WITH_CLUSTER
   using ClusterPtr = std::unique_ptr<duet::cluster::Cluster>;
+  static Actions &actions_for(ClusterPtr &cluster, Actions &self) { return cluster ? *cluster : self; }
   static ClusterPtr make_cluster(const duet::Host &host, Actions &local) {
     auto settings = cluster_settings(host.options());
     return settings ? std::make_unique<duet::cluster::Cluster>(host, std::move(*settings), local) : nullptr;
@@ -170,6 +171,7 @@ private:
     std::size_t pairs_here() const { return 0; }
   };
   using ClusterPtr = std::unique_ptr<NoCluster>;
+  static Actions &actions_for(ClusterPtr &, Actions &self) { return self; }
   static ClusterPtr make_cluster(const duet::Host &host, Actions &) {
     if (!host.options().text("cluster").empty())
       host.options().fail("cluster", host.options().text("cluster"),
