@@ -155,11 +155,10 @@ void Cluster::closed(ConnId conn, const char *reason) {
   const pairing::PairingState::Entry *e = state_->entry_of(conn);
   if (!e)
     return;
+  // Until its decision lands, heal() must not close conn for it (with the wrong reason).
   closing_.insert(conn);
-  run({e->local, e->remote}, [this, conn, reason](PairingState &s) {
-    s.closed(conn, reason);
-    closing_.erase(conn);
-  });
+  ops_.push_back(Op{{e->local, e->remote}, [conn, reason](PairingState &s) { s.closed(conn, reason); }, 0, conn});
+  pump();
 }
 
 void Cluster::pump() {
@@ -168,7 +167,7 @@ void Cluster::pump() {
   if (!healthy_) {
     while (!ops_.empty()) {
       Op op = std::move(ops_.front());
-      ops_.pop_front();
+      pop_front();
       run_alone(op);
     }
     return;
@@ -179,6 +178,12 @@ void Cluster::pump() {
   loaded_.clear();
   dead_nodes_.clear();
   load(ops_.front().ids, 0);
+}
+
+void Cluster::pop_front() {
+  if (ConnId c = ops_.front().closing)
+    closing_.erase(c);
+  ops_.pop_front();
 }
 
 void Cluster::run_alone(Op &op) {
@@ -214,7 +219,7 @@ void Cluster::loaded(const std::vector<std::string> &ids, const redisReply *r, i
       host_.log(DUET_LOG_ERROR, "cluster: unexpected answer to MGET");
     busy_ = false;
     if (r)
-      ops_.pop_front();
+      pop_front();
     pump();
     return;
   }
@@ -392,17 +397,17 @@ void Cluster::committed(const redisReply *r) {
       if (++ops_.front().attempts > kMaxAttempts) {
         host_.log(DUET_LOG_ERROR, "cluster: gave up a pairing decision after " + std::to_string(kMaxAttempts) +
                                       " conflicts with other nodes");
-        ops_.pop_front();
+        pop_front();
       }
     } else if (r) {
       host_.log(DUET_LOG_ERROR, std::string("cluster: Redis refused a transaction: ") +
                                     (r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len) : "?"));
-      ops_.pop_front();
+      pop_front();
     }
     pump();  // without Redis the op now runs alone
     return;
   }
-  ops_.pop_front();
+  pop_front();
   auto effects = std::move(here_);
   here_.clear();
   for (auto &fn : effects)

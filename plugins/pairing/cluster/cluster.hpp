@@ -83,6 +83,7 @@ private:
     std::vector<std::string> ids;
     Body body;
     int attempts = 0;
+    ConnId closing = 0;  // the local connection whose close this is
   };
   struct Loaded {
     std::uint64_t version = 0;
@@ -92,6 +93,7 @@ private:
 
   // Transactions.
   void pump();
+  void pop_front();
   void load(std::vector<std::string> ids, int round);
   void loaded(const std::vector<std::string> &ids, const redisReply *reply, int round);
   void check_nodes();

@@ -119,7 +119,8 @@ void RedisLink::connect() {
   };
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
-  watch_ = host_.fd_watch(ac->c.fd, 0, on_ready, this);
+  // Now: hiredis asks for write readiness already when given the connect callback.
+  watch_ = host_.fd_watch(ac->c.fd, wanted_, on_ready, this);
   connect_started_ = std::chrono::steady_clock::now();
   // hiredis 0.14 finishes connecting on the first write: AUTH or SELECT or
   // a PING is that write, and its answer says the link is ready.
