@@ -110,8 +110,9 @@ static int serve_admin(const duet_http_t *http, struct lws *wsi, const char *uri
     if (!out)
       return -1;
     int stopping = http->status(http->status_data, &live);
-    fprintf(out, "{\"status\":\"%s\",\"connections\":%zu,\"uptime_s\":%.3f}\n", stopping ? "stopping" : "ok",
-            live.connections_open, live.uptime_s);
+    /* pid: which worker answered, under --workers. */
+    fprintf(out, "{\"status\":\"%s\",\"connections\":%zu,\"uptime_s\":%.3f,\"pid\":%ld}\n",
+            stopping ? "stopping" : "ok", live.connections_open, live.uptime_s, (long)getpid());
     fclose(out);
     int r = respond_body(wsi, stopping ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK, "application/json", text,
                          len, head_only);

@@ -28,6 +28,14 @@ const duet_plugin_option_t kOptions[] = {
         "resume-grace", "15",
         "seconds a paired client that asked to resume (open with \"resume\") keeps its place after its connection "
         "drops; 0 turns resuming off"),
+    // Accepted now so --workers can name each worker; the cluster itself
+    // comes with issue 12's Redis code.
+    duet::option("cluster", "",
+                 "share pairing with every duetd on this Redis: redis://[:PASSWORD@]HOST:PORT[/DB] or unix:///PATH",
+                 "cluster", "URL"),
+    duet::option("node-id", "", "this node's name in the cluster (default: host name and port)", "node-id", "NAME"),
+    duet::option("cluster-password-file", "", "file holding the Redis password", "cluster-password-file", "FILE",
+                 DUET_OPTION_FILE),
     {},
 };
 
