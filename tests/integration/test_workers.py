@@ -275,6 +275,50 @@ class PortsTest(WorkersCase):
         self.stop(srv)
 
 
+def two_free_ports():
+    """A port P with P + 1 free too (for --admin-listen with two workers)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(('127.0.0.1', 0))
+            port = a.getsockname()[1]
+            if port >= 65535:
+                continue
+            try:
+                with socket.socket() as b:
+                    b.bind(('127.0.0.1', port + 1))
+            except OSError:
+                continue
+            return port
+    raise AssertionError('found no two free ports in a row')
+
+
+class AdminPortTest(WorkersCase):
+
+    async def test_each_worker_serves_health_on_its_own_admin_port(self):
+        admin = two_free_ports()
+        srv = self.start_workers(['--admin-listen', '127.0.0.1:%d' % admin])
+        pids = await self.ready(srv)
+        for index in (1, 2):
+            self.assertIn('duetd w%d info: health and metrics on http://127.0.0.1:%d/' % (index, admin + index - 1),
+                          srv.log())
+            with socket.create_connection(('127.0.0.1', admin + index - 1), timeout=5) as s:
+                s.sendall(b'GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+                data = b''
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            body = data.split(b'\r\n\r\n', 1)[1]
+            self.assertEqual(json.loads(body)['pid'], pids[index])
+        self.stop(srv)
+
+    def test_admin_ports_past_65535_are_refused(self):
+        proc = run_duetd(['--workers', '2'] + cluster_args() + ['--admin-listen', '127.0.0.1:65535'])
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn('past 65535', proc.stderr)
+
+
 class OneWorkerTest(WorkersCase):
     workers = 1
 
