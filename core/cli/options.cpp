@@ -1,17 +1,15 @@
 #include "cli/options.hpp"
 
-#include <cerrno>
 #include <climits>
 #include <cstdlib>
 #include <limits>
 #include <sstream>
 
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <uv.h>
 
+#include "cli/worker_count.hpp"
 #include "duet_build_config.h"
 
 namespace duet {
@@ -64,34 +62,6 @@ std::string check_plugin_opt(const std::string &spec) {
   if (dot == std::string::npos || eq == std::string::npos || dot == 0 || dot + 1 >= eq)
     return "expected PLUGIN.KEY=VALUE, e.g. --plugin-opt pairing.takeover=refuse";
   return {};
-}
-
-// --workers: "auto" or a whole number from 1 to kMaxWorkers.
-constexpr unsigned kMaxWorkers = 256;
-
-std::string check_workers_value(const std::string &value) {
-  if (value == "auto")
-    return {};
-  char *end = nullptr;
-  errno = 0;
-  unsigned long n = value.empty() || value[0] < '0' || value[0] > '9' ? 0 : std::strtoul(value.c_str(), &end, 10);
-  if (n < 1 || n > kMaxWorkers || errno != 0 || *end != '\0')
-    return "expected a number of workers from 1 to " + std::to_string(kMaxWorkers) + ", or auto (one per CPU), not '" +
-           value + "'";
-  return {};
-}
-
-// The number --workers asks for: auto is the CPUs this process may run on.
-unsigned workers_wanted(const std::string &value) {
-  if (value != "auto")
-    return static_cast<unsigned>(std::strtoul(value.c_str(), nullptr, 10));
-#if UV_VERSION_HEX >= 0x012c00
-  unsigned long n = uv_available_parallelism();  // libuv 1.44: honours CPU affinity
-#else
-  long online = sysconf(_SC_NPROCESSORS_ONLN);
-  unsigned long n = online > 0 ? static_cast<unsigned long>(online) : 1;
-#endif
-  return static_cast<unsigned>(n < 1 ? 1 : n > kMaxWorkers ? kMaxWorkers : n);
 }
 
 }  // namespace
@@ -388,14 +358,9 @@ int CliParser::check_workers() {
   for (std::size_t i = 0; i < o.opt_plugins_.size(); i++)
     if (o.opt_plugins_[i] == "pairing" && o.opt_keys_[i] == "cluster")
       cluster = !o.opt_values_[i].empty();
-  if (n > 1 && !cluster) {
-    err << "--workers " << o.workers << " (" << n << " workers) needs --cluster: calls between clients on different "
-        << "workers need a shared Redis (--cluster redis://HOST:PORT or unix:///PATH); or use --workers 1\n";
-    return 2;
-  }
-  if (o.c.admin_port && o.c.admin_port + static_cast<int>(n) - 1 > 65535) {
-    err << "--admin-listen " << o.admin_listen << ": each of the " << n
-        << " workers serves health and metrics on its own port from this one up, past 65535\n";
+  const std::string refusal = workers_refusal(o.workers, n, cluster, o.c.admin_port, o.admin_listen);
+  if (!refusal.empty()) {
+    err << refusal << "\n";
     return 2;
   }
   o.worker_count_ = n;
