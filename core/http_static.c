@@ -112,8 +112,9 @@ static int serve_admin(const duet_http_t *http, struct lws *wsi, const char *uri
       return -1;
     int stopping = http->status(http->status_data, &live);
     const char *status = stopping ? "stopping" : live.degraded ? "degraded" : "ok";
-    fprintf(out, "{\"status\":\"%s\",\"connections\":%zu,\"uptime_s\":%.3f", status, live.connections_open,
-            live.uptime_s);
+    /* pid: which worker answered, under --workers. */
+    fprintf(out, "{\"status\":\"%s\",\"connections\":%zu,\"uptime_s\":%.3f,\"pid\":%ld", status,
+            live.connections_open, live.uptime_s, (long)getpid());
     if (live.degraded && !stopping) {
       char reasons[sizeof live.degraded_reasons * 6 + 3];
       duet__json_escape(reasons, sizeof reasons, live.degraded_reasons);

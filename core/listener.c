@@ -125,15 +125,22 @@ static void on_readable(uv_poll_t *poll, int status, int events) {
   }
 }
 
-static int bind_one(const struct sockaddr *sa, socklen_t len, int v6only) {
+static int bind_one(const struct sockaddr *sa, socklen_t len, int v6only, unsigned flags) {
   int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
     return -errno;
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  /* Only workers share a port: a second duetd started by mistake on the
+   * same port must still fail to bind. */
+  if ((flags & DUET_LISTENER_REUSEPORT) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
   if (sa->sa_family == AF_INET6)
     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
-  if (bind(fd, sa, len) != 0 || listen(fd, 511) != 0) {
+  if (bind(fd, sa, len) != 0 || (!(flags & DUET_LISTENER_HOLD) && listen(fd, 511) != 0)) {
     int e = errno;
     close(fd);
     return -e;
@@ -143,7 +150,7 @@ static int bind_one(const struct sockaddr *sa, socklen_t len, int v6only) {
 
 /* Binds the wildcard address: one dual-stack socket for IPv4 and IPv6, or
  * IPv4 alone. Returns the fd or a negative errno. */
-static int bind_any(int port) {
+static int bind_any(int port, unsigned flags) {
   /* One dual-stack socket serves IPv4 and IPv6; without IPv6, IPv4 alone. */
 #if DUET_WITH_IPV6
   struct sockaddr_in6 any6;
@@ -151,7 +158,7 @@ static int bind_any(int port) {
   any6.sin6_family = AF_INET6;
   any6.sin6_addr = in6addr_any;
   any6.sin6_port = htons((uint16_t)port);
-  int fd = bind_one((struct sockaddr *)&any6, sizeof any6, 0);
+  int fd = bind_one((struct sockaddr *)&any6, sizeof any6, 0, flags);
 #else
   /* Built with -Dipv6=false: IPv4 alone. */
   int fd = -EAFNOSUPPORT;
@@ -162,14 +169,14 @@ static int bind_any(int port) {
     any4.sin_family = AF_INET;
     any4.sin_addr.s_addr = htonl(INADDR_ANY);
     any4.sin_port = htons((uint16_t)port);
-    fd = bind_one((struct sockaddr *)&any4, sizeof any4, 0);
+    fd = bind_one((struct sockaddr *)&any4, sizeof any4, 0, flags);
   }
   return fd;
 }
 
 /* Binds the given address (a numeric IP or a local host name). A name that
  * does not resolve fills err. */
-static int bind_address(const char *address, int port, char *err, size_t err_len) {
+static int bind_address(const char *address, int port, unsigned flags, char *err, size_t err_len) {
   struct addrinfo hints, *res = NULL;
   memset(&hints, 0, sizeof hints);
   hints.ai_family = AF_UNSPEC;
@@ -183,23 +190,14 @@ static int bind_address(const char *address, int port, char *err, size_t err_len
              gai_strerror(gai));
     return -EINVAL;
   }
-  int fd = bind_one(res->ai_addr, res->ai_addrlen, 1);
+  int fd = bind_one(res->ai_addr, res->ai_addrlen, 1, flags);
   freeaddrinfo(res);
   return fd;
 }
 
-int duet__listener_open(duet_listener_t *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *address, int port,
-                        int *bound_port, char *err, size_t err_len) {
-  int plain_http = l->plain_http;
-  void *tag = l->tag;
-  memset(l, 0, sizeof *l);
-  l->plain_http = plain_http;
-  l->tag = tag;
-  l->fd = -1;
-  l->reserve_fd = -1;
-  l->vhost = vhost;
+int duet__listener_bind(const char *address, int port, unsigned flags, int *bound_port, char *err, size_t err_len) {
   err[0] = '\0';
-  int fd = address ? bind_address(address, port, err, err_len) : bind_any(port);
+  int fd = address ? bind_address(address, port, flags, err, err_len) : bind_any(port, flags);
   if (fd < 0 && err[0])
     return fd; /* err says why */
   if (fd < 0) {
@@ -210,7 +208,6 @@ int duet__listener_open(duet_listener_t *l, uv_loop_t *loop, struct lws_vhost *v
                                : "");
     return fd;
   }
-
   struct sockaddr_storage bound;
   socklen_t bound_len = sizeof bound;
   memset(&bound, 0, sizeof bound);
@@ -218,7 +215,24 @@ int duet__listener_open(duet_listener_t *l, uv_loop_t *loop, struct lws_vhost *v
     bound.ss_family = AF_UNSPEC; /* the port stays 0 in the log: harmless */
   *bound_port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                   : ((struct sockaddr_in *)&bound)->sin_port);
+  return fd;
+}
 
+int duet__listener_open(duet_listener_t *l, uv_loop_t *loop, struct lws_vhost *vhost, const char *address, int port,
+                        int *bound_port, char *err, size_t err_len) {
+  int plain_http = l->plain_http;
+  int reuseport = l->reuseport;
+  void *tag = l->tag;
+  memset(l, 0, sizeof *l);
+  l->plain_http = plain_http;
+  l->reuseport = reuseport;
+  l->tag = tag;
+  l->fd = -1;
+  l->reserve_fd = -1;
+  l->vhost = vhost;
+  int fd = duet__listener_bind(address, port, reuseport ? DUET_LISTENER_REUSEPORT : 0, bound_port, err, err_len);
+  if (fd < 0)
+    return fd;
   l->fd = fd;
   int r = uv_poll_init_socket(loop, &l->poll, fd);
   if (r != 0) {

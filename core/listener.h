@@ -25,7 +25,17 @@ typedef struct duet_listener {
   unsigned long long refused; /* libwebsockets did not take an accepted socket */
   int plain_http;             /* set before open: no TLS on this socket even if the vhost has it */
   void *tag;                  /* set before open: given to every connection as lws opaque user data */
+  int reuseport;              /* set before open: share the port with the other workers (SO_REUSEPORT) */
 } duet_listener_t;
+
+/* duet__listener_bind flags. */
+#define DUET_LISTENER_REUSEPORT 1u /* SO_REUSEPORT: workers of one supervisor share the port */
+#define DUET_LISTENER_HOLD 2u      /* bind without listening: reserves the port, accepts nothing */
+
+/* Binds address (NULL: every address, IPv4 and IPv6) and port (0: any free
+ * one) and, unless DUET_LISTENER_HOLD, listens. Writes the bound port to
+ * *bound_port. Returns the socket, or a negative errno with err filled. */
+int duet__listener_bind(const char *address, int port, unsigned flags, int *bound_port, char *err, size_t err_len);
 
 /* Binds address (NULL: every address, IPv4 and IPv6) and port (0: any free
  * one), listens, and starts accepting on loop into vhost. Writes the bound

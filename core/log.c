@@ -5,6 +5,7 @@
 #include <time.h>
 
 static duet_log_level_t current_level = DUET_LOG_INFO;
+static char program_name[32] = "duetd";
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -13,6 +14,8 @@ static duet_log_limit_t *limits;
 static uint64_t suppressed_total;
 
 void duet__log_set_level(duet_log_level_t level) { current_level = level; }
+
+void duet__log_set_name(const char *name) { snprintf(program_name, sizeof program_name, "%s", name); }
 
 duet_log_level_t duet__log_level(void) { return current_level; }
 
@@ -27,7 +30,7 @@ static void write_line(duet_log_level_t level, const char *fmt, va_list ap) {
   /* One fprintf per line keeps lines whole even when stderr is a pipe. */
   char line[1024];
   vsnprintf(line, sizeof line, fmt, ap);
-  fprintf(stderr, "%s.%03ldZ duetd %s: %s\n", stamp, ts.tv_nsec / 1000000L, level_names[level], line);
+  fprintf(stderr, "%s.%03ldZ %s %s: %s\n", stamp, ts.tv_nsec / 1000000L, program_name, level_names[level], line);
 }
 
 void duet__log(duet_log_level_t level, const char *fmt, ...) {

@@ -10,6 +10,8 @@
 #include "duet/plugin.h"
 
 void duet__log_set_level(duet_log_level_t level);
+/* What each line calls the program: "duetd", or "duetd w2" in a worker. */
+void duet__log_set_name(const char *name);
 duet_log_level_t duet__log_level(void);
 void duet__log(duet_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

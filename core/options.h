@@ -54,7 +54,9 @@ typedef struct duet_options {
   size_t plugin_dir_count;
   const duet_plugin_opt_t *plugin_opts;
   size_t plugin_opt_count;
-  int list_plugins; /* print loaded plugins and exit */
+  int list_plugins;      /* print loaded plugins and exit */
+  unsigned workers;      /* --workers: run this many worker processes under a supervisor; 0: one process */
+  unsigned worker_index; /* 1..N in a worker (set by the supervisor), else 0 */
   duet_log_level_t log_level;
 } duet_options_t;
 

@@ -373,6 +373,9 @@ static int start(duet_server_t *server) {
       .opt = opt, .mounts = &server->mounts, .metrics = &server->metrics, .status = describe, .status_data = server};
   if (start_lws(server) != 0)
     return 1;
+  /* Workers share the public ports; a lone duetd must not share them by
+   * mistake. The admin port is each worker's own (the CLI adds the index). */
+  server->listener.reuseport = server->redirect_listener.reuseport = opt->worker_index > 0;
   int port = 0;
   if (open_listener(server, &server->listener, opt->address, opt->port, &port, "") != 0 ||
       open_extra_listeners(server, port) != 0)
@@ -419,6 +422,11 @@ int duet_server_run(const duet_options_t *opt) {
   server->opt = opt;
   server->listener.fd = server->admin_listener.fd = server->redirect_listener.fd = -1;
   duet__log_set_level(opt->log_level);
+  if (opt->worker_index) {
+    char name[32];
+    snprintf(name, sizeof name, "duetd w%u", opt->worker_index);
+    duet__log_set_name(name);
+  }
   lws_set_log_level(opt->log_level >= DUET_LOG_DEBUG ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR, lws_log_to_ours);
   signal(SIGPIPE, SIG_IGN);
   if (uv_loop_init(&server->loop) != 0) {

@@ -3,6 +3,7 @@
 
 #include "cli/bundled.hpp"
 #include "cli/options.hpp"
+#include "workers.h"
 
 int main(int argc, char **argv) {
   duet::CliOptions options;
@@ -15,5 +16,7 @@ int main(int argc, char **argv) {
   }
   if (exit_code >= 0)
     return exit_code;
+  if (options.c.workers && !options.c.list_plugins)
+    return duet_workers_run(&options.c, argc, argv);
   return duet_server_run(&options.c);
 }

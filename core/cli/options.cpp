@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/worker_count.hpp"
 #include "duet_build_config.h"
 
 namespace duet {
@@ -85,10 +86,12 @@ struct CliParser {
   void add_limit_options();
   void add_plugin_options();
   void add_plugin_flags();
+  void add_worker_options();
   int run_command(int argc, const char *const *argv);
   int check_mounts();
   int check_admin_listen();
   int check_combinations();
+  int check_workers();
   void collect_plugin_opts();
   void fill_c_options();
   int parse(int argc, const char *const *argv);
@@ -214,6 +217,17 @@ void CliParser::add_plugin_options() {
   app.add_flag("--list-plugins", o.list_plugins, "Print the loaded plugins, their versions and options, then exit");
 }
 
+void CliParser::add_worker_options() {
+  app.add_option("--workers", o.workers,
+                 "Run N worker processes that share the port(s), to use N cores (auto: one per CPU; 1 to 256). "
+                 "A supervisor starts them, restarts one that dies and passes signals on. More than 1 needs "
+                 "--cluster: clients on different workers pair through it. Default: one process")
+      ->type_name("N|auto")
+      ->check(CLI::Validator(check_workers_value, "", "workers"));
+  // Set by the supervisor on each worker's command line; not for users.
+  app.add_option("--worker-index", o.worker_index)->group("")->check(CLI::Range(1u, kMaxWorkers));
+}
+
 // Each flag a bundled plugin's option declares, unless duetd or an earlier
 // plugin already has an option of that name.
 void CliParser::add_plugin_flags() {
@@ -328,6 +342,31 @@ int CliParser::check_combinations() {
   return 0;
 }
 
+// After collect_plugin_opts: --workers above 1 needs the pairing plugin's
+// cluster. In a worker, --workers (from a --config file) does not apply and
+// the admin port is the worker's own: the given one plus K - 1.
+int CliParser::check_workers() {
+  if (o.worker_index) {
+    if (o.c.admin_port)
+      o.c.admin_port += static_cast<int>(o.worker_index) - 1;
+    return 0;
+  }
+  if (o.workers.empty())
+    return 0;
+  const unsigned n = workers_wanted(o.workers);
+  bool cluster = false;
+  for (std::size_t i = 0; i < o.opt_plugins_.size(); i++)
+    if (o.opt_plugins_[i] == "pairing" && o.opt_keys_[i] == "cluster")
+      cluster = !o.opt_values_[i].empty();
+  const std::string refusal = workers_refusal(o.workers, n, cluster, o.c.admin_port, o.admin_listen);
+  if (!refusal.empty()) {
+    err << refusal << "\n";
+    return 2;
+  }
+  o.worker_count_ = n;
+  return 0;
+}
+
 // Shorthand flags become --plugin-opt specs; an explicit --plugin-opt wins
 // because it comes later.
 void CliParser::collect_plugin_opts() {
@@ -401,6 +440,8 @@ void CliParser::fill_c_options() {
   c.plugin_opts = o.plugin_opts_.data();
   c.plugin_opt_count = o.plugin_opts_.size();
   c.list_plugins = o.list_plugins;
+  c.workers = o.worker_count_;
+  c.worker_index = o.worker_index;
   c.log_level = o.log_level == "error"   ? DUET_LOG_ERROR
                 : o.log_level == "warn"  ? DUET_LOG_WARN
                 : o.log_level == "debug" ? DUET_LOG_DEBUG
@@ -414,6 +455,7 @@ int CliParser::parse(int argc, const char *const *argv) {
   add_general_options();
   add_tls_options();
   add_limit_options();
+  add_worker_options();
   add_plugin_options();
   add_plugin_flags();
   try {
@@ -430,6 +472,8 @@ int CliParser::parse(int argc, const char *const *argv) {
     if ((code = (this->*check)()) != 0)
       return code;
   collect_plugin_opts();
+  if ((code = check_workers()) != 0)
+    return code;
   fill_c_options();
   return -1;
 }

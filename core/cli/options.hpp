@@ -63,6 +63,8 @@ struct CliOptions {
   std::vector<std::string> plugin_opt_specs;
   bool list_plugins = false;
   std::string log_level = "info";
+  std::string workers;        // --workers N|auto; empty: one process
+  unsigned worker_index = 0;  // --worker-index K: set by the supervisor for worker K
 
   // What the C core reads; points into the strings above.
   duet_options_t c{};
@@ -77,6 +79,7 @@ private:
   };
   std::deque<ShorthandValues> shorthands_;
   std::string admin_host_;
+  unsigned worker_count_ = 0;
   std::vector<std::string> mount_urls_, mount_dirs_, opt_plugins_, opt_keys_, opt_values_, load_list_;
   std::vector<duet_mount_t> mounts_;
   std::vector<duet_plugin_opt_t> plugin_opts_;

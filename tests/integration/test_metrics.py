@@ -311,6 +311,7 @@ class HealthzTest(MetricsCase):
         self.assertIn(type(obj.get('uptime_s')), (int, float), obj)
         self.assertGreaterEqual(obj['uptime_s'], 0)
         self.assertLess(obj['uptime_s'], 60)
+        self.assertEqual(obj.get('pid'), self.server.pid, obj)
 
     async def test_healthz_counts_open_websockets_and_not_itself(self):
         a = await self.connect('a')

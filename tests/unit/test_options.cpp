@@ -146,3 +146,37 @@ TEST_CASE("a plugin's command runs instead of the server with its own arguments"
   CHECK(r.out == "hello:1:--x");
   CHECK(r.err == "e");
 }
+
+TEST_CASE("no --workers means one process; --workers N with a cluster asks for N workers") {
+  duet::CliOptions one;
+  REQUIRE(parse({}, one).code == -1);
+  CHECK(one.c.workers == 0);
+  CHECK(one.c.worker_index == 0);
+  duet::CliOptions three;
+  REQUIRE(parse({"--workers", "3", "--plugin-opt", "pairing.cluster=unix:///tmp/r.sock"}, three).code == -1);
+  CHECK(three.c.workers == 3);
+  duet::CliOptions solo;
+  REQUIRE(parse({"--workers", "1"}, solo).code == -1);
+  CHECK(solo.c.workers == 1);
+}
+
+TEST_CASE("--workers above 1 without a cluster, 0, 257 or a word is a usage error") {
+  duet::CliOptions no_cluster;
+  Run r = parse({"--workers", "2"}, no_cluster);
+  CHECK(r.code == 2);
+  CHECK(r.err.find("needs --cluster") != std::string::npos);
+  for (const char *value : {"0", "257", "many"}) {
+    duet::CliOptions o;
+    r = parse({"--workers", value, "--plugin-opt", "pairing.cluster=unix:///tmp/r.sock"}, o);
+    CHECK(r.code == 2);
+    CHECK(r.err.find("from 1 to 256, or auto") != std::string::npos);
+  }
+}
+
+TEST_CASE("a worker ignores --workers and serves health on the admin port plus its index minus 1") {
+  duet::CliOptions o;
+  REQUIRE(parse({"--workers", "4", "--worker-index", "3", "--admin-listen", "127.0.0.1:9000"}, o).code == -1);
+  CHECK(o.c.workers == 0);
+  CHECK(o.c.worker_index == 3);
+  CHECK(o.c.admin_port == 9002);
+}
