@@ -3,8 +3,8 @@
 Each test starts the real duetd with --workers and looks at what really
 happens: which processes hold the accepted sockets (/proc), which process
 answers /healthz (its "pid"), what each worker logs, and the exit codes.
-A real redis-server runs for --cluster; calls between workers need the
-cluster code (issue 12) and are tested with it, not here.
+A real redis-server runs for --cluster, which carries calls between
+clients that landed on different workers.
 
 Run: DUETD=build/core/duetd /usr/bin/python3 tests/integration/test_workers.py
 """
@@ -113,6 +113,30 @@ def established_sockets(pid, port):
     return count
 
 
+def worker_holding(pids, client_port, port):
+    """The index of the worker whose accepted socket has the client's port
+    on the far end, or None (from /proc/PID/fd and /proc/net/tcp*)."""
+    owner = {}
+    for index, pid in pids.items():
+        for fd in os.listdir('/proc/%d/fd' % pid):
+            try:
+                target = os.readlink('/proc/%d/fd/%s' % (pid, fd))
+            except OSError:
+                continue
+            if target.startswith('socket:['):
+                owner[target[8:-1]] = index
+    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                local_port = int(fields[1].rsplit(':', 1)[1], 16)
+                remote_port = int(fields[2].rsplit(':', 1)[1], 16)
+                if local_port == port and remote_port == client_port and fields[9] in owner:
+                    return owner[fields[9]]
+    return None
+
+
 def healthz_pid(srv):
     r = raw_request(srv, ('GET', '/healthz'))
     if r.status != 200:
@@ -194,6 +218,43 @@ class ConnectionsTest(WorkersCase):
                 args = f.read().split(b'\0')
             self.assertIn(b'pairing.node-id=edge-w%d' % index, args)
             self.assertNotIn(b'--workers', args)
+        self.stop(srv)
+
+
+class CallsBetweenWorkersTest(WorkersCase):
+
+    async def test_a_call_between_two_workers_works_like_one_on_a_single_worker(self):
+        srv = self.start_workers()
+        pids = await self.ready(srv)
+        # Connect until each worker holds a client; the kernel spreads them by address.
+        by_worker = {1: [], 2: []}
+        for i in range(40):
+            c = await self.connect('c%d' % i)
+            await c.ping_pong()
+            w = await eventually(lambda: worker_holding(pids, c.ws.local_address[1], srv.port),
+                                 what='the worker holding client %d' % i)
+            by_worker[w].append(c)
+            if len(by_worker[1]) >= 2 and len(by_worker[2]) >= 2:
+                break
+        self.assertTrue(len(by_worker[1]) >= 2 and len(by_worker[2]) >= 2,
+                        'both workers got clients: %r' % {k: len(v) for k, v in by_worker.items()})
+        pairs = [(by_worker[1][0], by_worker[2][0]),   # across workers
+                 (by_worker[2][1], by_worker[1][1])]   # across, the other way round
+        for n, (a, b) in enumerate(pairs):
+            ida, idb = 'wa%d-%d' % (n, os.getpid()), 'wb%d-%d' % (n, os.getpid())
+            await a.open(ida, idb)
+            await a.expect_nothing(0.5)
+            await b.open(idb, ida)
+            self.assertEqual(await a.recv_json(), {'start': 'answer'})
+            self.assertEqual(await b.recv_json(), {'start': 'offer'})
+            for k in range(20):
+                await b.send_text('{"ice":{"k":%d},"remote":"%s"}' % (k, ida))
+                await a.send_text('{"ice":{"k":%d},"remote":"%s"}' % (k, idb))
+            for k in range(20):
+                self.assertEqual(await a.recv_text(), '{"ice":{"k":%d},"remote":"%s"}' % (k, ida))
+                self.assertEqual(await b.recv_text(), '{"ice":{"k":%d},"remote":"%s"}' % (k, idb))
+            await b.close()
+            self.assertEqual(await a.recv_json(), {'close': 1})
         self.stop(srv)
 
 
