@@ -84,6 +84,9 @@ public:
 #endif
   }
 
+  // The cluster goes first, while the state it sends through is whole.
+  ~Pairing() override { cluster_.reset(); }
+
   duet_verdict_t on_message(duet::ConnId conn, const duet::Message &msg, duet_reject_t &reject) override {
     const std::string_view type = msg.type();
     Outcome outcome;

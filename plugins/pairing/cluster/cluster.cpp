@@ -62,7 +62,8 @@ Cluster::Cluster(const duet::Host &host, Settings settings, pairing::Actions &lo
 }
 
 Cluster::~Cluster() {
-  // The links first: their pending replies run (with nullptr) while the rest is whole.
+  // The links' pending replies run now (with nullptr): they must find nothing to do.
+  stopping_ = true;
   ops_.clear();
   txn_link_.reset();
   cmd_link_.reset();
@@ -214,6 +215,8 @@ void Cluster::load(std::vector<std::string> ids, int round) {
 }
 
 void Cluster::loaded(const std::vector<std::string> &ids, const redisReply *r, int round) {
+  if (stopping_)
+    return;
   if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != ids.size()) {
     if (r)
       host_.log(DUET_LOG_ERROR, "cluster: unexpected answer to MGET");
@@ -265,6 +268,8 @@ void Cluster::check_nodes() {
   for (const auto &k : keys)
     mget.push_back(k);
   bool sent = txn_link_->command(mget, [this, nodes](const redisReply *r) {
+    if (stopping_)
+      return;
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != nodes.size()) {
       busy_ = false;
       pump();
@@ -379,6 +384,8 @@ void Cluster::commit() {
   for (const auto &c : changes)
     versions->emplace_back(c.id, loaded_[c.id].version + 1);
   bool sent = txn_link_->command({"EXEC"}, [this, versions](const redisReply *r) {
+    if (stopping_)
+      return;
     if (r && r->type == REDIS_REPLY_ARRAY)
       for (const auto &[id, v] : *versions)
         versions_[id] = v;
@@ -389,6 +396,8 @@ void Cluster::commit() {
 }
 
 void Cluster::committed(const redisReply *r) {
+  if (stopping_)
+    return;
   busy_ = false;
   if (!r || r->type != REDIS_REPLY_ARRAY) {
     restore();
@@ -437,7 +446,7 @@ void Cluster::effect(std::uint32_t node, std::function<void()> here, std::string
 
 void Cluster::publish(std::uint32_t node, const std::string &frame, ConnId sender) {
   auto unreachable = [this, sender] {
-    if (sender)
+    if (sender && !stopping_)
       local_.send_error(sender, "cluster-unavailable",
                         "The other person is on another server that cannot be reached now; try again shortly.");
   };
@@ -541,6 +550,8 @@ void Cluster::grace_for(const std::string &id, const std::string &token) {
 // ---- the node ----
 
 void Cluster::links_changed() {
+  if (stopping_)
+    return;
   bool up = txn_link_ && cmd_link_ && sub_link_ && txn_link_->up() && cmd_link_->up() && sub_link_->up();
   if (up == healthy_)
     return;
@@ -626,7 +637,7 @@ void Cluster::tick() {
   for (const auto &k : keys)
     mget.push_back(k);
   cmd_link_->command(mget, [this, ids_by_node](const redisReply *r) {
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != ids_by_node.size())
+    if (stopping_ || !r || r->type != REDIS_REPLY_ARRAY || r->elements != ids_by_node.size())
       return;
     std::size_t i = 0;
     for (const auto &[n, ids] : ids_by_node)

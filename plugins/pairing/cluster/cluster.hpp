@@ -135,6 +135,7 @@ private:
   std::uint32_t node_;
   std::unique_ptr<RedisLink> txn_link_, cmd_link_, sub_link_;
   bool healthy_ = false;
+  bool stopping_ = false;  // in the destructor: replies still arriving change nothing
 
   std::deque<Op> ops_;
   bool busy_ = false;
