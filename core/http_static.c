@@ -113,8 +113,8 @@ static int serve_admin(const duet_http_t *http, struct lws *wsi, const char *uri
     int stopping = http->status(http->status_data, &live);
     const char *status = stopping ? "stopping" : live.degraded ? "degraded" : "ok";
     /* pid: which worker answered, under --workers. */
-    fprintf(out, "{\"status\":\"%s\",\"connections\":%zu,\"uptime_s\":%.3f,\"pid\":%ld", status,
-            live.connections_open, live.uptime_s, (long)getpid());
+    fprintf(out, "{\"status\":\"%s\",\"connections\":%zu,\"uptime_s\":%.3f,\"pid\":%ld", status, live.connections_open,
+            live.uptime_s, (long)getpid());
     if (live.degraded && !stopping) {
       char reasons[sizeof live.degraded_reasons * 6 + 3];
       duet__json_escape(reasons, sizeof reasons, live.degraded_reasons);
