@@ -615,6 +615,35 @@ class RedisOutageTest(FreshClusterCase):
             await cl.expect_nothing(0.1)
 
 
+    async def test_a_hung_redis_blocks_nothing_and_is_noticed(self):
+        # SIGSTOP: Redis keeps its sockets open but answers nothing. Only duetd's
+        # own PING timeout can tell; meanwhile its loop must keep serving.
+        self.start_cluster(2)
+        l0, l1 = await self.cross_pair(0, 0)        # a local pair on node 0
+        x0, x1 = await self.cross_pair(0, 1)        # a cross-node pair
+        os.kill(self.redis.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            # The loop is not blocked: the local pair relays at once, Redis or not.
+            for k in range(5):
+                await l0.send_text(ice(l0.name, l1.name, k))
+                self.assertEqual(await l1.recv_text(RECV), ice(l0.name, l1.name, k))
+            self.assertLess(time.monotonic() - started, 2.0, 'relaying on one node waited for Redis')
+            self.assertEqual(await l0.ping_pong(), {'pong': 1})
+            await eventually(lambda: healthz(self.node(0))['status'] == 'degraded', timeout=10,
+                             what='node 0 /healthz "degraded" while Redis hangs')
+            # Once the link is given up, a message for the other node is refused in words.
+            await x0.send_text(ice(x0.name, x1.name, 1))
+            self.assertError(await x0.recv_json(RECV), 'cluster-unavailable')
+        finally:
+            os.kill(self.redis.pid, signal.SIGCONT)
+        for i in (0, 1):
+            await eventually(lambda: healthz(self.node(i))['status'] == 'ok', timeout=30,
+                             what='node %d /healthz "ok" after Redis resumed' % i)
+        await self.assert_relays(l0, l1, 'after')
+        self.cluster.assert_alive()
+
+
 # ---------------------------------------------------------------------------
 # redis:// with a password; bad options
 # ---------------------------------------------------------------------------
