@@ -114,11 +114,13 @@ public:
   // any more (its id moved on): lets closed() end that call cleanly.
   void put_orphan(ConnId conn, Entry entry);
   const Entry *entry_of(ConnId conn) const;
-  template <class Fn> void for_each_id(Fn fn) const {
+  // fn(id, conn, entry, waiting) for every place, as record(id) would give
+  // it (conn 0: away, waiting its partner), without copying any.
+  template <class Fn> void for_each_place(Fn fn) const {
     for (const auto &[id, conn] : by_local_)
-      fn(id);
+      fn(id, conn, conns_.at(conn), ConnId(0));
     for (const auto &[id, away] : away_)
-      fn(id);
+      fn(id, ConnId(0), away.entry, away.partner);
   }
 
 private:

@@ -89,9 +89,8 @@ def listening_workers(srv):
     return set(int(i) for i in re.findall(r'duetd w(\d+) info: listening on ', srv.log()))
 
 
-def established_sockets(pid, port):
-    """How many established TCP connections to local port this process holds
-    (its descriptors matched with /proc/net/tcp and tcp6)."""
+def socket_inodes(pid):
+    """The inodes of the sockets process pid holds."""
     inodes = set()
     fd_dir = '/proc/%d/fd' % pid
     for fd in os.listdir(fd_dir):
@@ -101,39 +100,34 @@ def established_sockets(pid, port):
             continue  # closed meanwhile
         if target.startswith('socket:['):
             inodes.add(target[8:-1])
-    count = 0
+    return inodes
+
+
+def tcp_sockets(port):
+    """(remote port, state, inode) of every TCP socket on local port, from
+    /proc/net/tcp and tcp6 (state '01' is established)."""
     for table in ('/proc/net/tcp', '/proc/net/tcp6'):
         with open(table) as f:
             next(f)
             for line in f:
                 fields = line.split()
-                local_port = int(fields[1].rsplit(':', 1)[1], 16)
-                if local_port == port and fields[3] == '01' and fields[9] in inodes:
-                    count += 1
-    return count
+                if int(fields[1].rsplit(':', 1)[1], 16) == port:
+                    yield int(fields[2].rsplit(':', 1)[1], 16), fields[3], fields[9]
+
+
+def established_sockets(pid, port):
+    """How many established TCP connections to local port this process holds."""
+    inodes = socket_inodes(pid)
+    return sum(1 for _, state, inode in tcp_sockets(port) if state == '01' and inode in inodes)
 
 
 def worker_holding(pids, client_port, port):
     """The index of the worker whose accepted socket has the client's port
-    on the far end, or None (from /proc/PID/fd and /proc/net/tcp*)."""
-    owner = {}
-    for index, pid in pids.items():
-        for fd in os.listdir('/proc/%d/fd' % pid):
-            try:
-                target = os.readlink('/proc/%d/fd/%s' % (pid, fd))
-            except OSError:
-                continue
-            if target.startswith('socket:['):
-                owner[target[8:-1]] = index
-    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
-        with open(table) as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                local_port = int(fields[1].rsplit(':', 1)[1], 16)
-                remote_port = int(fields[2].rsplit(':', 1)[1], 16)
-                if local_port == port and remote_port == client_port and fields[9] in owner:
-                    return owner[fields[9]]
+    on the far end, or None."""
+    owner = {inode: index for index, pid in pids.items() for inode in socket_inodes(pid)}
+    for remote_port, _, inode in tcp_sockets(port):
+        if remote_port == client_port and inode in owner:
+            return owner[inode]
     return None
 
 

@@ -200,14 +200,9 @@ void Cluster::load(std::vector<std::string> ids, int round) {
   keys.reserve(ids.size());
   for (const auto &id : ids)
     keys.push_back(key(id));
-  std::vector<std::string_view> watch{"WATCH"}, mget{"MGET"};
-  for (const auto &k : keys) {
-    watch.push_back(k);
-    mget.push_back(k);
-  }
-  txn_link_->command(watch, [](const redisReply *) {});
-  bool sent =
-      txn_link_->command(mget, [this, ids = std::move(ids), round](const redisReply *r) { loaded(ids, r, round); });
+  txn_link_->command("WATCH", keys, [](const redisReply *) {});
+  bool sent = txn_link_->command("MGET", keys,
+                                 [this, ids = std::move(ids), round](const redisReply *r) { loaded(ids, r, round); });
   if (!sent) {
     busy_ = false;  // the link went: the op waits at the front, run alone or again
     pump();
@@ -264,10 +259,7 @@ void Cluster::check_nodes() {
   keys.reserve(nodes.size());
   for (auto n : nodes)
     keys.push_back(channel(n));
-  std::vector<std::string_view> mget{"MGET"};
-  for (const auto &k : keys)
-    mget.push_back(k);
-  bool sent = txn_link_->command(mget, [this, nodes](const redisReply *r) {
+  bool sent = txn_link_->command("MGET", keys, [this, nodes](const redisReply *r) {
     if (stopping_)
       return;
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != nodes.size()) {
@@ -579,9 +571,8 @@ void Cluster::links_changed() {
 void Cluster::rejoin() {
   cmd_link_->command({"SET", channel(node_), settings_.node_name, "PX", kNodeTtlMs}, [](const redisReply *) {});
   std::vector<std::string> ours;
-  state_->for_each_id([&](const std::string &id) {
-    auto r = state_->record(id);
-    if (r && ((r->conn && is_here(r->conn)) || (r->conn == 0 && is_here(r->waiting))))
+  state_->for_each_place([&](const std::string &id, ConnId conn, const PairingState::Entry &, ConnId waiting) {
+    if ((conn && is_here(conn)) || (conn == 0 && is_here(waiting)))
       ours.push_back(id);
   });
   for (const auto &id : ours) {
@@ -607,16 +598,13 @@ void Cluster::tick() {
     return;
   cmd_link_->command({"SET", channel(node_), settings_.node_name, "PX", kNodeTtlMs}, [](const redisReply *) {});
   // Which nodes do our calls touch? One MGET says which of them live.
-  std::map<std::uint32_t, std::vector<std::string>> ids_by_node;
+  std::map<std::uint32_t, std::set<std::string>> ids_by_node;
   std::set<ConnId> known;
-  state_->for_each_id([&](const std::string &id) {
-    auto r = state_->record(id);
-    if (!r)
-      return;
-    for (ConnId c : {r->conn, r->entry.partner, r->waiting}) {
+  state_->for_each_place([&](const std::string &id, ConnId conn, const PairingState::Entry &e, ConnId waiting) {
+    for (ConnId c : {conn, e.partner, waiting}) {
       known.insert(c);
       if (c && !is_here(c))
-        ids_by_node[where(c).node].push_back(id);
+        ids_by_node[where(c).node].insert(id);
     }
   });
   for (auto it = stand_in_of_.begin(); it != stand_in_of_.end();) {  // forget stand-ins nothing names
@@ -633,10 +621,7 @@ void Cluster::tick() {
   keys.reserve(ids_by_node.size());
   for (const auto &[n, ids] : ids_by_node)
     keys.push_back(channel(n));
-  std::vector<std::string_view> mget{"MGET"};
-  for (const auto &k : keys)
-    mget.push_back(k);
-  cmd_link_->command(mget, [this, ids_by_node](const redisReply *r) {
+  cmd_link_->command("MGET", keys, [this, ids_by_node](const redisReply *r) {
     if (stopping_ || !r || r->type != REDIS_REPLY_ARRAY || r->elements != ids_by_node.size())
       return;
     std::size_t i = 0;
@@ -649,13 +634,12 @@ void Cluster::tick() {
 
 std::size_t Cluster::pairs_here() const {
   std::size_t n = 0;
-  state_->for_each_id([&](const std::string &id) {
-    auto r = state_->record(id);
-    if (!r || !r->conn || !is_here(r->conn))
+  state_->for_each_place([&](const std::string &, ConnId conn, const PairingState::Entry &e, ConnId) {
+    if (!conn || !is_here(conn))
       return;
     // A pair with both sides here counts once: at its lower connection id.
-    bool in_call = r->entry.partner && (!is_here(r->entry.partner) || r->conn < r->entry.partner);
-    if (in_call || !r->entry.away_partner.empty())
+    bool in_call = e.partner && (!is_here(e.partner) || conn < e.partner);
+    if (in_call || !e.away_partner.empty())
       n++;
   });
   return n;

@@ -275,6 +275,12 @@ bool RedisLink::command(const std::vector<std::string_view> &args, Reply reply) 
   return send(args, new Reply(std::move(reply)), on_reply);
 }
 
+bool RedisLink::command(std::string_view verb, const std::vector<std::string> &args, Reply reply) {
+  std::vector<std::string_view> argv{verb};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return command(argv, std::move(reply));
+}
+
 void RedisLink::subscribe(std::string channel, std::function<void(std::string_view)> on_message) {
   channel_ = std::move(channel);
   on_message_ = std::move(on_message);

@@ -47,6 +47,8 @@ public:
   bool up() const { return ready_; }
   // Queues a command; false (and reply never runs) when the link is down.
   bool command(const std::vector<std::string_view> &args, Reply reply);
+  // verb followed by args (MGET key key ...).
+  bool command(std::string_view verb, const std::vector<std::string> &args, Reply reply);
   // Puts the link in subscribe mode once up: on_message(payload) per message.
   void subscribe(std::string channel, std::function<void(std::string_view)> on_message);
   // Round trip of the last PING, in microseconds (0 before the first).
