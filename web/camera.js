@@ -44,10 +44,17 @@ export function createCamera(mediaDevices, { onEnded = () => {} } = {}) {
     // Resolves to the stream; rejects with getUserMedia's error. The
     // devices chosen last time are asked for, but any other will do.
     async start({ camera = '', mic = '' } = {}) {
-      stream = await mediaDevices.getUserMedia({
-        audio: mic ? { deviceId: mic } : true,
-        video: camera ? { deviceId: camera } : { facingMode: 'user' },
+      const ask = (cam, mi) => mediaDevices.getUserMedia({
+        audio: mi ? { deviceId: { exact: mi } } : true,
+        video: cam ? { deviceId: { exact: cam } } : { facingMode: 'user' },
       });
+      try {
+        stream = await ask(camera, mic);
+      } catch (e) {
+        // The devices of last time are gone (or never were on this browser).
+        if (!(camera || mic) || !['OverconstrainedError', 'NotFoundError', 'NotReadableError'].includes(e && e.name)) throw e;
+        stream = await ask('', '');
+      }
       for (const track of stream.getTracks()) watch(track);
       micOn = true;
       camOn = true;
