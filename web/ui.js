@@ -267,6 +267,8 @@ export function createUI({ view }) {
       return { me: $('me').value, peer: $('peer').value };
     },
     showScreen(name) {
+      // A call stores the names: back at the form they can be forgotten.
+      if (name === 'join') $('forget-btn').hidden = !store.get('me') && !store.get('peer');
       $('join').hidden = name !== 'join';
       $('call').hidden = name !== 'call';
       document.body.dataset.screen = name;
