@@ -1,7 +1,8 @@
 // The peer connection of one call: perfect negotiation of offers and
 // answers, ICE candidates (kept until the remote description is there),
 // ICE restarts when the network path breaks, and the data channel that
-// tells whether the partner is still there while signaling is away.
+// tells whether the partner is still there while signaling is away (and
+// carries the chat: peer to peer, never through the server).
 // RTCPeerConnection, timers and the way out to signaling come in as
 // parameters so that Node can drive this module with fakes.
 
@@ -25,6 +26,8 @@ export function cleanIceServers(list) {
 //   gone()                  the partner left (said bye, or its channel closed)
 //   track(ev)               a remote track arrived
 //   closed()                the connection was closed; nothing is received any more
+//   chat(text)              the partner sent a chat message
+//   channel(open)           the data channel opened (true) or went away (false)
 export function createPeer({
   RTCPeerConnection, timers = globalThis, now = Date.now, signal, remote, localStream, on = {},
 }) {
@@ -40,6 +43,7 @@ export function createPeer({
   let restartTimer = 0;
   let disconnectedTimer = 0;
   let connectedAt = 0;
+  let videoTrack = null; // what replaceVideoTrack put in place of the camera's
 
   const send = (message) => signal.send({ ...message, remote });
 
@@ -60,7 +64,8 @@ export function createPeer({
     makingOffer = false;
     pendingRestart = false;
     restartTries = 0;
-    for (const track of localStream.getTracks()) conn.addTrack(track, localStream);
+    // A shared screen or another camera stays what we send on a new connection.
+    for (const track of localStream.getTracks()) conn.addTrack(track.kind === 'video' && videoTrack ? videoTrack : track, localStream);
     conn.ontrack = (ev) => { if (conn === pc) emit('track', ev); };
     conn.onicecandidate = (ev) => {
       if (conn === pc && ev.candidate) send({ ice: ev.candidate });
@@ -72,10 +77,14 @@ export function createPeer({
 
   function watchChannel(channel) {
     dc = channel;
+    channel.onopen = () => { if (channel === dc) emit('channel', true); };
+    if (channel.readyState === 'open') emit('channel', true);
     channel.onmessage = (ev) => {
       let msg = null;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
-      if (msg && msg.bye && channel === dc) partnerGone();
+      if (!msg || channel !== dc) return;
+      if (msg.bye) partnerGone();
+      else if (typeof msg.chat === 'string') emit('chat', msg.chat);
     };
     channel.onclose = () => {
       if (channel === dc) partnerGone();
@@ -91,8 +100,9 @@ export function createPeer({
     dc = null;
     pendingIce = [];
     connectedAt = 0;
-    if (channel) { channel.onclose = null; channel.onmessage = null; try { channel.close(); } catch (e) { /* closed */ } }
+    if (channel) { channel.onopen = null; channel.onclose = null; channel.onmessage = null; try { channel.close(); } catch (e) { /* closed */ } }
     if (conn) { conn.ontrack = null; conn.onicecandidate = null; conn.oniceconnectionstatechange = null; conn.close(); }
+    if (channel) emit('channel', false);
     emit('closed');
   }
 
@@ -214,6 +224,12 @@ export function createPeer({
     restartTimer = timers.setTimeout(() => { if (pc && !isConnected()) restartIce(); }, ICE_RESTART_WAIT_MS);
   }
 
+  async function replaceSenderTrack(kind, track) {
+    if (!pc) return;
+    const sender = pc.getSenders().find((x) => x.track && x.track.kind === kind);
+    if (sender) await sender.replaceTrack(track);
+  }
+
   return {
     // The server paired us: `offer` makes the offer, `answer` waits for it.
     // Returns true when the running connection was kept.
@@ -264,11 +280,22 @@ export function createPeer({
         try { dc.send(JSON.stringify({ bye: 1 })); } catch (e) { /* leaving anyway */ }
       }
     },
+    // Sends another video track (camera, screen) without renegotiating;
+    // kept for connections opened later.
     async replaceVideoTrack(track) {
-      if (!pc) return;
-      const sender = pc.getSenders().find((x) => x.track && x.track.kind === 'video');
-      if (sender) await sender.replaceTrack(track);
+      videoTrack = track;
+      await replaceSenderTrack('video', track);
     },
+    async replaceAudioTrack(track) {
+      await replaceSenderTrack('audio', track);
+    },
+    // Returns false when there is no open channel to the partner.
+    sendChat(text) {
+      if (!dc || dc.readyState !== 'open') return false;
+      try { dc.send(JSON.stringify({ chat: String(text) })); } catch (e) { return false; }
+      return true;
+    },
+    getStats() { return pc ? pc.getStats() : Promise.resolve(null); },
     close,
     isConnected,
     get exists() { return Boolean(pc); },

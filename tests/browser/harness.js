@@ -292,7 +292,62 @@ function artifact(name) {
   return path.join(ARTIFACTS, name);
 }
 
+// Two people in a call the way users get there: `a` fills in both names and
+// presses Call, `b` opens the invite link and presses Call.
+async function callByInvite(a, b, server, me, peer) {
+  await a.page.goto(joinUrl(server, me, peer));
+  const invite = await a.page.inputValue('#invite-link');
+  await a.page.click('#call-btn');
+  await waitStatus(a.page, 'waiting');
+  await b.page.goto(invite);
+  await b.page.click('#call-btn');
+  await waitStatus(a.page, 'connected');
+  await waitStatus(b.page, 'connected');
+  return invite;
+}
+
+// The mean colour saturation (0-255) of what a <video> shows: Chromium's
+// first fake camera paints in colour, its second in grey, which tells
+// from the far side which camera is being sent.
+async function videoSaturation(page, id = 'remote') {
+  return page.evaluate((vid) => {
+    const v = document.getElementById(vid);
+    const c = document.createElement('canvas');
+    c.width = 64;
+    c.height = 48;
+    const g = c.getContext('2d', { willReadFrequently: true });
+    g.drawImage(v, 0, 0, 64, 48);
+    const px = g.getImageData(0, 0, 64, 48).data;
+    let sat = 0;
+    for (let i = 0; i < px.length; i += 4) sat += Math.max(px[i], px[i + 1], px[i + 2]) - Math.min(px[i], px[i + 1], px[i + 2]);
+    return sat / (px.length / 4);
+  }, id);
+}
+
+// The track a page's call sends for `kind`, as its RTCPeerConnection has it.
+async function sentTrack(page, kind) {
+  return page.evaluate((k) => {
+    const peer = window.__peers[window.__peers.length - 1];
+    const s = peer.pc.getSenders().find((x) => x.track && x.track.kind === k);
+    return s ? { label: s.track.label, state: s.track.readyState, id: s.track.getSettings().deviceId } : null;
+  }, kind);
+}
+
+// How many SDP offers a page has sent so far.
+async function offersSent(page) {
+  return page.evaluate(() => window.__signals.filter((x) => x.dir === 'out' && x.msg.sdp && x.msg.sdp.type === 'offer').length);
+}
+
+// The console errors and CSP violations of these people's pages, for each
+// file's closing "no console errors" test.
+async function pageProblems(people) {
+  const csp = [];
+  for (const p of people) csp.push(...(await cspViolations(p.page).catch(() => [])));
+  return { csp, errors: problems.filter((m) => !/Failed to load resource: net::ERR_/.test(m)) };
+}
+
 module.exports = {
+  callByInvite, videoSaturation, sentTrack, offersSent, pageProblems,
   REPO, DUETD, ARTIFACTS, REDIS_SERVER, startDuetd, startRedis, launchBrowser, person, join, joinUrl, status, waitStatus,
   remoteVideoPlays, info, dropSignaling, waitSocketOpened, waitRenegotiated, received, sleep,
   WAIT_MS, TEST_MS, problems, cspViolations, zbarDecode, artifact,
