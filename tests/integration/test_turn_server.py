@@ -11,7 +11,7 @@ import tempfile
 import time
 import unittest
 
-from coturn_harness import Coturn, require_coturn
+from coturn_harness import Coturn, TurnAllocation, require_coturn
 from duet_harness import duetd_command
 from test_ice_servers import password_for
 
@@ -83,6 +83,34 @@ class TurnCredentialsAgainstCoturnTest(unittest.TestCase):
     def test_an_expired_username_is_refused_even_with_the_right_password(self):
         user = '%d:expired' % (int(time.time()) - 5)
         self.assertRefused(user, password_for(SECRET, user))
+
+
+class CredentialExpiryTest(unittest.TestCase):
+    """What the expiry in the username bounds, as coturn 4.6 does it (the
+    README's TTL reasoning rests on this): a new Allocate with an expired
+    username is refused, but an allocation made in time keeps being
+    refreshed after the expiry, also across a stale-nonce challenge. So a
+    call outlives its credentials; only new allocations (an ICE restart)
+    need fresh ones, which duetd sends before the old ones expire."""
+
+    def test_an_allocation_made_in_time_is_refreshed_after_its_username_expired(self):
+        require_coturn()
+        with Coturn(SECRET, extra_config=['stale-nonce=2']) as turn:
+            user = '%d:probe' % (int(time.time()) + 2)
+            alloc = TurnAllocation(turn.port, user, password_for(SECRET, user))
+            try:
+                self.assertEqual(alloc.allocate(), ('success', 0), turn.log()[-2000:])
+                time.sleep(max(0.0, int(user.split(':')[0]) + 1.5 - time.time()))
+                self.assertEqual(alloc.refresh(), ('success', 0), 'Refresh after the expiry:\n' + turn.log()[-2000:])
+                self.assertIn('error 438', turn.log(), 'the nonce went stale in between')
+                late = TurnAllocation(turn.port, user, password_for(SECRET, user))
+                try:
+                    self.assertEqual(late.allocate(), ('error', 401), 'a new Allocate with the expired username')
+                finally:
+                    late.close()
+                self.assertEqual(alloc.refresh(0), ('success', 0), 'lifetime 0 frees the allocation')
+            finally:
+                alloc.close()
 
 
 class TurnCredentialsCommandTest(unittest.TestCase):
