@@ -6,12 +6,12 @@
 // before they expire, and again when SIGHUP brings a new secret.
 //
 // Why refresh: coturn checks the username's expiry when it authenticates an
-// Allocate; an allocation already made keeps working past the expiry (its
-// Refreshes are checked against the key coturn cached for the session; see
-// the README). But an ICE restart in a long call (a phone moving from Wi-Fi
-// to mobile data) makes new allocations, and with the first credentials
-// expired it would fail; the web client hands the fresh ones to its
-// RTCPeerConnection (setConfiguration) for exactly that.
+// Allocate, but keeps refreshing an allocation made in time after that
+// expiry (tests/integration/test_turn_server.py pins both for coturn 4.6),
+// so a running call outlives its credentials. An ICE restart in a long call
+// (a phone moving from Wi-Fi to mobile data) makes new allocations, though,
+// and with expired credentials they would be refused: the web client hands
+// the fresh ones to its RTCPeerConnection (setConfiguration) for that.
 #include <chrono>
 #include <cstring>
 #include <exception>
