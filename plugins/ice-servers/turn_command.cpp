@@ -17,13 +17,12 @@ namespace duet::ice {
 
 namespace {
 
-const char kUsage[] =
-    "Usage: duetd turn-credentials --turn-secret FILE [--id ID] [--ttl DURATION]\n"
-    "Prints TURN credentials like those duetd hands to clients (coturn's REST-API form), and the\n"
-    "turnutils_uclient command that checks a TURN server with them, then exits.\n"
-    "  --turn-secret FILE  file holding the TURN secret (coturn's static-auth-secret)\n"
-    "  --id ID             the name after the expiry in the username (default: check)\n"
-    "  --ttl DURATION      how long they are valid: 600, 90s, 30m, 1h, 7d (default: 1h)\n";
+const char kUsage[] = "Usage: duetd turn-credentials --turn-secret FILE [--id ID] [--ttl DURATION]\n"
+                      "Prints TURN credentials like those duetd hands to clients (coturn's REST-API form), and the\n"
+                      "turnutils_uclient command that checks a TURN server with them, then exits.\n"
+                      "  --turn-secret FILE  file holding the TURN secret (coturn's static-auth-secret)\n"
+                      "  --id ID             the name after the expiry in the username (default: check)\n"
+                      "  --ttl DURATION      how long they are valid: 600, 90s, 30m, 1h, 7d (default: 1h)\n";
 
 struct Io {
   duet_write_fn write;
