@@ -117,6 +117,8 @@ async function startCoturn({ secret, extraConfig = [] }) {
   ].join('\n'));
   const proc = spawn(TURNSERVER, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
+  proc.on('error', () => {}); // a missing turnserver: said below
+  if (proc.pid === undefined) throw new Error(`cannot run ${TURNSERVER}: apt-get install coturn (tools/install-deps --tests installs it)`);
   proc.stdout.on('data', (c) => { log += c; });
   proc.stderr.on('data', (c) => { log += c; });
   const turn = {
