@@ -202,7 +202,7 @@ const peerEvents = {
 };
 
 function onServerMessage(msg) {
-  if ('iceServers' in msg) peer.setIceServers(msg.iceServers);
+  if ('iceServers' in msg) peer.setIceServers(msg.iceServers, msg.iceTransportPolicy);
   if ('start' in msg) {
     peerLeft = false;
     ui.clearNotice();

@@ -22,7 +22,7 @@ export function cleanIceServers(list) {
 //   negotiated({ connected }) an offer or answer was applied
 //   connected()             ICE connected (again)
 //   reconnecting()          an ICE restart is under way
-//   failed(reasonKey)       the connection was given up (reason.ice, reason.negotiation)
+//   failed(reasonKey)       the connection was given up (reason.ice, reason.relay, reason.negotiation)
 //   gone()                  the partner left (said bye, or its channel closed)
 //   track(ev)               a remote track arrived
 //   closed()                the connection was closed; nothing is received any more
@@ -33,6 +33,7 @@ export function createPeer({
 }) {
   const emit = (name, arg) => { if (on[name]) on[name](arg); };
   let iceServers = [];
+  let relayOnly = false;
   let pc = null;
   let dc = null;
   let role = '';
@@ -58,7 +59,7 @@ export function createPeer({
   }
 
   function open() {
-    const conn = new RTCPeerConnection({ iceServers });
+    const conn = new RTCPeerConnection(relayOnly ? { iceServers, iceTransportPolicy: 'relay' } : { iceServers });
     pc = conn;
     pendingIce = [];
     makingOffer = false;
@@ -67,8 +68,19 @@ export function createPeer({
     // A shared screen or another camera stays what we send on a new connection.
     for (const track of localStream.getTracks()) conn.addTrack(track.kind === 'video' && videoTrack ? videoTrack : track, localStream);
     conn.ontrack = (ev) => { if (conn === pc) emit('track', ev); };
+    // Relay-only, a gathering that ends with no candidate means the TURN
+    // server refused us (credentials) or never answered: no path can come of
+    // it, so say so instead of waiting on "connecting" forever.
+    let found = 0;
+    conn.onicegatheringstatechange = () => { if (conn.iceGatheringState === 'gathering') found = 0; };
     conn.onicecandidate = (ev) => {
-      if (conn === pc && ev.candidate) send({ ice: ev.candidate });
+      if (conn !== pc) return;
+      if (ev.candidate) {
+        found++;
+        send({ ice: ev.candidate });
+      } else if (relayOnly && found === 0) {
+        fail('reason.relay');
+      }
     };
     conn.oniceconnectionstatechange = () => { if (conn === pc) onIceState(); };
     if (role === 'offer') watchChannel(conn.createDataChannel('duet'));
@@ -101,7 +113,10 @@ export function createPeer({
     pendingIce = [];
     connectedAt = 0;
     if (channel) { channel.onopen = null; channel.onclose = null; channel.onmessage = null; try { channel.close(); } catch (e) { /* closed */ } }
-    if (conn) { conn.ontrack = null; conn.onicecandidate = null; conn.oniceconnectionstatechange = null; conn.close(); }
+    if (conn) {
+      conn.ontrack = null; conn.onicecandidate = null; conn.onicegatheringstatechange = null;
+      conn.oniceconnectionstatechange = null; conn.close();
+    }
     if (channel) emit('channel', false);
     emit('closed');
   }
@@ -268,10 +283,15 @@ export function createPeer({
     onSdp,
     onIce,
     restartIce,
-    setIceServers(list) {
+    // The server's {"iceServers":[...]} (again before TURN credentials
+    // expire, so that an ICE restart late in a call can still allocate);
+    // policy 'relay' keeps every path on the TURN relay.
+    setIceServers(list, policy) {
       iceServers = cleanIceServers(list);
+      relayOnly = policy === 'relay';
       if (pc) {
-        try { pc.setConfiguration({ ...pc.getConfiguration(), iceServers }); } catch (e) { /* used by the next connection */ }
+        const config = { ...pc.getConfiguration(), iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' };
+        try { pc.setConfiguration(config); } catch (e) { /* used by the next connection */ }
       }
     },
     // Tells the partner at once that we are leaving.
