@@ -83,6 +83,14 @@ test('relay only: a call flows both ways through coturn, and both ends of the se
       const sent = await p.page.evaluate(() => window.__signals.filter((x) => x.dir === 'out' && x.msg.ice)
         .map((x) => / typ (\w+)/.exec(x.msg.ice.candidate)[1]));
       assert.ok(sent.length > 0 && sent.every((type) => type === 'relay'), `${p.name} sent only relay candidates: ${sent}`);
+      // The connection panel says so in words.
+      await p.page.click('#stats-btn');
+      await p.page.waitForFunction(() => {
+        const dd = document.querySelector('#stats-list dd[data-stat="path"]');
+        return dd && dd.textContent.startsWith('relayed');
+      }, null, { timeout: h.WAIT_MS });
+      const shown = await p.page.textContent('#stats-list dd[data-stat="path"]');
+      assert.match(shown, /^relayed \(TURN, udp\)$/, `${p.name}'s panel reads: ${shown}`);
       t.diagnostic(`${p.name}: selected pair ${pair.local} ${pair.localAddress} <-> ${pair.remote} ${pair.remoteAddress} over ${pair.relayProtocol}; candidates sent: ${[...new Set(sent)]}`);
     }
     assert.match(turn.log(), /ALLOCATE processed, success/, 'coturn logged the allocations');
