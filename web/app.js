@@ -88,7 +88,7 @@ function renderChatButton() {
 // While nobody is there yet, the call screen shows the link to send.
 function renderCallInvite() {
   const waiting = active && ['status.waiting', 'status.connectingServer', 'status.peerLeft'].includes(ui.status);
-  ui.setCallInvite(waiting ? ui.inviteLink() : '');
+  ui.setCallInvite(waiting ? ui.inviteLink({ join: true }) : '');
 }
 
 const signaling = createSignaling({
@@ -368,6 +368,11 @@ function init() {
   });
   const problem = browserProblem();
   if (problem) ui.showNotice(problem);
+  // A call's invite link (?join=1) joins at once: opening it is the click.
+  else if (new URLSearchParams(location.search).get('join') === '1') {
+    const names = ui.checkedNames();
+    if (names) joinAs(names);
+  }
 }
 
 init();

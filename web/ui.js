@@ -135,10 +135,11 @@ export function createUI({ view }) {
   }
 
   // The link that opens this page for the other person: the names swapped.
-  function inviteLink() {
+  // With join, opening it joins the call at once (the link a call shows).
+  function inviteLink({ join = false } = {}) {
     const found = problems();
     if (found.me || found.peer) return '';
-    const q = new URLSearchParams({ me: $('peer').value, peer: $('me').value });
+    const q = new URLSearchParams({ me: $('peer').value, peer: $('me').value, ...(join ? { join: '1' } : {}) });
     return `${location.origin}${location.pathname}?${q}`;
   }
 
