@@ -20,6 +20,7 @@ import { createPanels } from './panels.js';
 let me = '';
 let peerId = '';
 let active = false; // between "Call" and "Hang up"
+let session = 0; // bumped when a session ends: work begun before it is void
 let peerLeft = false;
 let tickTimer = 0;
 let peer = null; // this session's peer.js, or null
@@ -152,12 +153,19 @@ async function joinAs(names) {
   ui.showScreen('call');
   ui.setStatus('status.camera');
   let stream;
+  const started = session;
   try {
     stream = await camera.start(devices.preferred());
   } catch (e) {
+    if (started !== session) return;
     ui.showScreen('join');
     ui.setStatus('status.idle');
     ui.showNotice(cameraProblem(e), { detail: (e && (e.message || e.name)) || '?' });
+    return;
+  }
+  if (started !== session) {
+    // Hung up while the browser asked for the camera.
+    camera.stop();
     return;
   }
   $('local').srcObject = stream;
@@ -273,6 +281,7 @@ function hangUp() {
 
 function endSession() {
   active = false;
+  session++;
   clearInterval(tickTimer);
   renderCallInvite();
   panels.close(false);
@@ -304,8 +313,14 @@ async function toggleScreenShare() {
     return;
   }
   let track;
+  const started = session;
   try {
     track = await screen.start();
+    if (started !== session) {
+      // The call ended while the browser's picker was open.
+      screen.stop();
+      return;
+    }
   } catch (e) {
     // Cancelling the browser's picker is a choice, not a failure.
     if (!e || e.name !== 'NotAllowedError') ui.showNotice('err.share', { detail: (e && (e.message || e.name)) || '?' });
@@ -368,10 +383,12 @@ function init() {
   });
   const problem = browserProblem();
   if (problem) ui.showNotice(problem);
-  // A call's invite link (?join=1) joins at once: opening it is the click.
-  else if (new URLSearchParams(location.search).get('join') === '1') {
-    const names = ui.checkedNames();
-    if (names) joinAs(names);
+  // A call's invite link (?join=1) gets the page ready: one press of Call
+  // joins. Never the camera from a link alone: any page could send someone
+  // to one, with a partner waiting to watch.
+  else if (new URLSearchParams(location.search).get('join') === '1' && ui.checkedNames()) {
+    ui.setJoinInfo('join.invited');
+    $('call-btn').focus();
   }
 }
 

@@ -19,6 +19,8 @@ export function createCamera(mediaDevices, { onEnded = () => {} } = {}) {
   let videoIndex = 0;
   let micOn = true;
   let camOn = true;
+  let changes = Promise.resolve(); // device changes, one after another
+  let generation = 0; // bumped by stop(): work begun before it is void
 
   const kindOf = (track) => (track.kind === 'video' ? 'videoinput' : 'audioinput');
   function watch(track) {
@@ -38,6 +40,30 @@ export function createCamera(mediaDevices, { onEnded = () => {} } = {}) {
     } catch (e) {
       videoInputs = [];
     }
+  }
+
+  async function changeDevice(kind, deviceId, replaceTrack) {
+    if (!stream) return;
+    const started = generation;
+    const video = kind === 'videoinput';
+    const want = { deviceId: { exact: deviceId } };
+    const fresh = await mediaDevices.getUserMedia(video ? { video: want } : { audio: want });
+    const track = video ? fresh.getVideoTracks()[0] : fresh.getAudioTracks()[0];
+    if (generation !== started || !stream) {
+      track.stop();
+      return;
+    }
+    const old = video ? stream.getVideoTracks()[0] : stream.getAudioTracks()[0];
+    track.enabled = video ? camOn : micOn;
+    watch(track);
+    await replaceTrack(track);
+    if (generation !== started || !stream) {
+      track.stop();
+      return;
+    }
+    if (old) { stream.removeTrack(old); old.stop(); }
+    stream.addTrack(track);
+    if (video) await findCameras();
   }
 
   return {
@@ -63,6 +89,7 @@ export function createCamera(mediaDevices, { onEnded = () => {} } = {}) {
     },
     stop() {
       if (stream) for (const track of stream.getTracks()) track.stop();
+      generation++;
       stream = null;
     },
     toggleMic() {
@@ -75,19 +102,13 @@ export function createCamera(mediaDevices, { onEnded = () => {} } = {}) {
     },
     // Changes to the device `deviceId` of `kind` ('videoinput' or
     // 'audioinput'); replaceTrack(track) hands the new track to the call.
-    async useDevice(kind, deviceId, replaceTrack) {
-      if (!stream) return;
-      const video = kind === 'videoinput';
-      const want = { deviceId: { exact: deviceId } };
-      const old = video ? stream.getVideoTracks()[0] : stream.getAudioTracks()[0];
-      const fresh = await mediaDevices.getUserMedia(video ? { video: want } : { audio: want });
-      const track = video ? fresh.getVideoTracks()[0] : fresh.getAudioTracks()[0];
-      track.enabled = video ? camOn : micOn;
-      watch(track);
-      await replaceTrack(track);
-      if (old) { stream.removeTrack(old); old.stop(); }
-      stream.addTrack(track);
-      if (video) await findCameras();
+    // One change at a time (quick changes would each replace the same old
+    // track), and none that outlives the call: a track that arrives after
+    // stop() is stopped at once.
+    useDevice(kind, deviceId, replaceTrack) {
+      const next = changes.then(() => changeDevice(kind, deviceId, replaceTrack));
+      changes = next.catch(() => {});
+      return next;
     },
     // Moves to the next camera.
     async switchCamera(replaceTrack) {

@@ -76,7 +76,8 @@ export function createPeer({
     conn.onicecandidate = (ev) => {
       if (conn !== pc) return;
       if (ev.candidate) {
-        found++;
+        // Firefox ends its gathering with an empty candidate: not a path.
+        if (ev.candidate.candidate) found++;
         send({ ice: ev.candidate });
       } else if (relayOnly && found === 0) {
         fail('reason.relay');

@@ -135,7 +135,8 @@ export function createUI({ view }) {
   }
 
   // The link that opens this page for the other person: the names swapped.
-  // With join, opening it joins the call at once (the link a call shows).
+  // With join, the page it opens says that a call is waiting (the link a
+  // call shows).
   function inviteLink({ join = false } = {}) {
     const found = problems();
     if (found.me || found.peer) return '';

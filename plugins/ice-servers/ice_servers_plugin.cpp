@@ -89,6 +89,12 @@ public:
     if (!secret_.empty() && turn_.empty())
       options.fail("turn-secret-file", secret_path_,
                    "given together with TURN URLs (--turn), which it makes credentials for");
+    // Browsers refuse a TURN server without a username and credential
+    // (RTCPeerConnection throws), so such a list would break every call.
+    if (secret_.empty() && !turn_.empty())
+      options.fail("turn", turn_.front(),
+                   "given together with --turn-secret FILE (the TURN server's static-auth-secret): "
+                   "browsers refuse a TURN server without credentials");
     relay_only_ = options.one_of<bool>("ice-transport-policy", {{"all", false}, {"relay", true}});
     if (relay_only_ && turn_.empty())
       options.fail("ice-transport-policy", "relay",

@@ -168,6 +168,54 @@ test('a camera that goes away mid-call is replaced by the other one, with a noti
   await h.remoteVideoPlays(b.page, 'bob');
 });
 
+test('quick camera changes end with one live camera, and a hang-up mid-change leaves none running', { timeout: h.TEST_MS }, async () => {
+  const { a } = await call();
+  await a.page.click('#devices-btn');
+  const cams = await a.page.$$eval('#cam-select option', (os) => os.map((o) => o.value));
+  // Two changes fired back to back, as arrowing through the list does.
+  await a.page.evaluate((ids) => {
+    const sel = document.getElementById('cam-select');
+    for (const id of ids) {
+      sel.value = id;
+      sel.dispatchEvent(new Event('change'));
+    }
+  }, [cams[2], cams[0]]);
+  await a.page.waitForFunction(() => {
+    const s = window.__peers[window.__peers.length - 1].pc.getSenders().find((x) => x.track && x.track.kind === 'video');
+    return s.track.label === 'fake_device_0' && document.getElementById('local').srcObject.getVideoTracks()[0].label === 'fake_device_0';
+  }, null, { timeout: h.WAIT_MS });
+  await h.sleep(500);
+  assert.strictEqual(await a.page.evaluate(() => document.getElementById('local').srcObject.getVideoTracks().length), 1,
+    'the preview holds one camera track');
+
+  // A change still under way when the call is hung up: the camera it
+  // brings is stopped, none stays on at the join page.
+  await a.page.evaluate(() => {
+    window.__liveTracks = [];
+    window.__asked = 0;
+    const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+    navigator.mediaDevices.getUserMedia = async (c) => {
+      window.__asked++;
+      const st = await gum(c);
+      // A slow camera: the hang-up comes first.
+      await new Promise((r) => setTimeout(r, 700));
+      window.__liveTracks.push(...st.getTracks());
+      return st;
+    };
+  });
+  await a.page.evaluate((id) => {
+    const sel = document.getElementById('cam-select');
+    sel.value = id;
+    sel.dispatchEvent(new Event('change'));
+  }, cams[2]);
+  await a.page.waitForFunction(() => window.__asked > 0, null, { timeout: h.WAIT_MS });
+  await a.page.click('#hangup-btn');
+  await a.page.waitForFunction(() => window.__liveTracks.length > 0, null, { timeout: h.WAIT_MS });
+  await h.sleep(500);
+  assert.deepStrictEqual(await a.page.evaluate(() => window.__liveTracks.map((t) => t.readyState)), ['ended'],
+    'the camera that arrived after the hang-up was stopped');
+});
+
 test('the remote video goes into picture-in-picture and back', { timeout: h.TEST_MS }, async () => {
   const { b } = await call();
   assert.ok(await b.page.isVisible('#pip-btn'));

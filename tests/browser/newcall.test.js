@@ -53,7 +53,7 @@ test('"New call" makes a link with fresh readable ids, and the link opened in a 
   const u = new URL(link);
   assert.strictEqual(u.searchParams.get('me'), peer);
   assert.strictEqual(u.searchParams.get('peer'), me);
-  assert.strictEqual(u.searchParams.get('join'), '1', 'the link joins the call when opened');
+  assert.strictEqual(u.searchParams.get('join'), '1', 'the link says a call is waiting');
   assert.ok(await a.page.isVisible('#call-qr'));
   const png = h.artifact('newcall-qr.png');
   await a.page.locator('#call-qr').screenshot({ path: png });
@@ -62,20 +62,26 @@ test('"New call" makes a link with fresh readable ids, and the link opened in a 
   else assert.strictEqual(decoded, link, 'the QR code on the call screen decodes to the link');
 
   const b = await person('newcall-bob', undefined, strictBrowser);
-  // Opening the link is all the other person does: no click.
+  // Opening the link makes the page ready, but the camera waits for one
+  // press of Call: a link alone (any page can redirect to one) never starts it.
   await b.page.goto(link);
+  await b.page.waitForSelector('#join-info:not([hidden])');
+  assert.match(await b.page.textContent('#join-info'), /invited to this call\. Press Call/);
+  assert.strictEqual(await b.page.evaluate(() => document.activeElement.id), 'call-btn', 'Call has the focus');
+  assert.strictEqual(await h.status(b.page), 'idle', 'no camera, no signaling before the press');
+  await b.page.keyboard.press('Enter');
   await h.waitStatus(a.page, 'connected');
   await h.waitStatus(b.page, 'connected');
   await h.remoteVideoPlays(a.page, 'alice');
   await h.remoteVideoPlays(b.page, 'bob');
   assert.ok(await a.page.isHidden('#call-invite'), 'the invite goes away once the other person is in');
   assert.ok(!new URL(b.page.url()).searchParams.has('join'), 'a reload does not join again by itself');
-  // Joined without a click, under a policy that wants a gesture before
-  // sound: a page that is capturing its camera may play the call with sound.
+  // Under a policy that wants a gesture before sound, the press of Call
+  // was it: the call plays with its sound.
   assert.deepStrictEqual(await b.page.evaluate(() => {
     const v = document.getElementById('remote');
     return { muted: v.muted, paused: v.paused, audio: v.srcObject.getAudioTracks().length };
-  }), { muted: false, paused: false, audio: 1 }, 'the call plays, with its sound, without a click');
+  }), { muted: false, paused: false, audio: 1 }, 'the call plays, with its sound');
 
   // A second New call gives other ids.
   await a.page.click('#hangup-btn');
