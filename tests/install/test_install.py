@@ -251,7 +251,8 @@ class InstalledTreeTest(unittest.TestCase):
             with open(path) as f:
                 return f.read()
         with open(UNIT_TEMPLATE) as f:
-            return f.read().replace('@bindir@', self.dir_option('bindir'))
+            return f.read().replace('@bindir@', self.dir_option('bindir')).replace(
+                '@sysconfdir@', self.dir_option('sysconfdir'))
 
     def test_the_unit_is_installed_in_systemds_unit_folder(self):
         path = self.installed_unit()
