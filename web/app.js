@@ -2,10 +2,20 @@
 // signaling.js talks to the server, peer.js to the partner's browser,
 // camera.js to the local devices, ui.js draws; this module turns what they
 // report into what the page says, and the server's refusals into notices.
+// The extras of a call each have their module: screen.js (screen sharing),
+// devices.js (device choice), stats.js (connection panel), chat.js (text
+// chat over the data channel), panels.js (their side panels), names.js
+// (ids for "New call").
 import { createSignaling } from './signaling.js';
 import { createPeer } from './peer.js';
 import { createCamera, cameraProblem } from './camera.js';
 import { createUI, store } from './ui.js';
+import { newCallIds } from './names.js';
+import { createScreenShare, canShareScreen } from './screen.js';
+import { createDevices } from './devices.js';
+import { createStats } from './stats.js';
+import { createChat } from './chat.js';
+import { createPanels } from './panels.js';
 
 let me = '';
 let peerId = '';
@@ -14,7 +24,10 @@ let peerLeft = false;
 let tickTimer = 0;
 let peer = null; // this session's peer.js, or null
 const inCall = () => Boolean(peer && peer.exists); // a peer connection is up or being set up
-const camera = navigator.mediaDevices ? createCamera(navigator.mediaDevices) : null;
+const media = navigator.mediaDevices;
+const camera = media ? createCamera(media, { onEnded: (kind, id) => devices.lost(kind, id) }) : null;
+const screen = media ? createScreenShare({ mediaDevices: media, onEnded: () => backToCamera() }) : null;
+const canPip = Boolean(document.pictureInPictureEnabled);
 
 const ui = createUI({
   view: () => ({
@@ -25,9 +38,58 @@ const ui = createUI({
     micOn: camera ? camera.micOn : true,
     camOn: camera ? camera.camOn : true,
     cameras: camera ? camera.cameras : 0,
+    canShare: Boolean(screen) && canShareScreen(media, navigator),
+    sharing: Boolean(screen && screen.sharing),
+    canPip,
+    inPip: Boolean(document.pictureInPictureElement),
   }),
 });
-const { $ } = ui;
+const { $, t } = ui;
+
+// The call's video sender takes the camera's track unless the screen is shown.
+const sendCameraVideo = (track) => (peer && !(screen && screen.sharing) ? peer.replaceVideoTrack(track) : undefined);
+const devices = media ? createDevices({
+  $,
+  t,
+  mediaDevices: media,
+  camera,
+  store,
+  speaker: $('remote'),
+  replace: {
+    videoinput: sendCameraVideo,
+    audioinput: (track) => (peer ? peer.replaceAudioTrack(track) : undefined),
+  },
+  notice: (key, params) => ui.showNotice(key, params),
+}) : null;
+const stats = createStats({ $, t, getStats: () => (peer ? peer.getStats() : Promise.resolve(null)) });
+const chat = createChat({
+  $,
+  t,
+  send: (text) => Boolean(peer && peer.sendChat(text)),
+  onUnread: () => renderChatButton(),
+});
+const panels = createPanels($, ['devices', 'stats', 'chat'], (name, open) => {
+  if (name === 'chat') {
+    chat.setOpen(open);
+    renderChatButton();
+  }
+  if (name === 'stats' && open) stats.render();
+});
+
+function renderChatButton() {
+  const n = chat.unread;
+  const label = n ? t('ctl.chatUnread', { count: n }) : t('ctl.chat');
+  $('chat-btn').setAttribute('aria-label', label);
+  $('chat-btn').title = label;
+  $('chat-badge').textContent = n ? String(n) : '';
+  $('chat-badge').hidden = !n;
+}
+
+// While nobody is there yet, the call screen shows the link to send.
+function renderCallInvite() {
+  const waiting = active && ['status.waiting', 'status.connectingServer', 'status.peerLeft'].includes(ui.status);
+  ui.setCallInvite(waiting ? ui.inviteLink() : '');
+}
 
 const signaling = createSignaling({
   url: `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/`,
@@ -61,6 +123,17 @@ async function startCall(ev) {
   ev.preventDefault();
   const names = ui.checkedNames();
   if (!names) return;
+  await joinAs(names);
+}
+
+// "New call": fresh readable ids for both sides, and straight in.
+async function newCall() {
+  const ids = newCallIds();
+  ui.fillNames(ids.me, ids.peer);
+  await joinAs(ids);
+}
+
+async function joinAs(names) {
   ui.clearNotice();
   ui.setJoinInfo('');
   const problem = browserProblem();
@@ -68,16 +141,19 @@ async function startCall(ev) {
     ui.showNotice(problem);
     return;
   }
+  // A server run with --auth-secret wants a call token: it comes in the link (?token=...).
+  const authToken = new URLSearchParams(location.search).get('token') || '';
   ({ me, peer: peerId } = names);
   store.set('me', me);
   store.set('peer', peerId);
-  history.replaceState(null, '', `${location.pathname}?${new URLSearchParams({ me, peer: peerId })}`);
+  const query = { me, peer: peerId, ...(authToken ? { token: authToken } : {}) };
+  history.replaceState(null, '', `${location.pathname}?${new URLSearchParams(query)}`);
 
   ui.showScreen('call');
   ui.setStatus('status.camera');
   let stream;
   try {
-    stream = await camera.start();
+    stream = await camera.start(devices.preferred());
   } catch (e) {
     ui.showScreen('join');
     ui.setStatus('status.idle');
@@ -96,8 +172,10 @@ async function startCall(ev) {
     on: peerEvents,
   });
   tickTimer = setInterval(ui.tick, 1000);
-  // A server run with --auth-secret wants a call token: it comes in the link (?token=...).
-  const authToken = new URLSearchParams(location.search).get('token') || '';
+  chat.clear();
+  chat.setPeerName(peerId);
+  stats.start();
+  devices.start();
   signaling.start({ local: me, remote: peerId, authToken });
 }
 
@@ -107,6 +185,7 @@ const peerEvents = {
     if (!connected && ui.status !== 'status.reconnecting') ui.setStatus('status.connectingCall');
   },
   connected() { ui.setStatus(signaling.isOpen() ? 'status.connected' : 'status.reconnecting'); },
+  chat(text) { chat.received(text); },
   reconnecting() { ui.setStatus('status.reconnecting'); },
   failed(reasonKey) { ui.setStatus('status.failed', { reasonKey }); },
   gone() {
@@ -123,7 +202,7 @@ const peerEvents = {
 };
 
 function onServerMessage(msg) {
-  if ('iceServers' in msg) peer.setIceServers(msg.iceServers);
+  if ('iceServers' in msg) peer.setIceServers(msg.iceServers, msg.iceTransportPolicy);
   if ('start' in msg) {
     peerLeft = false;
     ui.clearNotice();
@@ -195,6 +274,12 @@ function hangUp() {
 function endSession() {
   active = false;
   clearInterval(tickTimer);
+  renderCallInvite();
+  panels.close(false);
+  stats.stop();
+  if (devices) devices.stop();
+  if (screen) screen.stop();
+  if (document.pictureInPictureElement) document.exitPictureInPicture().catch(() => {});
   if (peer) peer.close();
   peer = null;
   signaling.stop();
@@ -205,11 +290,45 @@ function endSession() {
 
 async function switchCamera() {
   try {
-    await camera.switchCamera((track) => (peer ? peer.replaceVideoTrack(track) : undefined));
-    $('local').srcObject = camera.stream;
+    await camera.switchCamera(sendCameraVideo);
+    devices.render();
   } catch (e) {
     ui.showNotice('err.cameraSwitch');
   }
+}
+
+async function toggleScreenShare() {
+  if (screen.sharing) {
+    screen.stop();
+    await backToCamera();
+    return;
+  }
+  let track;
+  try {
+    track = await screen.start();
+  } catch (e) {
+    // Cancelling the browser's picker is a choice, not a failure.
+    if (!e || e.name !== 'NotAllowedError') ui.showNotice('err.share', { detail: (e && (e.message || e.name)) || '?' });
+    return;
+  }
+  if (peer) await peer.replaceVideoTrack(track);
+  $('local').srcObject = new MediaStream([track]);
+  ui.renderControls();
+}
+
+// Sharing ended (our button, or the browser's own "Stop sharing").
+async function backToCamera() {
+  const cam = camera && camera.stream;
+  if (cam) {
+    if (peer) await peer.replaceVideoTrack(cam.getVideoTracks()[0] || null);
+    $('local').srcObject = cam;
+  }
+  ui.renderControls();
+}
+
+function togglePictureInPicture() {
+  const p = document.pictureInPictureElement ? document.exitPictureInPicture() : $('remote').requestPictureInPicture();
+  p.then(() => ui.renderControls(), () => {});
 }
 
 function toggleFullscreen() {
@@ -220,6 +339,17 @@ function toggleFullscreen() {
 function init() {
   ui.init();
   $('join-form').addEventListener('submit', startCall);
+  $('new-call-btn').addEventListener('click', newCall);
+  $('screen-btn').addEventListener('click', toggleScreenShare);
+  $('pip-btn').addEventListener('click', togglePictureInPicture);
+  for (const ev of ['enterpictureinpicture', 'leavepictureinpicture']) $('remote').addEventListener(ev, () => ui.renderControls());
+  ui.onStatus(renderCallInvite);
+  ui.onLanguage(() => {
+    renderChatButton();
+    chat.render();
+    stats.render();
+    if (devices) devices.render();
+  });
   $('mic-btn').addEventListener('click', () => { camera.toggleMic(); ui.renderControls(); });
   $('cam-btn').addEventListener('click', () => { camera.toggleCam(); ui.renderControls(); });
   $('switch-btn').addEventListener('click', switchCamera);
@@ -241,3 +371,4 @@ function init() {
 }
 
 init();
+renderChatButton();

@@ -1,5 +1,6 @@
 // The local camera and microphone: asking for them, muting, turning the
-// camera off, switching between cameras, and letting them go.
+// camera off, changing to another camera or microphone mid-call, and
+// letting them go.
 
 // The notice that explains why getUserMedia failed, by the error's name.
 export function cameraProblem(e) {
@@ -10,12 +11,22 @@ export function cameraProblem(e) {
   return 'err.cameraOther';
 }
 
-export function createCamera(mediaDevices) {
+// onEnded(kind, deviceId) runs when a track we use ends by itself (kind
+// 'videoinput' or 'audioinput'): the device was unplugged or taken away.
+export function createCamera(mediaDevices, { onEnded = () => {} } = {}) {
   let stream = null;
   let videoInputs = [];
   let videoIndex = 0;
   let micOn = true;
   let camOn = true;
+
+  const kindOf = (track) => (track.kind === 'video' ? 'videoinput' : 'audioinput');
+  function watch(track) {
+    const id = track.getSettings().deviceId || '';
+    track.addEventListener('ended', () => {
+      if (stream && stream.getTracks().includes(track)) onEnded(kindOf(track), id);
+    });
+  }
 
   async function findCameras() {
     try {
@@ -30,9 +41,21 @@ export function createCamera(mediaDevices) {
   }
 
   return {
-    // Resolves to the stream; rejects with getUserMedia's error.
-    async start() {
-      stream = await mediaDevices.getUserMedia({ audio: true, video: { facingMode: 'user' } });
+    // Resolves to the stream; rejects with getUserMedia's error. The
+    // devices chosen last time are asked for, but any other will do.
+    async start({ camera = '', mic = '' } = {}) {
+      const ask = (cam, mi) => mediaDevices.getUserMedia({
+        audio: mi ? { deviceId: { exact: mi } } : true,
+        video: cam ? { deviceId: { exact: cam } } : { facingMode: 'user' },
+      });
+      try {
+        stream = await ask(camera, mic);
+      } catch (e) {
+        // The devices of last time are gone (or never were on this browser).
+        if (!(camera || mic) || !['OverconstrainedError', 'NotFoundError', 'NotReadableError'].includes(e && e.name)) throw e;
+        stream = await ask('', '');
+      }
+      for (const track of stream.getTracks()) watch(track);
       micOn = true;
       camOn = true;
       await findCameras();
@@ -50,18 +73,31 @@ export function createCamera(mediaDevices) {
       camOn = !camOn;
       if (stream) for (const track of stream.getVideoTracks()) track.enabled = camOn;
     },
-    // Moves to the next camera; replaceTrack(track) hands it to the call.
-    async switchCamera(replaceTrack) {
-      if (!stream || videoInputs.length < 2) return;
-      const next = (videoIndex + 1) % videoInputs.length;
-      const fresh = await mediaDevices.getUserMedia({ video: { deviceId: { exact: videoInputs[next].deviceId } } });
-      const track = fresh.getVideoTracks()[0];
-      track.enabled = camOn;
-      const old = stream.getVideoTracks()[0];
+    // Changes to the device `deviceId` of `kind` ('videoinput' or
+    // 'audioinput'); replaceTrack(track) hands the new track to the call.
+    async useDevice(kind, deviceId, replaceTrack) {
+      if (!stream) return;
+      const video = kind === 'videoinput';
+      const want = { deviceId: { exact: deviceId } };
+      const old = video ? stream.getVideoTracks()[0] : stream.getAudioTracks()[0];
+      const fresh = await mediaDevices.getUserMedia(video ? { video: want } : { audio: want });
+      const track = video ? fresh.getVideoTracks()[0] : fresh.getAudioTracks()[0];
+      track.enabled = video ? camOn : micOn;
+      watch(track);
       await replaceTrack(track);
       if (old) { stream.removeTrack(old); old.stop(); }
       stream.addTrack(track);
-      videoIndex = next;
+      if (video) await findCameras();
+    },
+    // Moves to the next camera.
+    async switchCamera(replaceTrack) {
+      if (!stream || videoInputs.length < 2) return;
+      await this.useDevice('videoinput', videoInputs[(videoIndex + 1) % videoInputs.length].deviceId, replaceTrack);
+    },
+    // The device id behind the track of `kind` in use, '' when none.
+    deviceId(kind) {
+      const track = stream && (kind === 'videoinput' ? stream.getVideoTracks()[0] : stream.getAudioTracks()[0]);
+      return track && track.readyState === 'live' ? track.getSettings().deviceId || '' : '';
     },
     get stream() { return stream; },
     get micOn() { return micOn; },

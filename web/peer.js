@@ -1,7 +1,8 @@
 // The peer connection of one call: perfect negotiation of offers and
 // answers, ICE candidates (kept until the remote description is there),
 // ICE restarts when the network path breaks, and the data channel that
-// tells whether the partner is still there while signaling is away.
+// tells whether the partner is still there while signaling is away (and
+// carries the chat: peer to peer, never through the server).
 // RTCPeerConnection, timers and the way out to signaling come in as
 // parameters so that Node can drive this module with fakes.
 
@@ -21,15 +22,18 @@ export function cleanIceServers(list) {
 //   negotiated({ connected }) an offer or answer was applied
 //   connected()             ICE connected (again)
 //   reconnecting()          an ICE restart is under way
-//   failed(reasonKey)       the connection was given up (reason.ice, reason.negotiation)
+//   failed(reasonKey)       the connection was given up (reason.ice, reason.relay, reason.negotiation)
 //   gone()                  the partner left (said bye, or its channel closed)
 //   track(ev)               a remote track arrived
 //   closed()                the connection was closed; nothing is received any more
+//   chat(text)              the partner sent a chat message
+//   channel(open)           the data channel opened (true) or went away (false)
 export function createPeer({
   RTCPeerConnection, timers = globalThis, now = Date.now, signal, remote, localStream, on = {},
 }) {
   const emit = (name, arg) => { if (on[name]) on[name](arg); };
   let iceServers = [];
+  let relayOnly = false;
   let pc = null;
   let dc = null;
   let role = '';
@@ -40,6 +44,7 @@ export function createPeer({
   let restartTimer = 0;
   let disconnectedTimer = 0;
   let connectedAt = 0;
+  let videoTrack = null; // what replaceVideoTrack put in place of the camera's
 
   const send = (message) => signal.send({ ...message, remote });
 
@@ -54,16 +59,28 @@ export function createPeer({
   }
 
   function open() {
-    const conn = new RTCPeerConnection({ iceServers });
+    const conn = new RTCPeerConnection(relayOnly ? { iceServers, iceTransportPolicy: 'relay' } : { iceServers });
     pc = conn;
     pendingIce = [];
     makingOffer = false;
     pendingRestart = false;
     restartTries = 0;
-    for (const track of localStream.getTracks()) conn.addTrack(track, localStream);
+    // A shared screen or another camera stays what we send on a new connection.
+    for (const track of localStream.getTracks()) conn.addTrack(track.kind === 'video' && videoTrack ? videoTrack : track, localStream);
     conn.ontrack = (ev) => { if (conn === pc) emit('track', ev); };
+    // Relay-only, a gathering that ends with no candidate means the TURN
+    // server refused us (credentials) or never answered: no path can come of
+    // it, so say so instead of waiting on "connecting" forever.
+    let found = 0;
+    conn.onicegatheringstatechange = () => { if (conn.iceGatheringState === 'gathering') found = 0; };
     conn.onicecandidate = (ev) => {
-      if (conn === pc && ev.candidate) send({ ice: ev.candidate });
+      if (conn !== pc) return;
+      if (ev.candidate) {
+        found++;
+        send({ ice: ev.candidate });
+      } else if (relayOnly && found === 0) {
+        fail('reason.relay');
+      }
     };
     conn.oniceconnectionstatechange = () => { if (conn === pc) onIceState(); };
     if (role === 'offer') watchChannel(conn.createDataChannel('duet'));
@@ -72,10 +89,14 @@ export function createPeer({
 
   function watchChannel(channel) {
     dc = channel;
+    channel.onopen = () => { if (channel === dc) emit('channel', true); };
+    if (channel.readyState === 'open') emit('channel', true);
     channel.onmessage = (ev) => {
       let msg = null;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
-      if (msg && msg.bye && channel === dc) partnerGone();
+      if (!msg || channel !== dc) return;
+      if (msg.bye) partnerGone();
+      else if (typeof msg.chat === 'string') emit('chat', msg.chat);
     };
     channel.onclose = () => {
       if (channel === dc) partnerGone();
@@ -91,8 +112,12 @@ export function createPeer({
     dc = null;
     pendingIce = [];
     connectedAt = 0;
-    if (channel) { channel.onclose = null; channel.onmessage = null; try { channel.close(); } catch (e) { /* closed */ } }
-    if (conn) { conn.ontrack = null; conn.onicecandidate = null; conn.oniceconnectionstatechange = null; conn.close(); }
+    if (channel) { channel.onopen = null; channel.onclose = null; channel.onmessage = null; try { channel.close(); } catch (e) { /* closed */ } }
+    if (conn) {
+      conn.ontrack = null; conn.onicecandidate = null; conn.onicegatheringstatechange = null;
+      conn.oniceconnectionstatechange = null; conn.close();
+    }
+    if (channel) emit('channel', false);
     emit('closed');
   }
 
@@ -214,6 +239,12 @@ export function createPeer({
     restartTimer = timers.setTimeout(() => { if (pc && !isConnected()) restartIce(); }, ICE_RESTART_WAIT_MS);
   }
 
+  async function replaceSenderTrack(kind, track) {
+    if (!pc) return;
+    const sender = pc.getSenders().find((x) => x.track && x.track.kind === kind);
+    if (sender) await sender.replaceTrack(track);
+  }
+
   return {
     // The server paired us: `offer` makes the offer, `answer` waits for it.
     // Returns true when the running connection was kept.
@@ -252,10 +283,15 @@ export function createPeer({
     onSdp,
     onIce,
     restartIce,
-    setIceServers(list) {
+    // The server's {"iceServers":[...]} (again before TURN credentials
+    // expire, so that an ICE restart late in a call can still allocate);
+    // policy 'relay' keeps every path on the TURN relay.
+    setIceServers(list, policy) {
       iceServers = cleanIceServers(list);
+      relayOnly = policy === 'relay';
       if (pc) {
-        try { pc.setConfiguration({ ...pc.getConfiguration(), iceServers }); } catch (e) { /* used by the next connection */ }
+        const config = { ...pc.getConfiguration(), iceServers, iceTransportPolicy: relayOnly ? 'relay' : 'all' };
+        try { pc.setConfiguration(config); } catch (e) { /* used by the next connection */ }
       }
     },
     // Tells the partner at once that we are leaving.
@@ -264,11 +300,22 @@ export function createPeer({
         try { dc.send(JSON.stringify({ bye: 1 })); } catch (e) { /* leaving anyway */ }
       }
     },
+    // Sends another video track (camera, screen) without renegotiating;
+    // kept for connections opened later.
     async replaceVideoTrack(track) {
-      if (!pc) return;
-      const sender = pc.getSenders().find((x) => x.track && x.track.kind === 'video');
-      if (sender) await sender.replaceTrack(track);
+      videoTrack = track;
+      await replaceSenderTrack('video', track);
     },
+    async replaceAudioTrack(track) {
+      await replaceSenderTrack('audio', track);
+    },
+    // Returns false when there is no open channel to the partner.
+    sendChat(text) {
+      if (!dc || dc.readyState !== 'open') return false;
+      try { dc.send(JSON.stringify({ chat: String(text) })); } catch (e) { return false; }
+      return true;
+    },
+    getStats() { return pc ? pc.getStats() : Promise.resolve(null); },
     close,
     isConnected,
     get exists() { return Boolean(pc); },

@@ -26,6 +26,26 @@ export function formatDuration(ms) {
   return h ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
 }
 
+// Draws `link` as a QR code on `canvas`; false when the link is too long.
+export function drawQR(canvas, link, size = 232) {
+  const code = encodeQR(link);
+  if (!code) return false;
+  const quiet = 4;
+  const scale = Math.max(2, Math.floor(size / (code.size + 2 * quiet)));
+  const px = (code.size + 2 * quiet) * scale;
+  canvas.width = px;
+  canvas.height = px;
+  canvas.dataset.version = String(code.version);
+  const g = canvas.getContext('2d');
+  g.fillStyle = '#ffffff';
+  g.fillRect(0, 0, px, px);
+  g.fillStyle = '#000000';
+  for (let r = 0; r < code.size; r++) {
+    for (let c = 0; c < code.size; c++) if (code.modules[r][c]) g.fillRect((c + quiet) * scale, (r + quiet) * scale, scale, scale);
+  }
+  return true;
+}
+
 // Remembers the form and the language between visits; private mode
 // remembers nothing.
 export const store = {
@@ -35,10 +55,13 @@ export const store = {
   set(key, value) {
     try { localStorage.setItem(`duet.${key}`, value); } catch (e) { /* nothing to remember */ }
   },
+  remove(key) {
+    try { localStorage.removeItem(`duet.${key}`); } catch (e) { /* nothing was remembered */ }
+  },
 };
 
 // view() tells what the texts need: { me, peer, connectedAt, reconnectAt,
-// micOn, camOn, cameras }.
+// micOn, camOn, cameras, canShare, sharing, canPip, inPip }.
 export function createUI({ view }) {
   const $ = (id) => document.getElementById(id);
   let lang = 'en';
@@ -46,6 +69,9 @@ export function createUI({ view }) {
   let notice = null; // { key, params }
   let joinInfo = '';
   let showValidation = false;
+  let callInvite = ''; // the link shown on the call screen while waiting
+  const languageListeners = [];
+  const statusListeners = [];
 
   const t = (key, params) => format(lang, key, params);
   const secondsUntil = (at) => Math.max(0, Math.ceil((at - Date.now()) / 1000));
@@ -121,43 +147,46 @@ export function createUI({ view }) {
     $('invite-empty').hidden = Boolean(link);
     $('invite-box').hidden = !link;
     $('invite-link').value = link;
-    const canvas = $('qr');
+    $('forget-btn').hidden = !store.get('me') && !store.get('peer');
     const tooLong = $('qr-too-long');
     tooLong.hidden = true;
     if (!link) return;
-    const code = encodeQR(link);
-    if (!code) {
-      canvas.hidden = true;
-      tooLong.hidden = false;
-      return;
-    }
-    canvas.hidden = false;
-    const quiet = 4;
-    const scale = Math.max(2, Math.floor(232 / (code.size + 2 * quiet)));
-    const px = (code.size + 2 * quiet) * scale;
-    canvas.width = px;
-    canvas.height = px;
-    canvas.dataset.version = String(code.version);
-    const g = canvas.getContext('2d');
-    g.fillStyle = '#ffffff';
-    g.fillRect(0, 0, px, px);
-    g.fillStyle = '#000000';
-    for (let r = 0; r < code.size; r++) {
-      for (let c = 0; c < code.size; c++) if (code.modules[r][c]) g.fillRect((c + quiet) * scale, (r + quiet) * scale, scale, scale);
-    }
+    const drawn = drawQR($('qr'), link);
+    $('qr').hidden = !drawn;
+    tooLong.hidden = drawn;
   }
 
-  async function copyInvite() {
-    const link = inviteLink();
+  function renderCallInvite() {
+    $('call-invite').hidden = !callInvite;
+    $('call-invite-link').value = callInvite;
+    if (callInvite) $('call-qr').hidden = !drawQR($('call-qr'), callInvite, 160);
+  }
+
+  async function copyLink(link, input, statusEl) {
     if (!link) return;
-    const el = $('copy-status');
     try {
       await navigator.clipboard.writeText(link);
-      el.textContent = t('join.invite.copied');
+      statusEl.textContent = t('join.invite.copied');
     } catch (e) {
-      $('invite-link').select();
-      el.textContent = t('join.invite.copyFailed');
+      input.select();
+      statusEl.textContent = t('join.invite.copyFailed');
     }
+  }
+  const copyInvite = () => copyLink(inviteLink(), $('invite-link'), $('copy-status'));
+  const copyCallInvite = () => copyLink(callInvite, $('call-invite-link'), $('call-copy-status'));
+
+  // The names stay in the form of this visit; only the device forgets them.
+  function forgetNames() {
+    store.remove('me');
+    store.remove('peer');
+    $('me').value = '';
+    $('peer').value = '';
+    showValidation = false;
+    renderValidation(false);
+    renderInvite();
+    joinInfo = 'join.forgotten';
+    renderJoinInfo();
+    $('me').focus();
   }
 
   function setButton(id, key, on) {
@@ -175,6 +204,14 @@ export function createUI({ view }) {
     setButton('switch-btn', 'ctl.switch');
     setButton('fs-btn', document.fullscreenElement ? 'ctl.exitFullscreen' : 'ctl.fullscreen');
     setButton('hangup-btn', 'ctl.hangup');
+    setButton('screen-btn', v.sharing ? 'ctl.stopShare' : 'ctl.share');
+    $('screen-btn').classList.toggle('active', Boolean(v.sharing));
+    $('screen-btn').hidden = !v.canShare;
+    setButton('pip-btn', v.inPip ? 'ctl.exitPip' : 'ctl.pip');
+    $('pip-btn').hidden = !v.canPip;
+    setButton('devices-btn', 'ctl.devices');
+    setButton('stats-btn', 'ctl.stats');
+    $('local-wrap').classList.toggle('screen', Boolean(v.sharing));
     $('switch-btn').hidden = v.cameras < 2;
     $('fs-btn').hidden = !document.fullscreenEnabled;
     $('local-wrap').classList.toggle('cam-off', !v.camOn);
@@ -197,6 +234,8 @@ export function createUI({ view }) {
     renderValidation(false);
     renderJoinInfo();
     renderInvite();
+    renderCallInvite();
+    for (const fn of languageListeners) fn();
   }
 
   return {
@@ -214,6 +253,8 @@ export function createUI({ view }) {
       $('me').addEventListener('input', onFormInput);
       $('peer').addEventListener('input', onFormInput);
       $('copy-btn').addEventListener('click', copyInvite);
+      $('call-copy-btn').addEventListener('click', copyCallInvite);
+      $('forget-btn').addEventListener('click', forgetNames);
       document.addEventListener('fullscreenchange', renderControls);
       this.showScreen('join');
       applyLanguage(pickLanguage(store.get('lang'), navigator.languages || [navigator.language]));
@@ -226,6 +267,8 @@ export function createUI({ view }) {
       return { me: $('me').value, peer: $('peer').value };
     },
     showScreen(name) {
+      // A call stores the names: back at the form they can be forgotten.
+      if (name === 'join') $('forget-btn').hidden = !store.get('me') && !store.get('peer');
       $('join').hidden = name !== 'join';
       $('call').hidden = name !== 'call';
       document.body.dataset.screen = name;
@@ -233,7 +276,10 @@ export function createUI({ view }) {
     setStatus(key, params = {}) {
       status = { key, params };
       renderStatus();
+      for (const fn of statusListeners) fn(key);
     },
+    // fn(key) runs after each change of the status line.
+    onStatus(fn) { statusListeners.push(fn); },
     get status() { return status.key; },
     showNotice(key, params = {}) {
       notice = { key, params };
@@ -249,6 +295,23 @@ export function createUI({ view }) {
       renderJoinInfo();
     },
     renderControls,
+    t,
+    // fn() runs after each change of language, to redraw what it owns.
+    onLanguage(fn) { languageListeners.push(fn); },
+    // Fills the form with names chosen elsewhere ("New call").
+    fillNames(me, peer) {
+      $('me').value = me;
+      $('peer').value = peer;
+      onFormInput();
+    },
+    // The invite link on the call screen, '' to hide it.
+    setCallInvite(link) {
+      if (link === callInvite) return;
+      callInvite = link;
+      $('call-copy-status').textContent = '';
+      renderCallInvite();
+    },
+    inviteLink,
     // Seconds-counting texts and the call timer are redrawn every second.
     tick() {
       if (['status.connected', 'status.reconnectingServer'].includes(status.key)) renderStatus();

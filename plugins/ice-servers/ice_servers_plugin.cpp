@@ -1,21 +1,32 @@
 // The ice-servers plugin: tells each client which STUN/TURN servers to use,
 // right after its open, as {"iceServers":[...]} (a message v1 clients
-// ignore). With a TURN secret it makes short-lived credentials per client in
-// the coturn REST-API form: username "expiry:id", password
-// base64(HMAC-SHA1(secret, username)).
+// ignore), with "iceTransportPolicy":"relay" when calls must go through the
+// relay. With a TURN secret it makes short-lived credentials per client in
+// the coturn REST-API form (turn_credentials.hpp) and sends fresh ones
+// before they expire, and again when SIGHUP brings a new secret.
+//
+// Why refresh: coturn checks the username's expiry when it authenticates an
+// Allocate, but keeps refreshing an allocation made in time after that
+// expiry (tests/integration/test_turn_server.py pins both for coturn 4.6),
+// so a running call outlives its credentials. An ICE restart in a long call
+// (a phone moving from Wi-Fi to mobile data) makes new allocations, though,
+// and with expired credentials they would be refused: the web client hands
+// the fresh ones to its RTCPeerConnection (setConfiguration) for that.
 #include <chrono>
 #include <cstring>
+#include <exception>
 #include <sstream>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 #include "duet/plugin.hpp"
+#include "turn_command.hpp"
+#include "turn_credentials.hpp"
 
 namespace {
 
@@ -28,7 +39,13 @@ const duet_plugin_option_t kOptions[] = {
                  "FILE holding the TURN REST-API secret (coturn's static-auth-secret): each client gets its own "
                  "short-lived credentials",
                  "turn-secret", "FILE", DUET_OPTION_FILE),
-    duet::option("turn-ttl", "86400", "seconds a TURN credential stays valid (60 to 604800)", "turn-ttl", "SECONDS"),
+    duet::option("turn-ttl", "86400",
+                 "seconds a TURN credential stays valid (10 to 604800); clients get fresh ones before it ends",
+                 "turn-ttl", "SECONDS"),
+    duet::option("ice-transport-policy", "all",
+                 "'relay' makes every client use only relayed (TURN) candidates, so the partner never learns its "
+                 "address; needs --turn. 'all' also allows direct paths",
+                 "ice-transport-policy", "all|relay"),
     {},
 };
 
@@ -54,13 +71,6 @@ std::vector<std::string> split_urls(const duet::Options &options, const char *ke
   return urls;
 }
 
-std::string base64(const unsigned char *data, std::size_t len) {
-  std::string out(4 * ((len + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char *>(out.data()), data, static_cast<int>(len));
-  out.resize(static_cast<std::size_t>(n));
-  return out;
-}
-
 class IceServers : public duet::Plugin {
 public:
   explicit IceServers(const duet::Host &host) : Plugin(host) {
@@ -69,16 +79,28 @@ public:
     const duet::Options options = host.options();
     stun_ = split_urls(options, "stun", stun_schemes);
     turn_ = split_urls(options, "turn", turn_schemes);
+    secret_path_ = options.text("turn-secret-file");
     secret_ = options.file_contents("turn-secret-file").value_or("");
-    if (!options.text("turn-secret-file").empty() && secret_.empty())
-      options.fail("turn-secret-file", options.text("turn-secret-file"), "a file holding a secret, not an empty one");
-    ttl_s_ = options.integer("turn-ttl", 60, 7 * 86400);
+    if (!secret_path_.empty() && secret_.empty())
+      options.fail("turn-secret-file", secret_path_, "a file holding a secret, not an empty one");
+    // Below 10 s a credential could expire between the message and the
+    // browser's first Allocate.
+    ttl_s_ = options.integer("turn-ttl", 10, 7 * 86400);
     if (!secret_.empty() && turn_.empty())
-      options.fail("turn-secret-file", options.text("turn-secret-file"),
+      options.fail("turn-secret-file", secret_path_,
                    "given together with TURN URLs (--turn), which it makes credentials for");
+    relay_only_ = options.one_of<bool>("ice-transport-policy", {{"all", false}, {"relay", true}});
+    if (relay_only_ && turn_.empty())
+      options.fail("ice-transport-policy", "relay",
+                   "'all' when no TURN server is given: relay-only calls need one (--turn URL, usually with "
+                   "--turn-secret FILE)");
   }
 
   void on_event(const duet_event_t &event) override {
+    if (std::strcmp(event.name, "duet.reload") == 0) {
+      reload_secret();
+      return;
+    }
     // With no servers configured nothing is sent: the default flow stays the
     // tutorial's message for message, and LAN calls need only host candidates.
     if ((stun_.empty() && turn_.empty()) || std::strcmp(event.name, "pairing.open") != 0 || !event.json)
@@ -87,11 +109,63 @@ public:
     doc.Parse(event.json, event.json_len);
     if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("local") || !doc["local"].IsString())
       return;
-    host().send(event.conn, message_for({doc["local"].GetString(), doc["local"].GetStringLength()}));
+    const duet::ConnId conn = event.conn;
+    std::string id(doc["local"].GetString(), doc["local"].GetStringLength());
+    host().send(conn, message_for(id));
+    if (secret_.empty())
+      return;
+    // Fresh credentials when a quarter of the TTL is left: room for a
+    // client that is slow to take them, and at most 4/3 messages per TTL.
+    const std::chrono::milliseconds every(ttl_s_ * 750);
+    Client &client = clients_[conn];
+    client.id = std::move(id);
+    client.refresh = host().start_timer(every, every, [this, conn] {
+      auto it = clients_.find(conn);
+      if (it != clients_.end())
+        host().send(conn, message_for(it->second.id));
+    });
   }
 
+  void on_close(duet::ConnId conn, duet_close_reason_t) override { clients_.erase(conn); }
+
 private:
-  // {"iceServers":[{"urls":[...]},{"urls":[...],"username":..,"credential":..}]}
+  struct Client {
+    std::string id;
+    duet::Timer refresh;
+  };
+
+  // SIGHUP re-reads the secret (rotated by hand, like the certificate). A
+  // file that cannot be read or is empty keeps the secret in use: calls go
+  // on rather than fail for a half-written file.
+  void reload_secret() {
+    if (secret_path_.empty())
+      return;
+    std::string fresh;
+    try {
+      fresh = duet::read_trimmed_file(secret_path_);
+    } catch (const std::exception &e) {
+      host().log(DUET_LOG_WARN, std::string("kept the TURN secret in use: ") + e.what());
+      return;
+    }
+    if (fresh.empty()) {
+      host().log(DUET_LOG_WARN, "kept the TURN secret in use: " + secret_path_ + " is empty");
+      return;
+    }
+    if (fresh == secret_) {
+      host().log(DUET_LOG_INFO, "TURN secret unchanged (" + secret_path_ + ")");
+      return;
+    }
+    secret_ = std::move(fresh);
+    host().log(DUET_LOG_INFO, "new TURN secret from " + secret_path_ + ": sending fresh credentials to " +
+                                  std::to_string(clients_.size()) + " client(s)");
+    // The TURN server got the same new secret: what the clients hold will
+    // not make new allocations any more.
+    for (const auto &[conn, client] : clients_)
+      host().send(conn, message_for(client.id));
+  }
+
+  // {"iceServers":[{"urls":[...]},{"urls":[...],"username":..,"credential":..}]},
+  // plus "iceTransportPolicy":"relay" in relay-only mode.
   std::string message_for(std::string_view id) const {
     rapidjson::StringBuffer buf;
     rapidjson::Writer<rapidjson::StringBuffer> w(buf);
@@ -115,32 +189,40 @@ private:
         w.String(u.c_str());
       w.EndArray();
       if (!secret_.empty()) {
-        auto now = std::chrono::system_clock::now().time_since_epoch();
-        long long expiry = std::chrono::duration_cast<std::chrono::seconds>(now).count() + ttl_s_;
-        std::string username = std::to_string(expiry) + ":" + std::string(id);
-        unsigned char mac[EVP_MAX_MD_SIZE];
-        unsigned mac_len = 0;
-        HMAC(EVP_sha1(), secret_.data(), static_cast<int>(secret_.size()),
-             reinterpret_cast<const unsigned char *>(username.data()), username.size(), mac, &mac_len);
+        const duet::ice::TurnCredentials c = duet::ice::turn_credentials(secret_, id, duet::ice::unix_now_s() + ttl_s_);
         w.Key("username");
-        w.String(username.data(), static_cast<rapidjson::SizeType>(username.size()));
+        w.String(c.username.data(), static_cast<rapidjson::SizeType>(c.username.size()));
         w.Key("credential");
-        std::string credential = base64(mac, mac_len);
-        w.String(credential.c_str());
+        w.String(c.password.data(), static_cast<rapidjson::SizeType>(c.password.size()));
       }
       w.EndObject();
     }
     w.EndArray();
+    if (relay_only_) {
+      w.Key("iceTransportPolicy");
+      w.String("relay");
+    }
     w.EndObject();
     return {buf.GetString(), buf.GetSize()};
   }
 
   std::vector<std::string> stun_, turn_;
-  std::string secret_;
+  std::string secret_path_, secret_;
   std::int64_t ttl_s_ = 86400;
+  bool relay_only_ = false;
+  std::unordered_map<duet::ConnId, Client> clients_;
 };
 
 }  // namespace
 
-DUET_PLUGIN(ice_servers, IceServers, "ice-servers", "1.0.0",
-            "Sends each client its STUN/TURN servers after open, with short-lived TURN credentials", kOptions)
+const duet_plugin_command_t kTurnCredentials = {
+    sizeof(duet_plugin_command_t),
+    "turn-credentials",
+    "Print TURN credentials for --turn-secret FILE and how to check a TURN server with them, then exit",
+    &duet::ice::turn_credentials_command,
+};
+const duet_plugin_command_t *const kCommands[] = {&kTurnCredentials, nullptr};
+
+DUET_PLUGIN_WITH_COMMANDS(ice_servers, IceServers, "ice-servers", "1.1.0",
+                          "Sends each client its STUN/TURN servers after open, with short-lived TURN credentials",
+                          kOptions, kCommands)

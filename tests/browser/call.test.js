@@ -309,13 +309,13 @@ test('the keyboard reaches every control, and each has a name for screen readers
   // The join form, from the top.
   await a.page.evaluate(() => document.activeElement && document.activeElement.blur());
   const formIds = [];
-  for (let i = 0; i < 8; i++) {
+  for (let i = 0; i < 10; i++) {
     await a.page.keyboard.press('Tab');
     const r = await a.page.evaluate(nameOf);
     formIds.push(r.id);
     if (r.id) assert.ok(r.name.length > 0, `#${r.id} has an accessible name`);
   }
-  for (const id of ['lang', 'me', 'peer', 'call-btn', 'invite-link', 'copy-btn']) assert.ok(formIds.includes(id), `Tab reaches #${id} (reached ${formIds.join(', ')})`);
+  for (const id of ['lang', 'new-call-btn', 'me', 'peer', 'call-btn', 'forget-btn', 'invite-link', 'copy-btn']) assert.ok(formIds.includes(id), `Tab reaches #${id} (reached ${formIds.join(', ')})`);
   await hangUpAll(a, b);
 });
 

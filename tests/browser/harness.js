@@ -3,6 +3,7 @@
 'use strict';
 
 const { spawn, execFileSync } = require('node:child_process');
+const dgram = require('node:dgram');
 const fs = require('node:fs');
 const net = require('node:net');
 const os = require('node:os');
@@ -93,6 +94,97 @@ function startRedis() {
       await sleep(50);
     }
   })();
+}
+
+// A coturn of our own (Debian's turnserver) on 127.0.0.1 with the REST-API
+// secret duetd gets through --turn-secret: its own config file in a fresh
+// folder, in the foreground, stopped by its PID only. Loopback peers are
+// allowed because here both browsers' relay addresses are 127.0.0.1; a real
+// deployment must not allow them. Resolves once it answers a STUN Binding
+// request.
+const TURNSERVER = process.env.TURNSERVER || '/usr/bin/turnserver';
+async function startCoturn({ secret, extraConfig = [] }) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'duet-browser-coturn-'));
+  const port = await freeUdpPort();
+  const conf = path.join(dir, 'turnserver.conf');
+  fs.writeFileSync(conf, [
+    'listening-ip=127.0.0.1', 'relay-ip=127.0.0.1', `listening-port=${port}`,
+    'min-port=49152', 'max-port=65535',
+    'use-auth-secret', `static-auth-secret=${secret}`, 'realm=duet.test',
+    'allow-loopback-peers', 'no-cli', 'no-tls', 'no-dtls', 'no-tcp-relay', 'no-software-attribute',
+    'log-file=stdout', 'simple-log', 'verbose', `pidfile=${path.join(dir, 'turnserver.pid')}`,
+    `userdb=${path.join(dir, 'turndb')}`, ...extraConfig, '',
+  ].join('\n'));
+  const proc = spawn(TURNSERVER, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  proc.on('error', () => {}); // a missing turnserver: said below
+  if (proc.pid === undefined) throw new Error(`cannot run ${TURNSERVER}: apt-get install coturn (tools/install-deps --tests installs it)`);
+  proc.stdout.on('data', (c) => { log += c; });
+  proc.stderr.on('data', (c) => { log += c; });
+  const turn = {
+    proc, dir, port, url: `turn:127.0.0.1:${port}?transport=udp`,
+    log: () => log,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const done = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      await Promise.race([done, sleep(5000)]);
+      if (proc.exitCode === null && proc.signalCode === null) { proc.kill('SIGKILL'); await done; }
+    },
+  };
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`turnserver exited with ${proc.exitCode}:\n${log}`);
+    if (await stunAnswers(port)) return turn;
+    if (Date.now() > deadline) { await turn.stop(); throw new Error(`turnserver did not answer STUN in 10 s:\n${log}`); }
+    await sleep(50);
+  }
+}
+
+function freeUdpPort() {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    s.on('error', reject);
+    s.bind(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+// One STUN Binding request (RFC 5389: type 1, no attributes, the magic
+// cookie, a random transaction id); true when anything answers in 500 ms.
+function stunAnswers(port) {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket('udp4');
+    const req = Buffer.alloc(20);
+    req.writeUInt16BE(0x0001, 0);
+    req.writeUInt32BE(0x2112a442, 4);
+    require('node:crypto').randomFillSync(req, 8, 12);
+    const finish = (ok) => { clearTimeout(timer); s.close(); resolve(ok); };
+    const timer = setTimeout(() => finish(false), 500);
+    s.on('message', () => finish(true));
+    s.on('error', () => finish(false));
+    s.send(req, port, '127.0.0.1');
+  });
+}
+
+// The candidate pair ICE selected, from getStats: the types of its two ends
+// ("host", "srflx", "prflx", "relay"), or null before one is selected.
+async function selectedPair(page) {
+  return page.evaluate(async () => {
+    const peer = window.__peers[window.__peers.length - 1];
+    if (!peer) return null;
+    const stats = await peer.pc.getStats();
+    let pairId = '';
+    stats.forEach((r) => { if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId; });
+    const pair = pairId && stats.get(pairId);
+    if (!pair) return null;
+    const local = stats.get(pair.localCandidateId);
+    const remote = stats.get(pair.remoteCandidateId);
+    return {
+      local: local.candidateType, remote: remote.candidateType,
+      localAddress: `${local.address}:${local.port}`, remoteAddress: `${remote.address}:${remote.port}`,
+      relayProtocol: local.relayProtocol || '',
+    };
+  });
 }
 
 async function launchBrowser(extraFlags = []) {
@@ -292,8 +384,63 @@ function artifact(name) {
   return path.join(ARTIFACTS, name);
 }
 
+// Two people in a call the way users get there: `a` fills in both names and
+// presses Call, `b` opens the invite link and presses Call.
+async function callByInvite(a, b, server, me, peer) {
+  await a.page.goto(joinUrl(server, me, peer));
+  const invite = await a.page.inputValue('#invite-link');
+  await a.page.click('#call-btn');
+  await waitStatus(a.page, 'waiting');
+  await b.page.goto(invite);
+  await b.page.click('#call-btn');
+  await waitStatus(a.page, 'connected');
+  await waitStatus(b.page, 'connected');
+  return invite;
+}
+
+// The mean colour saturation (0-255) of what a <video> shows: Chromium's
+// first fake camera paints in colour, its second in grey, which tells
+// from the far side which camera is being sent.
+async function videoSaturation(page, id = 'remote') {
+  return page.evaluate((vid) => {
+    const v = document.getElementById(vid);
+    const c = document.createElement('canvas');
+    c.width = 64;
+    c.height = 48;
+    const g = c.getContext('2d', { willReadFrequently: true });
+    g.drawImage(v, 0, 0, 64, 48);
+    const px = g.getImageData(0, 0, 64, 48).data;
+    let sat = 0;
+    for (let i = 0; i < px.length; i += 4) sat += Math.max(px[i], px[i + 1], px[i + 2]) - Math.min(px[i], px[i + 1], px[i + 2]);
+    return sat / (px.length / 4);
+  }, id);
+}
+
+// The track a page's call sends for `kind`, as its RTCPeerConnection has it.
+async function sentTrack(page, kind) {
+  return page.evaluate((k) => {
+    const peer = window.__peers[window.__peers.length - 1];
+    const s = peer.pc.getSenders().find((x) => x.track && x.track.kind === k);
+    return s ? { label: s.track.label, state: s.track.readyState, id: s.track.getSettings().deviceId } : null;
+  }, kind);
+}
+
+// How many SDP offers a page has sent so far.
+async function offersSent(page) {
+  return page.evaluate(() => window.__signals.filter((x) => x.dir === 'out' && x.msg.sdp && x.msg.sdp.type === 'offer').length);
+}
+
+// The console errors and CSP violations of these people's pages, for each
+// file's closing "no console errors" test.
+async function pageProblems(people) {
+  const csp = [];
+  for (const p of people) csp.push(...(await cspViolations(p.page).catch(() => [])));
+  return { csp, errors: problems.filter((m) => !/Failed to load resource: net::ERR_/.test(m)) };
+}
+
 module.exports = {
-  REPO, DUETD, ARTIFACTS, REDIS_SERVER, startDuetd, startRedis, launchBrowser, person, join, joinUrl, status, waitStatus,
+  callByInvite, videoSaturation, sentTrack, offersSent, pageProblems,
+  REPO, DUETD, ARTIFACTS, REDIS_SERVER, TURNSERVER, startDuetd, startRedis, startCoturn, selectedPair, launchBrowser, person, join, joinUrl, status, waitStatus,
   remoteVideoPlays, info, dropSignaling, waitSocketOpened, waitRenegotiated, received, sleep,
   WAIT_MS, TEST_MS, problems, cspViolations, zbarDecode, artifact,
 };

@@ -260,3 +260,40 @@ test('a camera switch replaces the video track on the connection', async () => {
   await peer.replaceVideoTrack({ kind: 'video', id: 'back camera' });
   assert.deepEqual(last().senders.map((s) => s.track.id || s.track.kind), ['audio', 'back camera']);
 });
+
+test('relay only: the connection is made relay-only, and fresh servers keep the policy', async () => {
+  const { peer, last } = setup();
+  const turn = { urls: ['turn:relay.test'], username: '1:alice', credential: 'c1' };
+  peer.setIceServers([turn], 'relay');
+  peer.start('offer');
+  await settle();
+  assert.deepEqual(last().config, { iceServers: [turn], iceTransportPolicy: 'relay' });
+  const fresh = { ...turn, username: '2:alice', credential: 'c2' };
+  peer.setIceServers([fresh], 'relay');
+  assert.deepEqual(last().config, { iceServers: [fresh], iceTransportPolicy: 'relay' });
+});
+
+test('relay only: a gathering that ends without a single candidate fails the call with the relay reason', async () => {
+  const { peer, last, events } = setup();
+  peer.setIceServers([{ urls: 'turn:relay.test', username: '1:a', credential: 'wrong' }], 'relay');
+  peer.start('offer');
+  await settle();
+  const conn = last();
+  conn.iceGatheringState = 'gathering';
+  conn.onicegatheringstatechange();
+  conn.onicecandidate({ candidate: null });
+  assert.deepEqual(events.filter((e) => Array.isArray(e) && e[0] === 'failed'), [['failed', 'reason.relay']]);
+});
+
+test('relay only: candidates found before the end of gathering mean no failure; without relay-only none either', async () => {
+  for (const policy of ['relay', undefined]) {
+    const { peer, last, events } = setup();
+    peer.setIceServers([{ urls: 'turn:relay.test', username: '1:a', credential: 'c' }], policy);
+    peer.start('offer');
+    await settle();
+    const conn = last();
+    if (policy) conn.onicecandidate({ candidate: { candidate: 'candidate:1 1 udp 1 127.0.0.1 5000 typ relay' } });
+    conn.onicecandidate({ candidate: null });
+    assert.ok(!events.some((e) => Array.isArray(e) && e[0] === 'failed'), `policy ${policy}: ${JSON.stringify(events)}`);
+  }
+});
