@@ -251,7 +251,8 @@ class InstalledTreeTest(unittest.TestCase):
             with open(path) as f:
                 return f.read()
         with open(UNIT_TEMPLATE) as f:
-            return f.read().replace('@bindir@', self.dir_option('bindir'))
+            return f.read().replace('@bindir@', self.dir_option('bindir')).replace(
+                '@sysconfdir@', self.dir_option('sysconfdir'))
 
     def test_the_unit_is_installed_in_systemds_unit_folder(self):
         path = self.installed_unit()
@@ -269,6 +270,18 @@ class InstalledTreeTest(unittest.TestCase):
         lines = set(text.splitlines())
         for setting in HARDENING:
             self.assertIn(setting, lines)
+
+    def test_the_unit_reads_the_installed_config_file_which_duetd_accepts(self):
+        if self.installed_unit() is None:
+            self.skipTest('meson install does not install duetd.service (-Dsystemd_unit=false)')
+        config = os.path.join(self.dir_option('sysconfdir'), 'duet', 'duetd.conf')
+        self.assertIn('ExecStart=%s --config %s' % (os.path.join(self.dir_option('bindir'), 'duetd'), config),
+                      self.unit_text())
+        staged = self.staged(config)
+        self.assertTrue(os.path.isfile(staged), 'missing %s' % staged)
+        self.assertEqual(mode_of(staged), 0o644)
+        proc = self.run_installed('--config', staged, '--list-plugins')
+        self.assertEqual(proc.returncode, 0, proc.stderr)
 
     def test_the_units_open_files_limit_fits_the_default_max_connections(self):
         # duetd warns at start when its limit is below --max-connections + 240.
