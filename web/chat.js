@@ -5,6 +5,8 @@
 // types (tags, scripts) shows as the characters they typed.
 
 export const MAX_CHAT_CHARS = 2000;
+// A partner who floods the chat must not grow the page without end.
+export const MAX_CHAT_ENTRIES = 500;
 const URL_LIKE = /\bhttps?:\/\/[^\s<>"]+/gi;
 const TRAILING = /[.,;:!?'")\]}>]+$/;
 
@@ -65,6 +67,10 @@ export function createChat({ $, t, send, onUnread }) {
     entries.push(entry);
     const log = $('chat-log');
     log.append(entryNode(entry));
+    if (entries.length > MAX_CHAT_ENTRIES) {
+      entries.shift();
+      log.firstElementChild.remove();
+    }
     log.scrollTop = log.scrollHeight;
   }
 

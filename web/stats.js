@@ -101,6 +101,7 @@ export function createStats({ $, t, getStats, timers = globalThis }) {
   let timer = 0;
   let last = null;
   let busy = false;
+  let run = 0; // bumped by start() and stop(): a sample from before is dropped
 
   function renderPanel() {
     const list = $('stats-list');
@@ -134,10 +135,14 @@ export function createStats({ $, t, getStats, timers = globalThis }) {
   async function sample() {
     if (busy) return;
     busy = true;
+    const started = run;
     try {
       const report = await getStats();
+      // A sample begun before stop() (or a new start) says nothing now.
+      if (started !== run) return;
       last = report ? summarize(report, last) : null;
     } catch (e) {
+      if (started !== run) return;
       last = null;
     } finally {
       busy = false;
@@ -152,12 +157,14 @@ export function createStats({ $, t, getStats, timers = globalThis }) {
 
   return {
     start() {
+      run++;
       timers.clearInterval(timer);
       last = null;
       timer = timers.setInterval(sample, STATS_EVERY_MS);
       render();
     },
     stop() {
+      run++;
       timers.clearInterval(timer);
       timer = 0;
       last = null;

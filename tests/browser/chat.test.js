@@ -119,6 +119,27 @@ test('the chat speaks Japanese too, and a new call starts with an empty chat', {
   assert.strictEqual(await a.page.textContent('#chat-log .msg.me .who'), 'You', 'the chat follows the language switch');
 });
 
+test('a partner flooding the chat keeps the page at the last 500 messages', { timeout: h.TEST_MS }, async () => {
+  const a = await person('chat-flood-a');
+  const b = await person('chat-flood-b');
+  await h.callByInvite(a, b, server, 'chat-flood-1', 'chat-flood-2');
+  await a.page.click('#chat-btn');
+  await b.page.evaluate(() => {
+    const input = document.getElementById('chat-input');
+    for (let i = 1; i <= 520; i++) {
+      input.value = `flood ${i}`;
+      document.getElementById('chat-send').click();
+    }
+  });
+  await a.page.waitForFunction(() => {
+    const last = document.querySelector('#chat-log .msg.peer:last-child p');
+    return last && last.textContent === 'flood 520';
+  }, null, { timeout: h.WAIT_MS });
+  const kept = await a.page.$$eval('#chat-log .msg p', (ps) => ps.map((p) => p.textContent));
+  assert.strictEqual(kept.length, 500);
+  assert.deepStrictEqual([kept[0], kept[499]], ['flood 21', 'flood 520'], 'the oldest go first, the order is kept');
+});
+
 test('no console errors and no CSP violations in the chat calls', { timeout: 10000 }, async () => {
   const { csp, errors } = await h.pageProblems(people);
   assert.deepStrictEqual(csp, [], 'CSP violations');
