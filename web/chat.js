@@ -96,8 +96,14 @@ export function createChat({ $, t, send, onUnread }) {
 
   return {
     received(text) {
-      add({ from: 'peer', text: String(text).slice(0, MAX_CHAT_CHARS) });
-      if (!open) setUnread(unread + 1);
+      const shown = String(text).slice(0, MAX_CHAT_CHARS);
+      add({ from: 'peer', text: shown });
+      // The log's own live region is in the closed panel: screen readers
+      // hear a message that arrives then from this one.
+      if (!open) {
+        setUnread(unread + 1);
+        $('chat-announce').textContent = t('chat.announce', { name: peerName, text: shown });
+      }
     },
     setOpen(isOpen) {
       open = isOpen;
@@ -108,6 +114,7 @@ export function createChat({ $, t, send, onUnread }) {
     clear() {
       entries.length = 0;
       $('chat-log').replaceChildren();
+      $('chat-announce').textContent = '';
       setUnread(0);
     },
     // Redraws the "You" labels and notes in the current language.

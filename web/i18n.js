@@ -125,6 +125,7 @@ export const MESSAGES = {
     'chat.send': 'Send',
     'chat.you': 'You',
     'chat.notSent': 'Not sent: the other person is not connected.',
+    'chat.announce': 'Message from {name}: {text}',
   },
   ja: {
     'app.title': 'duet — ビデオ通話',
@@ -248,6 +249,7 @@ export const MESSAGES = {
     'chat.send': '送信',
     'chat.you': 'あなた',
     'chat.notSent': '送信できませんでした：相手が接続していません。',
+    'chat.announce': '{name} からのメッセージ：{text}',
   },
 };
 

@@ -49,6 +49,11 @@ test('chat text sent one way arrives the other way, as text, with only http(s) l
   await b.page.waitForSelector('#chat-badge:not([hidden])', { timeout: h.WAIT_MS });
   assert.strictEqual(await b.page.textContent('#chat-badge'), '1');
   assert.strictEqual(await b.page.getAttribute('#chat-btn', 'aria-label'), 'Chat (1 unread)');
+  // The panel is closed: a live region outside it reads the message out.
+  assert.strictEqual(await b.page.getAttribute('#chat-announce', 'aria-live'), 'polite');
+  assert.strictEqual(await b.page.textContent('#chat-announce'), `Message from chat-a: ${NASTY}`);
+  assert.strictEqual(await b.page.evaluate(() => document.getElementById('chat-announce').children.length), 0,
+    'read out as text, no markup');
   await b.page.click('#chat-btn');
   assert.ok(await b.page.isHidden('#chat-badge'), 'opening the chat clears the badge');
   assert.strictEqual(await b.page.getAttribute('#chat-btn', 'aria-label'), 'Chat');
