@@ -12,10 +12,10 @@
 static void check_open_timeouts(uv_timer_t *timer) {
   duet_admission_t *a = timer->data;
   uint64_t now = uv_now(a->loop), limit = (uint64_t)(a->opt->open_timeout_s * 1000.0);
-  while (a->waiting_head && now - a->waiting_head->tokens_at_connect >= limit) {
-    duet_conn_t *conn = a->waiting_head;
-    duet__admission_ready(a, conn);
-    a->on_timeout(a->data, conn);
+  while (a->waiting_head && now - a->waiting_head->opened_ms >= limit) {
+    duet_admission_slot_t *slot = a->waiting_head;
+    duet__admission_ready(a, slot);
+    a->on_timeout(a->data, slot->conn);
   }
 }
 
@@ -80,51 +80,56 @@ bool duet__admission_upgrade_allowed(duet_admission_t *a, struct lws *wsi) {
   return origin_allowed(a, wsi);
 }
 
-const char *duet__admission_admit(duet_admission_t *a, size_t live, duet_conn_t *conn, char *text, size_t text_len) {
+const char *duet__admission_admit(duet_admission_t *a, size_t live, duet_conn_t *conn, duet_admission_slot_t *slot,
+                                  char *text, size_t text_len) {
   const duet_options_t *opt = a->opt;
-  conn->ip = duet__ip_table_acquire(&a->ips, conn->addr);
+  slot->conn = conn;
+  slot->opened_ms = uv_now(a->loop);
+  slot->ip = duet__ip_table_acquire(&a->ips, conn->addr);
   char name[64];
-  conn->ready = true; /* a refused connection never waits */
+  slot->ready = true; /* a refused connection never waits */
   if (live > opt->max_connections) {
     snprintf(text, text_len, "This server is at its limit of %zu connections; try again later.", opt->max_connections);
     DUET_WARN_LIMITED("server full", "connection %s refused: server-full", duet__conn_name(conn, name));
     return "server-full";
   }
-  if (conn->ip && conn->ip->count > opt->max_connections_per_ip) {
+  if (slot->ip && slot->ip->count > opt->max_connections_per_ip) {
     snprintf(text, text_len, "Your address already has %zu connections, this server's limit.",
              opt->max_connections_per_ip);
     DUET_WARN_LIMITED("too many connections from one address", "connection %s refused: too-many-connections",
                       duet__conn_name(conn, name));
     return "too-many-connections";
   }
-  conn->ready = false;
-  conn->wait_prev = a->waiting_tail;
+  slot->ready = false;
+  slot->prev = a->waiting_tail;
   if (a->waiting_tail)
-    a->waiting_tail->wait_next = conn;
+    a->waiting_tail->next = slot;
   else
-    a->waiting_head = conn;
-  a->waiting_tail = conn;
+    a->waiting_head = slot;
+  a->waiting_tail = slot;
   return NULL;
 }
 
-void duet__admission_ready(duet_admission_t *a, duet_conn_t *conn) {
-  if (conn->ready)
+void duet__admission_ready(duet_admission_t *a, duet_admission_slot_t *slot) {
+  if (slot->ready)
     return;
-  conn->ready = true;
-  if (conn->wait_prev)
-    conn->wait_prev->wait_next = conn->wait_next;
+  slot->ready = true;
+  if (slot->prev)
+    slot->prev->next = slot->next;
   else
-    a->waiting_head = conn->wait_next;
-  if (conn->wait_next)
-    conn->wait_next->wait_prev = conn->wait_prev;
+    a->waiting_head = slot->next;
+  if (slot->next)
+    slot->next->prev = slot->prev;
   else
-    a->waiting_tail = conn->wait_prev;
-  conn->wait_prev = conn->wait_next = NULL;
+    a->waiting_tail = slot->prev;
+  slot->prev = slot->next = NULL;
 }
 
-void duet__admission_release(duet_admission_t *a, duet_conn_t *conn) {
-  duet__admission_ready(a, conn);
-  if (conn->ip)
-    duet__ip_table_release(&a->ips, conn->ip);
-  conn->ip = NULL;
+void duet__admission_release(duet_admission_t *a, duet_admission_slot_t *slot) {
+  if (!slot->conn)
+    return; /* never admitted */
+  duet__admission_ready(a, slot);
+  if (slot->ip)
+    duet__ip_table_release(&a->ips, slot->ip);
+  slot->ip = NULL;
 }

@@ -95,8 +95,6 @@ static void free_queue(duet_conn_t *conn) {
 
 static void free_conn(duet_conn_t *conn) {
   free_queue(conn);
-  duet__reassembly_free(&conn->rx);
-  free(conn->user_agent);
   free(conn->close_reason);
   free(conn);
 }

@@ -10,50 +10,34 @@
 #include <uv.h>
 
 #include "duet/plugin.h"
-#include "reassembly.h"
 
 struct lws;
 typedef struct duet_frame duet_frame_t;
 
 struct duet_conns;
 
+/* A connection as conn.c manages it: its id and socket, its name in logs,
+ * its send queue and its close. What the session, admission and the
+ * plugins keep per connection lives with them (session.c's session_t). */
 typedef struct duet_conn {
   uint64_t id;
   struct duet_conns *conns;
   struct lws *wsi;
-  const char *tls_version; /* OpenSSL's static string, or NULL */
-  char *user_agent;        /* of the upgrade request, or NULL */
-  uint64_t connected_unix_ms;
-  uint64_t last_rx_ms; /* loop time of the last frame of any kind from the client */
-  uint64_t tokens_at_connect;
-  struct duet_ip_entry *ip; /* this address's count of connections */
-
-  /* Rate limit: a token bucket refilled at max_messages_per_second. */
-  double tokens;
-  uint64_t tokens_at;
-  uint64_t rate_error_at;
-
-  /* Until its first accepted message a connection waits in a list, oldest first. */
-  struct duet_conn *wait_prev, *wait_next;
 
   duet_frame_t *queue_head;
   duet_frame_t *queue_tail;
   size_t queued_bytes;
-
-  duet_reassembly_t rx; /* of a fragmented message, bounded by max_message_bytes */
 
   char *close_reason; /* NULL for none */
   int close_code;
   duet_close_reason_t close_why;
   uint16_t port;
   uint16_t client_close_code; /* from the client's close frame, 0 if none */
-  bool ready;                 /* its first message was accepted */
   bool ping_pending;
-  bool closing;      /* no more sends: close once the queue is drained */
-  bool close_sent;   /* our close frame is out: waiting for the client's */
-  bool plugins_told; /* on_close already delivered */
-  bool corked;       /* has frames to write when this loop turn's I/O is done */
-  char addr[46];     /* numeric remote address */
+  bool closing;    /* no more sends: close once the queue is drained */
+  bool close_sent; /* our close frame is out: waiting for the client's */
+  bool corked;     /* has frames to write when this loop turn's I/O is done */
+  char addr[46];   /* numeric remote address, for its name in logs */
 
   void *plugin_data[]; /* one slot per loaded plugin */
 } duet_conn_t;
@@ -115,6 +99,11 @@ int duet__conn_send_error(duet_conns_t *conns, duet_conn_t *conn, const char *co
 void duet__conn_close(duet_conn_t *conn, int code, const char *reason, duet_close_reason_t why);
 /* Queues a WebSocket ping frame. */
 void duet__conn_ping(duet_conn_t *conn);
+/* The pointer plugin number index keeps for conn (host conn_set_data). */
+static inline void *duet__conn_plugin_data(const duet_conn_t *conn, size_t index) { return conn->plugin_data[index]; }
+static inline void duet__conn_set_plugin_data(duet_conn_t *conn, size_t index, void *data) {
+  conn->plugin_data[index] = data;
+}
 /* Writes what lws lets us write now: pings, queued frames behind a partial
  * write, the close frame. Returns -1 when the connection must be closed
  * (lws then closes it), else 0. Call from SERVER_WRITEABLE only. */

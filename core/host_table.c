@@ -1,22 +1,47 @@
 /* The host table: every function a plugin may call, checked against the
  * connection table by id (a plugin never holds a pointer of ours). */
-#include "plugins_internal.h"
+#include "host_table.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "conn.h"
+#include "host_ctx.h"
 #include "message.h"
 #include "metrics.h"
+#include "node_identity.h"
+#include "plugins.h"
+#include "session.h"
 
-static duet_plugins_t *plugins_of(duet_host_ctx_t *ctx) { return ctx->plugins; }
+typedef struct host_timer {
+  uv_timer_t handle;
+  int64_t id;
+  duet_host_ctx_t *owner;
+  duet_host_state_t *host;
+  duet_timer_cb cb;
+  void *userdata;
+  struct host_timer *prev, *next;
+} host_timer_t;
+
+typedef struct host_fd_watch {
+  uv_poll_t handle;
+  int64_t id;
+  int fd;
+  duet_host_ctx_t *owner;
+  duet_host_state_t *host;
+  duet_fd_cb cb;
+  void *userdata;
+  struct host_fd_watch *prev, *next;
+} host_fd_watch_t;
+
+static const duet_host_env_t *env_of(const duet_host_ctx_t *ctx) { return &ctx->host->env; }
 
 static duet_conn_t *live_conn(duet_host_ctx_t *ctx, uint64_t id) {
-  duet_conn_t *conn = duet__conns_get(ctx->plugins->env.conns, id);
+  duet_conn_t *conn = duet__conns_get(env_of(ctx)->conns, id);
   /* At shutdown every plugin hears of every connection before any closes,
    * so sends still work then (see on_close in plugin.h). */
-  return conn && !conn->closing && (!conn->plugins_told || ctx->plugins->env.conns->draining) ? conn : NULL;
+  return conn && !conn->closing && (!duet__session_plugins_told(conn) || env_of(ctx)->conns->draining) ? conn : NULL;
 }
 
 static int host_send(duet_host_ctx_t *ctx, uint64_t id, const char *json, size_t len) {
@@ -25,7 +50,7 @@ static int host_send(duet_host_ctx_t *ctx, uint64_t id, const char *json, size_t
     return DUET_ENOCONN;
   if (!json)
     return DUET_EINVAL;
-  return duet__conn_send(ctx->plugins->env.conns, conn, json, len);
+  return duet__conn_send(env_of(ctx)->conns, conn, json, len);
 }
 
 static int host_send_error(duet_host_ctx_t *ctx, uint64_t id, const char *code, const char *message) {
@@ -34,7 +59,7 @@ static int host_send_error(duet_host_ctx_t *ctx, uint64_t id, const char *code, 
     return DUET_ENOCONN;
   if (!code || !message)
     return DUET_EINVAL;
-  return duet__conn_send_error(ctx->plugins->env.conns, conn, code, message);
+  return duet__conn_send_error(env_of(ctx)->conns, conn, code, message);
 }
 
 static int host_close(duet_host_ctx_t *ctx, uint64_t id, int ws_code, const char *reason, duet_close_reason_t why) {
@@ -42,7 +67,7 @@ static int host_close(duet_host_ctx_t *ctx, uint64_t id, int ws_code, const char
   if (!conn)
     return DUET_ENOCONN;
   /* ABI 1.0 declared close without why: whatever that register holds is noise. */
-  if (plugins_of(ctx)->list[ctx->index].desc->abi_minor == 0)
+  if (ctx->desc->abi_minor == 0)
     why = DUET_CLOSE_SERVER;
   if (ws_code < 1000 || ws_code > 4999 || why < DUET_CLOSE_CLIENT || why > DUET_CLOSE_TAKEOVER)
     return DUET_EINVAL;
@@ -51,20 +76,12 @@ static int host_close(duet_host_ctx_t *ctx, uint64_t id, int ws_code, const char
 }
 
 static int host_conn_info(duet_host_ctx_t *ctx, uint64_t id, duet_conn_info_t *info) {
-  duet_conn_t *conn = duet__conns_get(ctx->plugins->env.conns, id);
+  duet_conn_t *conn = duet__conns_get(env_of(ctx)->conns, id);
   if (!conn)
     return DUET_ENOCONN;
   if (!info || info->struct_size < offsetof(duet_conn_info_t, idle_ms) + sizeof info->idle_ms)
     return DUET_EINVAL;
-  info->remote_port = conn->port;
-  snprintf(info->remote_addr, sizeof info->remote_addr, "%s", conn->addr);
-  snprintf(info->user_agent, sizeof info->user_agent, "%s", conn->user_agent ? conn->user_agent : "");
-  snprintf(info->tls_version, sizeof info->tls_version, "%s", conn->tls_version ? conn->tls_version : "");
-  info->connected_unix_ms = conn->connected_unix_ms;
-  uint64_t now = uv_now(ctx->plugins->env.loop);
-  info->idle_ms = now > conn->last_rx_ms ? now - conn->last_rx_ms : 0;
-  if (info->struct_size >= offsetof(duet_conn_info_t, client_close_code) + sizeof info->client_close_code)
-    info->client_close_code = conn->client_close_code;
+  duet__session_describe(conn, uv_now(env_of(ctx)->loop), info);
   return 0;
 }
 
@@ -77,24 +94,24 @@ static int host_ping(duet_host_ctx_t *ctx, uint64_t id) {
 }
 
 static int64_t host_metric_register(duet_host_ctx_t *ctx, const char *name, const char *help, duet_metric_type_t type) {
-  return duet__metrics_register(ctx->plugins->env.metrics, name, help, type);
+  return duet__metrics_register(env_of(ctx)->metrics, name, help, type);
 }
 
 static int host_metric_add(duet_host_ctx_t *ctx, int64_t id, int64_t delta) {
-  return duet__metrics_add(ctx->plugins->env.metrics, id, delta);
+  return duet__metrics_add(env_of(ctx)->metrics, id, delta);
 }
 
 static int host_metric_set(duet_host_ctx_t *ctx, int64_t id, int64_t value) {
-  return duet__metrics_set(ctx->plugins->env.metrics, id, value);
+  return duet__metrics_set(env_of(ctx)->metrics, id, value);
 }
 
 static void timer_closed(uv_handle_t *handle) { free(handle->data); }
 
-void duet__host_timer_free(duet_plugins_t *plugins, host_timer_t *t) {
+static void timer_free(duet_host_state_t *host, host_timer_t *t) {
   if (t->prev)
     t->prev->next = t->next;
   else
-    plugins->timers = t->next;
+    host->timers = t->next;
   if (t->next)
     t->next->prev = t->prev;
   uv_timer_stop(&t->handle);
@@ -103,14 +120,14 @@ void duet__host_timer_free(duet_plugins_t *plugins, host_timer_t *t) {
 
 static void timer_fired(uv_timer_t *handle) {
   host_timer_t *t = handle->data;
-  duet_plugins_t *plugins = t->plugins;
+  duet_host_state_t *host = t->host;
   int repeating = uv_timer_get_repeat(handle) > 0;
   t->cb(t->userdata);
   /* A one-shot timer is spent: free it unless its callback already did. */
-  if (!repeating && plugins) {
-    for (host_timer_t *it = plugins->timers; it; it = it->next)
+  if (!repeating) {
+    for (host_timer_t *it = host->timers; it; it = it->next)
       if (it == t) {
-        duet__host_timer_free(plugins, t);
+        timer_free(host, t);
         break;
       }
   }
@@ -120,30 +137,29 @@ static int64_t host_timer_start(duet_host_ctx_t *ctx, uint64_t timeout_ms, uint6
                                 void *userdata) {
   if (!cb)
     return DUET_EINVAL;
-  duet_plugins_t *plugins = plugins_of(ctx);
+  duet_host_state_t *host = ctx->host;
   host_timer_t *t = calloc(1, sizeof *t);
   if (!t)
     return DUET_ENOMEM;
-  uv_timer_init(ctx->plugins->env.loop, &t->handle);
+  uv_timer_init(host->env.loop, &t->handle);
   t->handle.data = t;
-  t->id = ++plugins->next_timer_id;
-  t->plugin = ctx->index;
-  t->plugins = plugins;
+  t->id = ++host->next_timer_id;
+  t->owner = ctx;
+  t->host = host;
   t->cb = cb;
   t->userdata = userdata;
-  t->next = plugins->timers;
+  t->next = host->timers;
   if (t->next)
     t->next->prev = t;
-  plugins->timers = t;
+  host->timers = t;
   uv_timer_start(&t->handle, timer_fired, timeout_ms, repeat_ms);
   return t->id;
 }
 
 static int host_timer_stop(duet_host_ctx_t *ctx, int64_t id) {
-  duet_plugins_t *plugins = plugins_of(ctx);
-  for (host_timer_t *t = plugins->timers; t; t = t->next)
-    if (t->id == id && t->plugin == ctx->index) {
-      duet__host_timer_free(plugins, t);
+  for (host_timer_t *t = ctx->host->timers; t; t = t->next)
+    if (t->id == id && t->owner == ctx) {
+      timer_free(ctx->host, t);
       return 0;
     }
   return DUET_ENOENT;
@@ -152,47 +168,34 @@ static int host_timer_stop(duet_host_ctx_t *ctx, int64_t id) {
 static int host_emit(duet_host_ctx_t *ctx, const duet_event_t *event) {
   if (!event || !event->name)
     return DUET_EINVAL;
-  duet__plugins_emit(plugins_of(ctx), event);
+  duet__plugins_emit(ctx->plugins, event);
   return 0;
 }
 
-void duet__plugins_emit(duet_plugins_t *plugins, const duet_event_t *event) {
-  if (!plugins)
-    return;
-  for (size_t i = 0; i < plugins->count; i++) {
-    plugin_t *p = &plugins->list[i];
-    void (*on_event)(void *, const duet_event_t *) = OPTIONAL(p->desc, on_event);
-    if (on_event && p->initialized)
-      on_event(p->state, event);
-  }
-}
-
 static int host_conn_set_data(duet_host_ctx_t *ctx, uint64_t id, void *data) {
-  duet_conn_t *conn = duet__conns_get(ctx->plugins->env.conns, id);
+  duet_conn_t *conn = duet__conns_get(env_of(ctx)->conns, id);
   if (!conn)
     return DUET_ENOCONN;
-  conn->plugin_data[ctx->index] = data;
+  duet__conn_set_plugin_data(conn, ctx->index, data);
   return 0;
 }
 
 static void *host_conn_get_data(duet_host_ctx_t *ctx, uint64_t id) {
-  duet_conn_t *conn = duet__conns_get(ctx->plugins->env.conns, id);
-  return conn ? conn->plugin_data[ctx->index] : NULL;
+  duet_conn_t *conn = duet__conns_get(env_of(ctx)->conns, id);
+  return conn ? duet__conn_plugin_data(conn, ctx->index) : NULL;
 }
 
 static const char *host_config_get(duet_host_ctx_t *ctx, const char *key) {
   if (!key)
     return NULL;
-  duet_plugins_t *plugins = plugins_of(ctx);
-  const duet_options_t *opt = plugins->opt;
+  const duet_options_t *opt = env_of(ctx)->opt;
   for (size_t i = opt->plugin_opt_count; i > 0; i--) {
     const duet_plugin_opt_t *o = &opt->plugin_opts[i - 1]; /* the last one given wins */
     if (strcmp(o->plugin, ctx->name) == 0 && strcmp(o->key, key) == 0)
       return o->value;
   }
-  const duet_plugin_t *desc = plugins->list[ctx->index].desc;
   duet_plugin_option_t o;
-  for (size_t i = 0; duet__plugins_option(desc, i, &o); i++)
+  for (size_t i = 0; duet__plugins_option(ctx->desc, i, &o); i++)
     if (strcmp(o.key, key) == 0)
       return o.default_value;
   return NULL;
@@ -225,11 +228,11 @@ static int uv_events_of(uint32_t events) {
 
 static void fd_watch_closed(uv_handle_t *handle) { free(handle->data); }
 
-void duet__host_fd_watch_free(duet_plugins_t *plugins, host_fd_watch_t *w) {
+static void fd_watch_free(duet_host_state_t *host, host_fd_watch_t *w) {
   if (w->prev)
     w->prev->next = w->next;
   else
-    plugins->fd_watches = w->next;
+    host->fd_watches = w->next;
   if (w->next)
     w->next->prev = w->prev;
   uv_poll_stop(&w->handle);
@@ -244,37 +247,37 @@ static void fd_ready(uv_poll_t *handle, int status, int events) {
 }
 
 static host_fd_watch_t *find_fd_watch(duet_host_ctx_t *ctx, int64_t id) {
-  for (host_fd_watch_t *w = plugins_of(ctx)->fd_watches; w; w = w->next)
-    if (w->id == id && w->plugin == ctx->index)
+  for (host_fd_watch_t *w = ctx->host->fd_watches; w; w = w->next)
+    if (w->id == id && w->owner == ctx)
       return w;
   return NULL;
 }
 
 static int64_t host_fd_watch(duet_host_ctx_t *ctx, int fd, uint32_t events, duet_fd_cb cb, void *userdata) {
-  duet_plugins_t *plugins = plugins_of(ctx);
+  duet_host_state_t *host = ctx->host;
   if (fd < 0 || !cb || (events & ~(DUET_FD_READ | DUET_FD_WRITE)))
     return DUET_EINVAL;
-  for (host_fd_watch_t *w = plugins->fd_watches; w; w = w->next)
+  for (host_fd_watch_t *w = host->fd_watches; w; w = w->next)
     if (w->fd == fd)
       return DUET_EINVAL;
   host_fd_watch_t *w = calloc(1, sizeof *w);
   if (!w)
     return DUET_ENOMEM;
-  if (uv_poll_init_socket(plugins->env.loop, &w->handle, fd) != 0) {
+  if (uv_poll_init_socket(host->env.loop, &w->handle, fd) != 0) {
     free(w);
     return DUET_EINVAL;
   }
   w->handle.data = w;
-  w->id = ++plugins->next_fd_watch_id;
+  w->id = ++host->next_fd_watch_id;
   w->fd = fd;
-  w->plugin = ctx->index;
-  w->plugins = plugins;
+  w->owner = ctx;
+  w->host = host;
   w->cb = cb;
   w->userdata = userdata;
-  w->next = plugins->fd_watches;
+  w->next = host->fd_watches;
   if (w->next)
     w->next->prev = w;
-  plugins->fd_watches = w;
+  host->fd_watches = w;
   if (events)
     uv_poll_start(&w->handle, uv_events_of(events), fd_ready);
   return w->id;
@@ -297,42 +300,33 @@ static int host_fd_watch_stop(duet_host_ctx_t *ctx, int64_t id) {
   host_fd_watch_t *w = find_fd_watch(ctx, id);
   if (!w)
     return DUET_ENOENT;
-  duet__host_fd_watch_free(plugins_of(ctx), w);
+  fd_watch_free(ctx->host, w);
   return 0;
 }
 
-/* ---- health and the listener (1.4) ---- */
+/* ---- health, the listener (1.4) and the node (1.5) ---- */
 
 static int host_set_health(duet_host_ctx_t *ctx, int degraded, const char *reason) {
-  plugin_t *p = &plugins_of(ctx)->list[ctx->index];
-  p->degraded = degraded != 0;
-  snprintf(p->health_reason, sizeof p->health_reason, "%s", reason ? reason : "");
+  ctx->degraded = degraded != 0;
+  snprintf(ctx->health_reason, sizeof ctx->health_reason, "%s", reason ? reason : "");
   return 0;
-}
-
-int duet__plugins_degraded(const duet_plugins_t *plugins, char *reasons, size_t len) {
-  int degraded = 0;
-  size_t used = 0;
-  if (len)
-    reasons[0] = '\0';
-  for (size_t i = 0; plugins && i < plugins->count; i++) {
-    const plugin_t *p = &plugins->list[i];
-    if (!p->degraded || !p->initialized)
-      continue;
-    if (used < len) {
-      int n = snprintf(reasons + used, len - used, "%s%s: %s", degraded ? "; " : "", p->ctx.name, p->health_reason);
-      used += n > 0 ? (size_t)n : 0;
-    }
-    degraded = 1;
-  }
-  return degraded;
 }
 
 static int host_listen_port(duet_host_ctx_t *ctx) {
-  const duet_plugins_t *plugins = plugins_of(ctx);
-  if (plugins->env.listen_port && *plugins->env.listen_port > 0)
-    return *plugins->env.listen_port;
-  return plugins->opt->port;
+  const duet_host_env_t *env = env_of(ctx);
+  if (env->listen_port && *env->listen_port > 0)
+    return *env->listen_port;
+  return env->opt->port;
+}
+
+static int host_node_info(duet_host_ctx_t *ctx, duet_node_info_t *info) {
+  if (!info || info->struct_size < offsetof(duet_node_info_t, node_id) + sizeof info->node_id)
+    return DUET_EINVAL;
+  const duet_options_t *opt = env_of(ctx)->opt;
+  info->worker_index = opt->worker_index;
+  info->worker_count = opt->worker_index ? opt->worker_count : 1;
+  duet__node_id(opt, host_listen_port(ctx), info->node_id, sizeof info->node_id);
+  return 0;
 }
 
 const duet_host_t duet__host_table = {
@@ -360,4 +354,17 @@ const duet_host_t duet__host_table = {
     .fd_watch_stop = host_fd_watch_stop,
     .set_health = host_set_health,
     .listen_port = host_listen_port,
+    .node_info = host_node_info,
 };
+
+void duet__host_init(duet_host_state_t *host, const duet_host_env_t *env) {
+  memset(host, 0, sizeof *host);
+  host->env = *env;
+}
+
+void duet__host_release(duet_host_state_t *host) {
+  while (host->timers)
+    timer_free(host, host->timers);
+  while (host->fd_watches)
+    fd_watch_free(host, host->fd_watches);
+}

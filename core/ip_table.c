@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "duet/plugin.h" /* DUET_E* */
+
 static size_t hash(const char *s) {
   uint64_t h = 1469598103934665603u; /* FNV-1a */
   for (; *s; s++)
@@ -16,7 +18,7 @@ static int grow(duet_ip_table_t *t) {
   size_t n = t->bucket_count ? t->bucket_count * 2 : 64;
   duet_ip_entry_t **buckets = calloc(n, sizeof *buckets);
   if (!buckets)
-    return -1;
+    return DUET_ENOMEM;
   for (size_t i = 0; i < t->bucket_count; i++) {
     duet_ip_entry_t *e = t->buckets[i];
     while (e) {

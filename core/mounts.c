@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "duet/plugin.h" /* DUET_E* */
+
 #include "log.h"
 #include "web_path.h"
 
@@ -25,13 +27,13 @@ static int check_secrets_outside(const duet_mount_point_t *m, const char *key_pa
     DUET_ERROR("refusing to start: the TLS private key %s lies inside the served folder %s, so anyone "
                "could download it; move the key out of every served folder",
                key_path, m->root);
-    return -1;
+    return DUET_EINVAL;
   }
   if (lies_inside(state_dir, m->root)) {
     DUET_ERROR("refusing to start: the state folder %s (it holds private keys) lies inside the served "
                "folder %s; choose another --state-dir",
                state_dir, m->root);
-    return -1;
+    return DUET_EINVAL;
   }
   return 0;
 }
@@ -41,7 +43,7 @@ int duet__mounts_prepare(duet_mounts_t *mounts, const duet_options_t *opt, const
   mounts->count = 1 + opt->mount_count;
   mounts->list = calloc(mounts->count, sizeof *mounts->list);
   if (!mounts->list)
-    return -1;
+    return DUET_ENOMEM;
   for (size_t i = 0; i < mounts->count; i++) {
     duet_mount_point_t *m = &mounts->list[i];
     const char *dir = i == 0 ? opt->web_root : opt->mounts[i - 1].dir;
@@ -51,10 +53,11 @@ int duet__mounts_prepare(duet_mounts_t *mounts, const duet_options_t *opt, const
     if (!m->root) {
       DUET_ERROR("cannot serve %s at %s/: %s (check --%s)", dir, m->url, strerror(errno),
                  i == 0 ? "web-root" : "mount");
-      return -1;
+      return DUET_EINVAL;
     }
-    if (check_secrets_outside(m, key_path, state_dir) != 0)
-      return -1;
+    int r = check_secrets_outside(m, key_path, state_dir);
+    if (r != 0)
+      return r;
   }
   qsort(mounts->list, mounts->count, sizeof *mounts->list, compare_mounts);
   return 0;

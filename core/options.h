@@ -13,10 +13,15 @@ typedef struct duet_mount {
 } duet_mount_t;
 
 typedef struct duet_plugin_opt {
-  const char *plugin; /* "pairing" */
+  const char *plugin; /* a plugin's name */
   const char *key;    /* "takeover" */
   const char *value;  /* "replace" */
 } duet_plugin_opt_t;
+
+typedef struct duet_plugin_stage {
+  const char *plugin; /* "allowlist" */
+  duet_stage_t stage; /* DUET_STAGE_ADMISSION */
+} duet_plugin_stage_t;
 
 typedef struct duet_options {
   const char *address; /* NULL: every address, IPv4 and IPv6 */
@@ -54,9 +59,13 @@ typedef struct duet_options {
   size_t plugin_dir_count;
   const duet_plugin_opt_t *plugin_opts;
   size_t plugin_opt_count;
+  const duet_plugin_stage_t *plugin_stages; /* --plugin-stage: moves a plugin to another stage of the chain */
+  size_t plugin_stage_count;
   int list_plugins;      /* print loaded plugins and exit */
   unsigned workers;      /* --workers: run this many worker processes under a supervisor; 0: one process */
   unsigned worker_index; /* 1..N in a worker (set by the supervisor), else 0 */
+  unsigned worker_count; /* N in a worker (set by the supervisor), else 0 */
+  const char *node_id;   /* --node-id; NULL: HOST:PORT (node_identity.c) */
   duet_log_level_t log_level;
 } duet_options_t;
 
@@ -64,9 +73,10 @@ typedef struct duet_options {
 extern "C" {
 #endif
 
-/* Runs duetd with these options until SIGINT/SIGTERM (server.c). Returns
- * the process exit code: 0 after a clean shutdown, 1 when it could not
- * start, 2 for a usage error found late (an unknown plugin option). */
+/* Runs duetd with these options until SIGINT/SIGTERM (server.c). Returns 0
+ * after a clean shutdown (or --list-plugins), DUET_EINVAL for a usage error
+ * found late (an unknown plugin or plugin option, a value a plugin
+ * refused), another DUET_E* code when it could not start. */
 int duet_server_run(const duet_options_t *opt);
 
 /* Where bundled files are looked for when no option says (paths.c). */

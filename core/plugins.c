@@ -1,4 +1,5 @@
-#include "plugins_internal.h"
+/* The plugin chain: loading, ordering by stage, dispatch in chain order. */
+#include "plugins.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -7,12 +8,32 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "conn.h"
+#include <uv.h>
+
+#include "host_ctx.h"
 #include "log.h"
-#include "message.h"
-#include "metrics.h"
 #include "paths.h"
 #include "static_plugins.h"
+
+typedef struct plugin {
+  const duet_plugin_t *desc;
+  void *state;
+  uv_lib_t lib;
+  int lib_open;
+  char *source;           /* file it came from, or "built-in" */
+  duet_stage_t stage;     /* its place in the chain, once ordered */
+  const char *stage_from; /* "declared", "inherited" or "--plugin-stage" */
+  duet_host_ctx_t ctx;
+} plugin_t;
+
+struct duet_plugins {
+  plugin_t *list; /* in chain order once loaded */
+  size_t count;
+  const duet_options_t *opt;
+};
+
+/* Entries of an ABI 1.0-1.2 options array end where 1.3 appended flag. */
+#define OPTION_SIZE_1_0 offsetof(duet_plugin_option_t, flag)
 
 /* The stride of desc's options array: the entry size it was built with. */
 static size_t option_stride(const duet_plugin_t *desc) {
@@ -43,7 +64,7 @@ const duet_plugin_command_t *duet__plugins_command(const duet_plugin_t *desc, si
   return NULL;
 }
 
-/* ---- loading (the host table is in host_table.c) ---- */
+/* ---- loading ---- */
 
 /* Checks a plugin's descriptor before anything of it is called. */
 static int check_descriptor(const duet_plugin_t *d, const char *source, char *err, size_t err_len) {
@@ -88,14 +109,17 @@ static int add_plugin(duet_plugins_t *plugins, const duet_plugin_t *desc, const 
                plugins->list[i].source);
       return DUET_EINVAL;
     }
-  plugin_t *list = realloc(plugins->list, (plugins->count + 1) * sizeof *list);
-  if (!list)
+  char *source_copy = strdup(source);
+  plugin_t *list = source_copy ? realloc(plugins->list, (plugins->count + 1) * sizeof *list) : NULL;
+  if (!list) {
+    free(source_copy);
     return DUET_ENOMEM;
+  }
   plugins->list = list;
   plugin_t *p = &list[plugins->count];
   memset(p, 0, sizeof *p);
   p->desc = desc;
-  p->source = strdup(source);
+  p->source = source_copy;
   if (lib) {
     p->lib = *lib;
     p->lib_open = 1;
@@ -108,12 +132,12 @@ static int add_plugin(duet_plugins_t *plugins, const duet_plugin_t *desc, const 
 static int open_module(const char *path, uv_lib_t *lib, const duet_plugin_t **desc, char *err, size_t err_len) {
   if (access(path, R_OK) != 0) {
     snprintf(err, err_len, "plugin file %s cannot be read: %s", path, strerror(errno));
-    return DUET_ENOENT;
+    return DUET_EINVAL;
   }
   if (uv_dlopen(path, lib) != 0) {
     snprintf(err, err_len, "plugin %s could not be loaded: %s", path, uv_dlerror(lib));
     uv_dlclose(lib);
-    return DUET_EINVAL;
+    return DUET_EIO;
   }
   duet_plugin_entry_fn entry = NULL;
   if (uv_dlsym(lib, DUET_PLUGIN_ENTRY_SYMBOL, (void **)&entry) != 0 || !entry) {
@@ -159,7 +183,7 @@ int duet__plugins_peek(const char *name, duet_plugin_peek_t **out, char *err, si
   if (!peek->desc && duet__paths_find_plugin(name, path, sizeof path) != 0) {
     snprintf(err, err_len, "no plugin named \"%s\": looked for duet-%s.so in %s", name, name,
              duet__paths_plugin_search_desc());
-    r = DUET_ENOENT;
+    r = DUET_EINVAL;
   } else if (!peek->desc) {
     r = open_module(path, &peek->lib, &peek->desc, err, err_len);
     peek->lib_open = r == 0;
@@ -194,7 +218,7 @@ static int load_named(duet_plugins_t *plugins, const char *name, char *err, size
     return load_file(plugins, path, err, err_len);
   snprintf(err, err_len, "no plugin named \"%s\": looked for duet-%s.so in %s; give a path to load a plugin file", name,
            name, duet__paths_plugin_search_desc());
-  return DUET_ENOENT;
+  return DUET_EINVAL;
 }
 
 static int by_name(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
@@ -203,7 +227,7 @@ static int load_dir(duet_plugins_t *plugins, const char *dir, char *err, size_t 
   DIR *d = opendir(dir);
   if (!d) {
     snprintf(err, err_len, "plugin folder %s cannot be read: %s", dir, strerror(errno));
-    return DUET_ENOENT;
+    return DUET_EINVAL;
   }
   char **names = NULL;
   size_t n = 0;
@@ -214,12 +238,14 @@ static int load_dir(duet_plugins_t *plugins, const char *dir, char *err, size_t 
     if (e->d_name[0] == '.' || len < 4 || strcmp(e->d_name + len - 3, ".so") != 0)
       continue;
     char **grown = realloc(names, (n + 1) * sizeof *names);
-    if (!grown) {
+    if (grown)
+      names = grown;
+    char *copy = grown ? strdup(e->d_name) : NULL;
+    if (!copy) {
       r = DUET_ENOMEM;
       break;
     }
-    names = grown;
-    names[n++] = strdup(e->d_name);
+    names[n++] = copy;
   }
   closedir(d);
   /* Load order is the order of dispatch: make it independent of readdir. */
@@ -249,7 +275,7 @@ static int check_plugin_opts(duet_plugins_t *plugins, char *err, size_t err_len)
         owner = &plugins->list[j];
     if (!owner) {
       snprintf(err, err_len, "--plugin-opt %s.%s: no plugin named \"%s\" is loaded", o->plugin, o->key, o->plugin);
-      return -2;
+      return DUET_EINVAL;
     }
     duet_plugin_option_t known;
     int found = 0;
@@ -264,21 +290,64 @@ static int check_plugin_opts(duet_plugins_t *plugins, char *err, size_t err_len)
             (size_t)snprintf(err + (used < err_len ? used : err_len - 1), used < err_len ? err_len - used : 1, " none");
       for (size_t k = 0; duet__plugins_option(owner->desc, k, &known) && used < err_len; k++)
         used += (size_t)snprintf(err + used, err_len - used, " %s", known.key);
-      return -2;
+      return DUET_EINVAL;
     }
   }
   return 0;
 }
 
-int duet__plugins_load(duet_plugins_t **out, const duet_plugins_env_t *env, const duet_options_t *opt, char *err,
-                       size_t err_len) {
-  duet_plugins_t *plugins = calloc(1, sizeof *plugins);
-  if (!plugins)
-    return DUET_ENOMEM;
-  plugins->env = *env;
-  plugins->opt = opt;
-  *out = plugins;
+/* ---- the order of the chain ---- */
 
+static duet_stage_t declared_stage(const duet_plugin_t *desc) {
+  return HAS_FIELD(desc, stage) ? desc->stage : DUET_STAGE_UNSET;
+}
+
+/* Each plugin's stage: the one --plugin-stage gives, else the one it
+ * declares, else (a plugin that does not say, or one built before ABI 1.5)
+ * that of the plugin loaded just before it, so it keeps today's place. */
+static int assign_stages(duet_plugins_t *plugins, char *err, size_t err_len) {
+  duet_stage_t previous = DUET_STAGE_TRANSPORT;
+  for (size_t i = 0; i < plugins->count; i++) {
+    plugin_t *p = &plugins->list[i];
+    p->stage = declared_stage(p->desc);
+    p->stage_from = "declared";
+    if (p->stage == DUET_STAGE_UNSET) {
+      p->stage = previous;
+      p->stage_from = "inherited";
+    }
+    previous = p->stage;
+  }
+  const duet_options_t *opt = plugins->opt;
+  for (size_t k = 0; k < opt->plugin_stage_count; k++) {
+    const duet_plugin_stage_t *o = &opt->plugin_stages[k];
+    plugin_t *owner = NULL;
+    for (size_t i = 0; i < plugins->count; i++)
+      if (strcmp(plugins->list[i].desc->name, o->plugin) == 0)
+        owner = &plugins->list[i];
+    if (!owner) {
+      snprintf(err, err_len, "--plugin-stage %s=%s: no plugin named \"%s\" is loaded (--list-plugins shows the chain)",
+               o->plugin, duet_stage_name(o->stage), o->plugin);
+      return DUET_EINVAL;
+    }
+    owner->stage = o->stage;
+    owner->stage_from = "--plugin-stage";
+  }
+  return 0;
+}
+
+/* A stable sort by stage: load order holds within a stage. */
+static void order_chain(duet_plugins_t *plugins) {
+  for (size_t i = 1; i < plugins->count; i++) {
+    plugin_t moving = plugins->list[i];
+    size_t j = i;
+    for (; j > 0 && plugins->list[j - 1].stage > moving.stage; j--)
+      plugins->list[j] = plugins->list[j - 1];
+    plugins->list[j] = moving;
+  }
+}
+
+static int load_all(duet_plugins_t *plugins, char *err, size_t err_len) {
+  const duet_options_t *opt = plugins->opt;
   int r = 0;
   for (size_t i = 0; i < opt->plugin_count && r == 0; i++)
     r = is_path(opt->plugins[i]) ? load_file(plugins, opt->plugins[i], err, err_len)
@@ -287,42 +356,71 @@ int duet__plugins_load(duet_plugins_t **out, const duet_plugins_env_t *env, cons
     r = load_dir(plugins, opt->plugin_dirs[i], err, err_len);
   if (r == 0)
     r = check_plugin_opts(plugins, err, err_len);
+  if (r == 0)
+    r = assign_stages(plugins, err, err_len);
+  if (r == 0)
+    order_chain(plugins);
+  return r;
+}
+
+int duet__plugins_load(duet_plugins_t **out, const duet_host_t *table, struct duet_host_state *host,
+                       const duet_options_t *opt, char *err, size_t err_len) {
+  duet_plugins_t *plugins = calloc(1, sizeof *plugins);
+  *out = plugins;
+  if (!plugins)
+    return DUET_ENOMEM;
+  plugins->opt = opt;
+  int r = load_all(plugins, err, err_len);
   if (r != 0)
     return r;
-
+  /* The list does not move from here on: each ctx's address is the plugin's handle. */
   for (size_t i = 0; i < plugins->count; i++) {
     plugin_t *p = &plugins->list[i];
-    p->ctx.plugins = plugins;
-    p->ctx.index = i;
-    p->ctx.name = p->desc->name;
+    p->ctx = (duet_host_ctx_t){.host = host, .plugins = plugins, .desc = p->desc, .index = i, .name = p->desc->name};
   }
   for (size_t i = 0; i < plugins->count; i++) {
     plugin_t *p = &plugins->list[i];
-    r = p->desc->init(&duet__host_table, &p->ctx, &p->state);
+    r = p->desc->init(table, &p->ctx, &p->state);
     if (r != 0) {
       snprintf(err, err_len, "plugin %s (%s) failed to start: error %d (%s)", p->desc->name, p->source, r,
                strerror(-r));
-      /* DUET_EINVAL from init means a bad option value: a usage error. */
-      return r == DUET_EINVAL ? -2 : r == -2 ? -1 : r;
+      /* DUET_EINVAL from init means a bad option value: a usage error. Any
+       * other code is a failure of the environment, whatever errno it is. */
+      return r == DUET_EINVAL || r == DUET_ENOMEM ? r : DUET_EIO;
     }
-    p->initialized = 1;
+    p->ctx.initialized = 1;
   }
   return 0;
 }
 
 size_t duet__plugins_count(const duet_plugins_t *plugins) { return plugins ? plugins->count : 0; }
 
+static void print_stage(const plugin_t *p) {
+  const char *name = duet_stage_name(p->stage);
+  if (strcmp(name, "unknown") == 0)
+    printf("stage %d", (int)p->stage);
+  else
+    printf("stage %s", name);
+  if (strcmp(p->stage_from, "declared") != 0)
+    printf(" (%s)", p->stage_from);
+}
+
 void duet__plugins_print(const duet_plugins_t *plugins) {
   for (size_t i = 0; i < plugins->count; i++) {
-    const duet_plugin_t *d = plugins->list[i].desc;
-    printf("%s %s  %s  [%s, ABI %u.%u]\n", d->name, d->version, d->description ? d->description : "",
-           plugins->list[i].source, d->abi_major, d->abi_minor);
+    const plugin_t *p = &plugins->list[i];
+    const duet_plugin_t *d = p->desc;
+    printf("%s %s  %s  [%s, ABI %u.%u, ", d->name, d->version, d->description ? d->description : "", p->source,
+           d->abi_major, d->abi_minor);
+    print_stage(p);
+    printf(", %zu of %zu in the chain]\n", i + 1, plugins->count);
     duet_plugin_option_t o;
     for (size_t k = 0; duet__plugins_option(d, k, &o); k++)
       printf("    --plugin-opt %s.%s=VALUE  %s (default: %s)\n", d->name, o.key, o.help ? o.help : "",
              o.default_value ? o.default_value : "none");
   }
 }
+
+/* ---- dispatch, in chain order ---- */
 
 void duet__plugins_on_open(duet_plugins_t *plugins, uint64_t conn) {
   for (size_t i = 0; i < plugins->count; i++) {
@@ -358,6 +456,17 @@ duet_verdict_t duet__plugins_on_message(duet_plugins_t *plugins, uint64_t conn, 
   return DUET_REJECT;
 }
 
+void duet__plugins_emit(duet_plugins_t *plugins, const duet_event_t *event) {
+  if (!plugins)
+    return;
+  for (size_t i = 0; i < plugins->count; i++) {
+    plugin_t *p = &plugins->list[i];
+    void (*on_event)(void *, const duet_event_t *) = OPTIONAL(p->desc, on_event);
+    if (on_event && p->ctx.initialized)
+      on_event(p->state, event);
+  }
+}
+
 void duet__plugins_on_close(duet_plugins_t *plugins, uint64_t conn, duet_close_reason_t reason) {
   for (size_t i = 0; i < plugins->count; i++) {
     plugin_t *p = &plugins->list[i];
@@ -367,19 +476,38 @@ void duet__plugins_on_close(duet_plugins_t *plugins, uint64_t conn, duet_close_r
   }
 }
 
+int duet__plugins_degraded(const duet_plugins_t *plugins, char *reasons, size_t len) {
+  int degraded = 0;
+  size_t used = 0;
+  if (len)
+    reasons[0] = '\0';
+  for (size_t i = 0; plugins && i < plugins->count; i++) {
+    const duet_host_ctx_t *ctx = &plugins->list[i].ctx;
+    if (!ctx->degraded || !ctx->initialized)
+      continue;
+    if (used < len) {
+      int n = snprintf(reasons + used, len - used, "%s%s: %s", degraded ? "; " : "", ctx->name, ctx->health_reason);
+      used += n > 0 ? (size_t)n : 0;
+    }
+    degraded = 1;
+  }
+  return degraded;
+}
+
+/* ---- the end ---- */
+
+void duet__plugins_shutdown(duet_plugins_t *plugins) {
+  for (size_t i = plugins ? plugins->count : 0; i > 0; i--) {
+    plugin_t *p = &plugins->list[i - 1];
+    if (p->ctx.initialized)
+      p->desc->shutdown(p->state);
+    p->ctx.initialized = 0;
+  }
+}
+
 void duet__plugins_unload(duet_plugins_t *plugins) {
   if (!plugins)
     return;
-  for (size_t i = plugins->count; i > 0; i--) {
-    plugin_t *p = &plugins->list[i - 1];
-    if (p->initialized)
-      p->desc->shutdown(p->state);
-    p->initialized = 0;
-  }
-  while (plugins->timers)
-    duet__host_timer_free(plugins, plugins->timers);
-  while (plugins->fd_watches)
-    duet__host_fd_watch_free(plugins, plugins->fd_watches);
   for (size_t i = 0; i < plugins->count; i++) {
     plugin_t *p = &plugins->list[i];
     /* Under a leak checker, keep modules mapped so its stacks stay readable. */

@@ -1,12 +1,12 @@
-/* The plugin chain: loading (shared modules or linked-in), the host table
- * plugins call, and dispatch of connection events in load order. */
+/* The plugin chain: loading (shared modules or linked-in), ordering by
+ * stage, and dispatch of connections, messages and events in chain order.
+ * The functions plugins call are in host_table.c, which calls in here; the
+ * chain only hands its table to each plugin's init. */
 #ifndef DUET_PLUGINS_H
 #define DUET_PLUGINS_H
 
 #include <stddef.h>
 #include <stdint.h>
-
-#include <uv.h>
 
 #include "duet/plugin.h"
 #include "options.h"
@@ -15,27 +15,21 @@
 extern "C" {
 #endif
 
-struct duet_conns;
-struct duet_metrics;
+struct duet_host_state;
 
 typedef struct duet_plugins duet_plugins_t;
 
-/* What the host table works on: plugins send through the connection table,
- * time with the loop, count in the metrics. */
-typedef struct duet_plugins_env {
-  uv_loop_t *loop;
-  struct duet_conns *conns;
-  struct duet_metrics *metrics;
-  const int *listen_port; /* the main listener's port once bound, else 0 */
-} duet_plugins_env_t;
-
 /* Loads every plugin the options name, checks ABI versions and options,
- * and calls each init. On failure writes a sentence to err and returns a
- * negative error; a usage error (unknown --plugin-opt key) returns -2. */
-int duet__plugins_load(duet_plugins_t **out, const duet_plugins_env_t *env, const duet_options_t *opt, char *err,
-                       size_t err_len);
+ * orders the chain by stage (and --plugin-stage) and calls each init with
+ * table and a ctx on host. On failure writes a sentence to err and returns
+ * a negative error: DUET_EINVAL for what the command line must fix (an
+ * unknown plugin or option, a bad value a plugin's init refused), others
+ * for failures of the environment. *out is set even then: unload it. */
+int duet__plugins_load(duet_plugins_t **out, const duet_host_t *table, struct duet_host_state *host,
+                       const duet_options_t *opt, char *err, size_t err_len);
 size_t duet__plugins_count(const duet_plugins_t *plugins);
-/* Prints "name version  description" per plugin, with its options. */
+/* Prints the chain in order, "N. name version  description  [stage ...]",
+ * with each plugin's options. */
 void duet__plugins_print(const duet_plugins_t *plugins);
 
 /* A bundled plugin's descriptor, read before any plugin is loaded so the
@@ -60,14 +54,16 @@ void duet__plugins_on_open(duet_plugins_t *plugins, uint64_t conn);
  * with reject filled (also when nobody handled it: "unknown-type"). */
 duet_verdict_t duet__plugins_on_message(duet_plugins_t *plugins, uint64_t conn, const duet_msg_t *msg,
                                         duet_reject_t *reject);
-/* Delivers an event to every plugin, in load order. */
+/* Delivers an event to every started plugin, in chain order. */
 void duet__plugins_emit(duet_plugins_t *plugins, const duet_event_t *event);
 void duet__plugins_on_close(duet_plugins_t *plugins, uint64_t conn, duet_close_reason_t reason);
 /* 1 when a plugin said it is degraded (set_health), with the reasons
  * ("name: reason; ...") in reasons; else 0. */
 int duet__plugins_degraded(const duet_plugins_t *plugins, char *reasons, size_t len);
-/* Calls every shutdown, stops the plugins' timers and unloads modules.
- * Timer handles close on the loop: run it once more before closing it. */
+/* Calls every started plugin's shutdown, last in the chain first. */
+void duet__plugins_shutdown(duet_plugins_t *plugins);
+/* Unloads the modules and frees the chain; after duet__plugins_shutdown
+ * and after the host has stopped the plugins' timers (duet__host_release). */
 void duet__plugins_unload(duet_plugins_t *plugins);
 
 #ifdef __cplusplus

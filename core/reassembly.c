@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "duet/plugin.h" /* DUET_E* */
+
 /* A buffer this large is given back after its message; smaller ones are
  * kept for the next fragmented message. */
 #define KEEP_BYTES (16 * 1024)
@@ -12,7 +14,7 @@ static int append(duet_reassembly_t *rx, const char *in, size_t len, size_t max)
     return 0; /* an empty fragment: nothing to copy, and memcpy must not see NULL */
   size_t need = (size_t)rx->len + len;
   if (need > max)
-    return -1;
+    return DUET_ENOBUFS;
   if (need > rx->cap) {
     size_t cap = rx->cap ? rx->cap : 1024;
     while (cap < need)
@@ -21,7 +23,7 @@ static int append(duet_reassembly_t *rx, const char *in, size_t len, size_t max)
       cap = max;
     char *buf = realloc(rx->buf, cap);
     if (!buf)
-      return -1;
+      return DUET_ENOMEM;
     rx->buf = buf;
     rx->cap = (uint32_t)cap;
   }

@@ -16,6 +16,7 @@
 #include <uv.h>
 
 #include "fd_limit.h"
+#include "host_table.h"
 #include "http_static.h"
 #include "listener.h"
 #include "log.h"
@@ -44,6 +45,7 @@ typedef struct duet_server {
   duet_mounts_t mounts;
   duet_http_t http;
   duet_plugins_t *plugins;
+  duet_host_state_t host; /* what the plugins' host calls work on */
   duet_sessions_t sessions;
   duet_metrics_t metrics;
   uv_signal_t sigint, sigterm, sighup;
@@ -225,7 +227,7 @@ static const struct lws_protocol_vhost_options *response_headers(duet_server_t *
 static void fill_lws_info(duet_server_t *server, struct lws_context_creation_info *info) {
   static const struct lws_protocol_vhost_options pvo_default = {NULL, NULL, "default", "1"};
   static const struct lws_protocol_vhost_options pvo = {NULL, &pvo_default, "duet", ""};
-  /* No lws idle timer per connection: the keepalive plugin pings. lws 4.1
+  /* No lws idle timer per connection: a plugin pings. lws 4.1
    * keeps its timers in a sorted list, so with one per connection every new
    * connection walked all the others (0.23 -> 0.35 ms CPU per connection
    * from 2,000 to 10,000 held). */
@@ -270,12 +272,12 @@ static int start_lws(duet_server_t *server) {
   if (!server->lws) {
     DUET_ERROR("could not start libwebsockets (see its error above: a bad certificate or key, or a missing "
                "libwebsockets-evlib-uv package?)");
-    return -1;
+    return DUET_EIO;
   }
   server->vhost = lws_create_vhost(server->lws, &info);
   if (!server->vhost) {
     DUET_ERROR("could not set up TLS or HTTP (see the libwebsockets error above: is the certificate or key bad?)");
-    return -1;
+    return DUET_EIO;
   }
   return 0;
 }
@@ -284,11 +286,10 @@ static int start_lws(duet_server_t *server) {
 static int open_listener(duet_server_t *server, duet_listener_t *l, const char *address, int port, int *bound,
                          const char *what) {
   char err[1024];
-  if (duet__listener_open(l, &server->loop, server->vhost, address, port, bound, err, sizeof err) != 0) {
+  int r = duet__listener_open(l, &server->loop, server->vhost, address, port, bound, err, sizeof err);
+  if (r != 0)
     DUET_ERROR("%s%s", what, err);
-    return -1;
-  }
-  return 0;
+  return r;
 }
 
 static int open_extra_listeners(duet_server_t *server, int public_port) {
@@ -297,9 +298,10 @@ static int open_extra_listeners(duet_server_t *server, int public_port) {
     int port = 0;
     server->redirect_listener.plain_http = 1;
     server->redirect_listener.tag = &server->redirect_listener;
-    if (open_listener(server, &server->redirect_listener, opt->address, opt->redirect_port, &port,
-                      "--http-redirect-port: ") != 0)
-      return -1;
+    int r = open_listener(server, &server->redirect_listener, opt->address, opt->redirect_port, &port,
+                          "--http-redirect-port: ");
+    if (r != 0)
+      return r;
     server->http.redirect_tag = server->redirect_listener.tag;
     server->http.public_port = public_port;
     DUET_INFO("redirecting plain HTTP on port %d to HTTPS%s", port,
@@ -311,9 +313,10 @@ static int open_extra_listeners(duet_server_t *server, int public_port) {
     int port = 0;
     server->admin_listener.plain_http = 1;
     server->admin_listener.tag = &server->admin_listener;
-    if (open_listener(server, &server->admin_listener, opt->admin_address, opt->admin_port, &port,
-                      "--admin-listen: ") != 0)
-      return -1;
+    int r =
+        open_listener(server, &server->admin_listener, opt->admin_address, opt->admin_port, &port, "--admin-listen: ");
+    if (r != 0)
+      return r;
     server->http.admin_tag = server->admin_listener.tag;
     int v6 = strchr(opt->admin_address, ':') != NULL;
     DUET_INFO("health and metrics on http://%s%s%s:%d/", v6 ? "[" : "", opt->admin_address, v6 ? "]" : "", port);
@@ -335,56 +338,62 @@ static void log_listening(const duet_server_t *server, int port) {
   }
 }
 
-/* Loads the plugins and sets up the sessions. Returns -1 to go on, else
- * the exit code (0 after --list-plugins). */
-static int start_plugins(duet_server_t *server) {
+/* Loads the plugins and sets up the sessions. Returns 0 or a DUET_E*
+ * code; after --list-plugins there is nothing to run (listed). */
+static int start_plugins(duet_server_t *server, int *listed) {
   const duet_options_t *opt = server->opt;
   char err[1024] = "";
-  duet_plugins_env_t env = {&server->loop, &server->sessions.conns, &server->metrics, &server->port};
-  int r = duet__plugins_load(&server->plugins, &env, opt, err, sizeof err);
+  duet_host_env_t env = {&server->loop, &server->sessions.conns, &server->metrics, opt, &server->port};
+  duet__host_init(&server->host, &env);
+  int r = duet__plugins_load(&server->plugins, &duet__host_table, &server->host, opt, err, sizeof err);
   if (r != 0) {
     DUET_ERROR("%s", err);
-    return r == -2 ? 2 : 1;
+    return r;
   }
   if (opt->list_plugins) {
     duet__plugins_print(server->plugins);
+    *listed = 1;
     return 0;
   }
   duet__sessions_init(&server->sessions, &server->loop, opt, server->plugins, &server->metrics, drained, server);
-  return -1;
+  return 0;
 }
 
-/* Everything up to the first accepted connection. Returns -1 when the
- * server is ready to run, else the exit code to leave with. */
-static int start(duet_server_t *server) {
+/* Everything up to the first accepted connection. Returns 0 when the
+ * server is ready to run (or, with *listed, has nothing to run), else a
+ * DUET_E* code. */
+static int start(duet_server_t *server, int *listed) {
   const duet_options_t *opt = server->opt;
-  int r = start_plugins(server);
-  if (r >= 0)
+  int r = start_plugins(server, listed);
+  if (r != 0 || *listed)
     return r;
   uv_update_time(&server->loop);
   server->started_ms = uv_now(&server->loop);
   /* Before lws starts: it sizes its tables by the limit it finds. */
   server->open_files_limit = duet__fd_limit_raise(opt->max_connections);
-  if (duet__tls_prepare(&server->tls, opt) != 0 ||
-      duet__mounts_prepare(&server->mounts, opt, duet__tls_key_path(&server->tls),
-                           duet__tls_secret_dir(&server->tls)) != 0)
-    return 1;
+  r = duet__tls_prepare(&server->tls, opt);
+  if (r == 0)
+    r = duet__mounts_prepare(&server->mounts, opt, duet__tls_key_path(&server->tls),
+                             duet__tls_secret_dir(&server->tls));
   server->http = (duet_http_t){
       .opt = opt, .mounts = &server->mounts, .metrics = &server->metrics, .status = describe, .status_data = server};
-  if (start_lws(server) != 0)
-    return 1;
+  if (r == 0)
+    r = start_lws(server);
   /* Workers share the public ports; a lone duetd must not share them by
    * mistake. The admin port is each worker's own (the CLI adds the index). */
   server->listener.reuseport = server->redirect_listener.reuseport = opt->worker_index > 0;
   int port = 0;
-  if (open_listener(server, &server->listener, opt->address, opt->port, &port, "") != 0 ||
-      open_extra_listeners(server, port) != 0)
-    return 1;
+  if (r == 0)
+    r = open_listener(server, &server->listener, opt->address, opt->port, &port, "");
+  if (r == 0)
+    r = open_extra_listeners(server, port);
+  if (r != 0)
+    return r;
   server->port = port;
   start_handles(server);
   /* Logged last: whoever waits for this line may signal us at once. */
   log_listening(server, port);
-  return -1;
+  return 0;
 }
 
 /* Teardown for a foreign loop: destroy lws (it closes its handles and the
@@ -395,6 +404,8 @@ static void tear_down(duet_server_t *server) {
   duet__sessions_tear_down(&server->sessions);
   if (server->lws)
     lws_context_destroy(server->lws);
+  duet__plugins_shutdown(server->plugins);
+  duet__host_release(&server->host);
   duet__plugins_unload(server->plugins);
   server->plugins = NULL;
   server->sessions.plugins = NULL;
@@ -431,16 +442,15 @@ int duet_server_run(const duet_options_t *opt) {
   signal(SIGPIPE, SIG_IGN);
   if (uv_loop_init(&server->loop) != 0) {
     DUET_ERROR("cannot create the event loop");
-    return 1;
+    return DUET_EIO;
   }
-  int exit_code = start(server);
-  int ran = exit_code < 0;
-  if (ran) {
+  int listed = 0;
+  int r = start(server, &listed);
+  int ran = r == 0 && !listed;
+  if (ran)
     uv_run(&server->loop, UV_RUN_DEFAULT);
-    exit_code = 0;
-  }
   tear_down(server);
   if (ran)
     DUET_INFO("stopped");
-  return exit_code;
+  return r;
 }

@@ -15,11 +15,42 @@
 #include "message.h"
 #include "reassembly.h"
 
+/* What the session keeps per connection, in the user data lws allocates
+ * for each signaling WebSocket (zeroed): freed in on_closed. */
 typedef struct session {
   duet_conn_t *conn;
+  duet_admission_slot_t admission;
+  duet_reassembly_t rx; /* of a fragmented message, bounded by max_message_bytes */
+  uint64_t last_rx_ms;  /* loop time of the last frame of any kind from the client */
+  /* Rate limit: a token bucket refilled at max_messages_per_second. */
+  double tokens;
+  uint64_t tokens_at;
+  uint64_t rate_error_at;
+  /* What plugins may ask about the connection (conn_info). */
+  char *user_agent;        /* of the upgrade request, or NULL */
+  const char *tls_version; /* OpenSSL's static string, or NULL */
+  uint64_t connected_unix_ms;
+  uint16_t client_close_code; /* from the client's close frame, 0 if none */
+  bool plugins_told;          /* on_close already delivered (or never due) */
 } session_t;
 
 size_t duet__sessions_session_size(void) { return sizeof(session_t); }
+
+static session_t *session_of(const duet_conn_t *conn) { return lws_wsi_user(conn->wsi); }
+
+bool duet__session_plugins_told(const duet_conn_t *conn) { return session_of(conn)->plugins_told; }
+
+void duet__session_describe(const duet_conn_t *conn, uint64_t now, duet_conn_info_t *info) {
+  const session_t *session = session_of(conn);
+  info->remote_port = conn->port;
+  snprintf(info->remote_addr, sizeof info->remote_addr, "%s", conn->addr);
+  snprintf(info->user_agent, sizeof info->user_agent, "%s", session->user_agent ? session->user_agent : "");
+  snprintf(info->tls_version, sizeof info->tls_version, "%s", session->tls_version ? session->tls_version : "");
+  info->connected_unix_ms = session->connected_unix_ms;
+  info->idle_ms = now > session->last_rx_ms ? now - session->last_rx_ms : 0;
+  if (info->struct_size >= offsetof(duet_conn_info_t, client_close_code) + sizeof info->client_close_code)
+    info->client_close_code = session->client_close_code;
+}
 
 /* Refuses a client's message: the error answer, its metric and the
  * "duet.rejected" event (the audit log records it). */
@@ -34,24 +65,25 @@ static void reject(duet_sessions_t *s, duet_conn_t *conn, const char *code, cons
 }
 
 /* Token bucket: rate per second, bursts up to twice that. */
-static bool take_token(duet_sessions_t *s, duet_conn_t *conn) {
+static bool take_token(duet_sessions_t *s, session_t *session) {
   double rate = (double)s->opt->max_messages_per_second;
   uint64_t now = uv_now(s->loop);
-  conn->tokens += (double)(now - conn->tokens_at) * rate / 1000.0;
-  if (conn->tokens > 2 * rate)
-    conn->tokens = 2 * rate;
-  conn->tokens_at = now;
-  if (conn->tokens < 1.0)
+  session->tokens += (double)(now - session->tokens_at) * rate / 1000.0;
+  if (session->tokens > 2 * rate)
+    session->tokens = 2 * rate;
+  session->tokens_at = now;
+  if (session->tokens < 1.0)
     return false;
-  conn->tokens -= 1.0;
+  session->tokens -= 1.0;
   return true;
 }
 
-static void rate_limited(duet_sessions_t *s, duet_conn_t *conn) {
+static void rate_limited(duet_sessions_t *s, session_t *session) {
+  duet_conn_t *conn = session->conn;
   /* One answer per second at most: a flood must not be echoed back. */
   uint64_t now = uv_now(s->loop);
-  if (now - conn->rate_error_at >= 1000 || conn->rate_error_at == 0) {
-    conn->rate_error_at = now;
+  if (now - session->rate_error_at >= 1000 || session->rate_error_at == 0) {
+    session->rate_error_at = now;
     char text[160];
     snprintf(text, sizeof text, "Too many messages: this server accepts %u per second per connection.",
              s->opt->max_messages_per_second);
@@ -59,10 +91,11 @@ static void rate_limited(duet_sessions_t *s, duet_conn_t *conn) {
   }
 }
 
-static void dispatch(duet_sessions_t *s, duet_conn_t *conn, const char *data, size_t len) {
+static void dispatch(duet_sessions_t *s, session_t *session, const char *data, size_t len) {
+  duet_conn_t *conn = session->conn;
   s->metrics->messages++;
-  if (!take_token(s, conn)) {
-    rate_limited(s, conn);
+  if (!take_token(s, session)) {
+    rate_limited(s, session);
     return;
   }
   duet_msg_t msg;
@@ -77,14 +110,15 @@ static void dispatch(duet_sessions_t *s, duet_conn_t *conn, const char *data, si
   if (duet__plugins_on_message(s->plugins, conn->id, &msg, &verdict) == DUET_REJECT)
     reject(s, conn, verdict.code, verdict.message);
   else
-    duet__admission_ready(&s->admission, conn);
+    duet__admission_ready(&s->admission, &session->admission);
 }
 
-static void on_receive(duet_sessions_t *s, struct lws *wsi, duet_conn_t *conn, const char *in, size_t len) {
+static void on_receive(duet_sessions_t *s, struct lws *wsi, session_t *session, const char *in, size_t len) {
+  duet_conn_t *conn = session->conn;
   size_t max = s->opt->max_message_bytes;
   const char *data = NULL;
   size_t data_len = 0;
-  duet_rx_t rx = duet__reassembly_feed(&conn->rx, in, len, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
+  duet_rx_t rx = duet__reassembly_feed(&session->rx, in, len, lws_is_first_fragment(wsi), lws_is_final_fragment(wsi),
                                        lws_frame_is_binary(wsi), max, &data, &data_len);
   if (rx == DUET_RX_MORE)
     return;
@@ -95,27 +129,33 @@ static void on_receive(duet_sessions_t *s, struct lws *wsi, duet_conn_t *conn, c
     snprintf(text, sizeof text, "The message is larger than this server's limit of %zu bytes.", max);
     reject(s, conn, "too-large", text);
   } else {
-    dispatch(s, conn, data, data_len);
+    dispatch(s, session, data, data_len);
   }
-  duet__reassembly_trim(&conn->rx);
+  duet__reassembly_trim(&session->rx);
 }
 
 static void tell_plugins_closed(duet_sessions_t *s, duet_conn_t *conn, duet_close_reason_t why) {
-  if (conn->plugins_told)
+  session_t *session = session_of(conn);
+  if (session->plugins_told)
     return;
-  conn->plugins_told = true;
+  session->plugins_told = true;
   duet__plugins_on_close(s->plugins, conn->id, why);
 }
 
-static void on_closed(duet_sessions_t *s, duet_conn_t *conn) {
+static void on_closed(duet_sessions_t *s, session_t *session) {
+  duet_conn_t *conn = session->conn;
   s->churn++;
   duet_close_reason_t why = conn->closing ? conn->close_why : DUET_CLOSE_CLIENT;
   s->metrics->closed[why]++;
   tell_plugins_closed(s, conn, why);
-  duet__admission_release(&s->admission, conn);
+  duet__admission_release(&s->admission, &session->admission);
   char name[64];
   DUET_DEBUG("connection %s closed", duet__conn_name(conn, name));
+  duet__reassembly_free(&session->rx);
+  free(session->user_agent);
+  session->user_agent = NULL;
   duet__conns_remove(&s->conns, conn);
+  session->conn = NULL;
   if (s->conns.draining && s->conns.live == 0 && !s->tearing_down && s->on_drained)
     s->on_drained(s->data);
 }
@@ -135,7 +175,7 @@ static void tell_closing(uv_timer_t *timer) {
 
 static void on_closing(void *data, duet_conn_t *conn) {
   duet_sessions_t *s = data;
-  if (conn->plugins_told || s->tearing_down)
+  if (session_of(conn)->plugins_told || s->tearing_down)
     return;
   if (s->closing_count == s->closing_cap) {
     size_t cap = s->closing_cap ? s->closing_cap * 2 : 64;
@@ -177,22 +217,22 @@ static void describe_peer(duet_conn_t *conn, int fd) {
 }
 
 /* Records what plugins may ask about a connection (conn_info). */
-static void describe_conn(duet_sessions_t *s, struct lws *wsi, duet_conn_t *conn) {
-  describe_peer(conn, lws_get_socket_fd(wsi));
+static void describe_conn(duet_sessions_t *s, struct lws *wsi, session_t *session) {
+  describe_peer(session->conn, lws_get_socket_fd(wsi));
   int ua_len = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_USER_AGENT);
   if (ua_len > 0) {
     size_t keep = ua_len > 255 ? 256 : (size_t)ua_len + 1;
-    conn->user_agent = malloc(keep);
-    if (conn->user_agent && lws_hdr_copy(wsi, conn->user_agent, (int)keep, WSI_TOKEN_HTTP_USER_AGENT) < 0)
-      conn->user_agent[0] = '\0';
+    session->user_agent = malloc(keep);
+    if (session->user_agent && lws_hdr_copy(wsi, session->user_agent, (int)keep, WSI_TOKEN_HTTP_USER_AGENT) < 0)
+      session->user_agent[0] = '\0';
   }
   SSL *ssl = lws_get_ssl(wsi);
-  conn->tls_version = ssl ? SSL_get_version(ssl) : NULL;
+  session->tls_version = ssl ? SSL_get_version(ssl) : NULL;
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  conn->connected_unix_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-  conn->last_rx_ms = conn->tokens_at = conn->tokens_at_connect = uv_now(s->loop);
-  conn->tokens = 2.0 * s->opt->max_messages_per_second;
+  session->connected_unix_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  session->last_rx_ms = session->tokens_at = uv_now(s->loop);
+  session->tokens = 2.0 * s->opt->max_messages_per_second;
 }
 
 /* A new WebSocket: over a limit it is told and closed (plugins never see
@@ -207,16 +247,17 @@ static int on_established(duet_sessions_t *s, struct lws *wsi, session_t *sessio
   }
   session->conn = conn;
   s->churn++;
-  describe_conn(s, wsi, conn);
+  describe_conn(s, wsi, session);
   s->metrics->accepted++;
   char name[64], text[200];
   DUET_DEBUG("connection %s opened", duet__conn_name(conn, name));
-  const char *refused = duet__admission_admit(&s->admission, s->conns.live, conn, text, sizeof text);
+  const char *refused =
+      duet__admission_admit(&s->admission, s->conns.live, conn, &session->admission, text, sizeof text);
   if (!refused) {
     duet__plugins_on_open(s->plugins, conn->id);
     return 0;
   }
-  conn->plugins_told = true; /* plugins never heard of it */
+  session->plugins_told = true; /* plugins never heard of it */
   reject(s, conn, refused, text);
   duet__conn_close(conn, strcmp(refused, "server-full") == 0 ? 1013 : LWS_CLOSE_STATUS_POLICY_VIOLATION, refused,
                    DUET_CLOSE_LIMIT);
@@ -236,28 +277,26 @@ int duet__sessions_callback(duet_sessions_t *s, struct lws *wsi, int reason, voi
     return on_established(s, wsi, session);
   case LWS_CALLBACK_RECEIVE:
     if (conn) {
-      conn->last_rx_ms = uv_now(s->loop);
+      session->last_rx_ms = uv_now(s->loop);
       if (!conn->closing)
-        on_receive(s, wsi, conn, in, len);
+        on_receive(s, wsi, session, in, len);
     }
     return 0;
   case LWS_CALLBACK_RECEIVE_PONG:
     if (conn)
-      conn->last_rx_ms = uv_now(s->loop);
+      session->last_rx_ms = uv_now(s->loop);
     return 0;
   case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
     /* Plugins may tell a deliberate hang-up (1000, 1001) from a lost link. */
     if (conn && len >= 2)
-      conn->client_close_code = (uint16_t)(((const unsigned char *)in)[0] << 8 | ((const unsigned char *)in)[1]);
+      session->client_close_code = (uint16_t)(((const unsigned char *)in)[0] << 8 | ((const unsigned char *)in)[1]);
     /* The answer to our own close frame: end here rather than echo it. */
     return conn && conn->close_sent ? -1 : 0;
   case LWS_CALLBACK_SERVER_WRITEABLE:
     return conn ? duet__conn_on_writeable(conn) : 0;
   case LWS_CALLBACK_CLOSED:
-    if (conn) {
-      on_closed(s, conn);
-      session->conn = NULL;
-    }
+    if (conn)
+      on_closed(s, session);
     return 0;
   default:
     return 0;

@@ -55,4 +55,9 @@ void duet__sessions_tear_down(duet_sessions_t *s);
 void duet__sessions_close_handles(duet_sessions_t *s);
 void duet__sessions_destroy(duet_sessions_t *s);
 
+/* For the host table, of a live connection: whether plugins were told it
+ * closed (sends to it then fail), and what conn_info reports. */
+bool duet__session_plugins_told(const duet_conn_t *conn);
+void duet__session_describe(const duet_conn_t *conn, uint64_t now, duet_conn_info_t *info);
+
 #endif

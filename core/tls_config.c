@@ -28,10 +28,11 @@ int duet__tls_prepare(duet_tls_t *tls, const duet_options_t *opt) {
   }
   int created = 0;
   char err[1024];
-  if (duet__dev_cert_ensure(tls->state_dir, tls->cert_path, sizeof tls->cert_path, tls->key_path, sizeof tls->key_path,
-                            &created, err, sizeof err) != 0) {
+  int r = duet__dev_cert_ensure(tls->state_dir, tls->cert_path, sizeof tls->cert_path, tls->key_path,
+                                sizeof tls->key_path, &created, err, sizeof err);
+  if (r != 0) {
     DUET_ERROR("%s", err);
-    return -1;
+    return r < 0 ? r : DUET_EIO;
   }
   tls->dev_cert = true;
   DUET_WARN("%s self-signed development certificate %s (key %s): browsers will warn about it; "

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "duet/plugin.h" /* DUET_E* */
+
 #ifndef PATH_MAX
 #define PATH_MAX 4096
 #endif
@@ -70,14 +72,14 @@ static duet_web_path_result_t check_rel(const char *rel, size_t rel_len) {
 }
 
 /* Builds root + "/" + each non-empty segment of rel into buf. Returns the
- * number of segments, or -1 when the result would not fit in buf_len. */
+ * number of segments, or DUET_ENOBUFS when the result would not fit in buf_len. */
 static int join_path(char *buf, size_t buf_len, const char *root, size_t root_len, const char *rel, size_t rel_len) {
   size_t used = root_len;
   size_t i = 0;
   int segments = 0;
 
   if (root_len >= buf_len)
-    return -1;
+    return DUET_ENOBUFS;
   memcpy(buf, root, root_len);
   while (i < rel_len) {
     size_t start;
@@ -92,7 +94,7 @@ static int join_path(char *buf, size_t buf_len, const char *root, size_t root_le
     if (len == 0)
       continue;
     if (len + 1 >= buf_len - used)
-      return -1;
+      return DUET_ENOBUFS;
     buf[used++] = '/';
     memcpy(buf + used, rel + start, len);
     used += len;
@@ -100,7 +102,7 @@ static int join_path(char *buf, size_t buf_len, const char *root, size_t root_le
   }
   if (used == 0) {
     if (buf_len < 2)
-      return -1;
+      return DUET_ENOBUFS;
     buf[used++] = '/'; /* The root is "/" itself. */
   }
   buf[used] = '\0';

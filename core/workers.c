@@ -20,6 +20,7 @@
 
 #include "listener.h"
 #include "log.h"
+#include "node_identity.h"
 #include "tls_config.h"
 
 /* A worker that dies is started again after 1 s, then 2, 4, ... up to 30 s
@@ -60,11 +61,11 @@ typedef struct supervisor {
   const char **args; /* the workers' command line; EXTRA_ARGS + 1 slots left at the end */
   size_t arg_count;
   char port_text[8];
-  char node_base[300]; /* pairing.node-id given, or HOST:PORT; empty without the pairing plugin */
-  int held[2];         /* the main and redirect ports, bound while we live */
+  char count_text[16];
+  int held[2]; /* the main and redirect ports, bound while we live */
   int stopping;
   int closed;
-  int exit_code;
+  int result; /* 0, DUET_EINVAL when a worker found a usage error, else DUET_EIO */
 } supervisor_t;
 
 static const int watched_signals[4] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD};
@@ -121,16 +122,13 @@ static void exec_worker(const char *const *args, pid_t parent) {
 
 static int spawn(worker_t *w) {
   supervisor_t *sup = w->sup;
-  char index_text[16], node_opt[400];
+  char index_text[16];
   snprintf(index_text, sizeof index_text, "%u", w->index);
   size_t n = sup->arg_count;
   sup->args[n++] = "--worker-index";
   sup->args[n++] = index_text;
-  if (sup->node_base[0]) {
-    snprintf(node_opt, sizeof node_opt, "pairing.node-id=%s-w%u", sup->node_base, w->index);
-    sup->args[n++] = "--plugin-opt";
-    sup->args[n++] = node_opt;
-  }
+  sup->args[n++] = "--worker-count";
+  sup->args[n++] = sup->count_text;
   sup->args[n] = NULL;
   /* Signals stay blocked until the child has dropped libuv's handlers:
    * they would write to the supervisor's signal pipe. */
@@ -166,7 +164,7 @@ static void stop_overdue(uv_timer_t *timer) {
   supervisor_t *sup = timer->data;
   DUET_ERROR("%zu worker(s) did not stop within %u s; killing them", running(sup), STOP_TIMEOUT_MS / 1000);
   signal_all(sup, SIGKILL);
-  sup->exit_code = 1;
+  sup->result = DUET_EIO;
 }
 
 /* Asks every worker to stop with signum; the loop ends when the last is gone. */
@@ -200,7 +198,7 @@ static void plan_restart(worker_t *w, int status, const char *how) {
   uint64_t ran_ms = uv_now(&sup->loop) - w->started_ms;
   if (WIFEXITED(status) && WEXITSTATUS(status) == 2) {
     DUET_ERROR("worker %u %s: a usage error (see above), which restarting will not heal; stopping", w->index, how);
-    sup->exit_code = 2;
+    sup->result = DUET_EINVAL;
     stop_all(sup, SIGTERM);
     return;
   }
@@ -208,7 +206,7 @@ static void plan_restart(worker_t *w, int status, const char *how) {
   if (w->start_failures >= MAX_START_FAILURES) {
     DUET_ERROR("worker %u %s: %u times in a row within %u s of starting, so giving up (see its errors above)", w->index,
                how, w->start_failures, START_GRACE_MS / 1000);
-    sup->exit_code = 1;
+    sup->result = DUET_EIO;
     stop_all(sup, SIGTERM);
     return;
   }
@@ -235,8 +233,8 @@ static void worker_ended(worker_t *w, int status) {
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     DUET_ERROR("worker %u (pid %ld) %s while stopping", w->index, pid, how);
-    if (sup->exit_code == 0)
-      sup->exit_code = 1;
+    if (sup->result == 0)
+      sup->result = DUET_EIO;
   }
   if (running(sup) == 0) {
     DUET_INFO("all workers stopped");
@@ -277,7 +275,7 @@ static void on_signal(uv_signal_t *handle, int signum) {
 static int build_args(supervisor_t *sup, int argc, const char *const *argv) {
   sup->args = calloc((size_t)argc + 2 + EXTRA_ARGS + 1, sizeof *sup->args);
   if (!sup->args)
-    return -1;
+    return DUET_ENOMEM;
   size_t n = 0;
   sup->args[n++] = argv[0];
   for (int i = 1; i < argc; i++) {
@@ -296,28 +294,6 @@ static int build_args(supervisor_t *sup, int argc, const char *const *argv) {
   return 0;
 }
 
-/* What the workers' pairing.node-id starts with: the one given, else
- * HOST:PORT. Empty when the pairing plugin is not loaded. */
-static void choose_node_base(supervisor_t *sup) {
-  const duet_options_t *opt = sup->opt;
-  int pairing = 0;
-  for (size_t i = 0; i < opt->plugin_count; i++)
-    pairing |= strcmp(opt->plugins[i], "pairing") == 0;
-  sup->node_base[0] = '\0';
-  if (!pairing)
-    return;
-  for (size_t i = 0; i < opt->plugin_opt_count; i++)
-    if (strcmp(opt->plugin_opts[i].plugin, "pairing") == 0 && strcmp(opt->plugin_opts[i].key, "node-id") == 0)
-      snprintf(sup->node_base, sizeof sup->node_base, "%s", opt->plugin_opts[i].value); /* the last one wins */
-  if (sup->node_base[0])
-    return;
-  char host[256] = "localhost";
-  if (gethostname(host, sizeof host) != 0)
-    snprintf(host, sizeof host, "localhost");
-  host[sizeof host - 1] = '\0';
-  snprintf(sup->node_base, sizeof sup->node_base, "%s:%s", host, sup->port_text);
-}
-
 /* Binds the public ports without listening: port 0 becomes a real port the
  * workers share, and a port some other program listens on fails here, once. */
 static int hold_ports(supervisor_t *sup) {
@@ -327,7 +303,7 @@ static int hold_ports(supervisor_t *sup) {
   sup->held[0] = duet__listener_bind(opt->address, opt->port, DUET_LISTENER_HOLD, &port, err, sizeof err);
   if (sup->held[0] < 0) {
     DUET_ERROR("%s", err);
-    return -1;
+    return sup->held[0];
   }
   snprintf(sup->port_text, sizeof sup->port_text, "%d", port);
   if (opt->redirect_port) {
@@ -335,7 +311,7 @@ static int hold_ports(supervisor_t *sup) {
     sup->held[1] = duet__listener_bind(opt->address, opt->redirect_port, DUET_LISTENER_HOLD, &ignored, err, sizeof err);
     if (sup->held[1] < 0) {
       DUET_ERROR("--http-redirect-port: %s", err);
-      return -1;
+      return sup->held[1];
     }
   }
   return 0;
@@ -345,17 +321,16 @@ static int hold_ports(supervisor_t *sup) {
  * development certificate is made here, once. */
 static int prepare(supervisor_t *sup, int argc, const char *const *argv) {
   static duet_tls_t tls;
-  if (duet__tls_prepare(&tls, sup->opt) != 0 || hold_ports(sup) != 0)
-    return -1;
-  choose_node_base(sup);
-  if (build_args(sup, argc, argv) != 0) {
-    DUET_ERROR("out of memory");
-    return -1;
-  }
+  int r = duet__tls_prepare(&tls, sup->opt);
+  if (r == 0)
+    r = hold_ports(sup);
+  if (r != 0)
+    return r;
+  snprintf(sup->count_text, sizeof sup->count_text, "%u", sup->count);
   sup->workers = calloc(sup->count, sizeof *sup->workers);
-  if (!sup->workers) {
+  if (build_args(sup, argc, argv) != 0 || !sup->workers) {
     DUET_ERROR("out of memory");
-    return -1;
+    return DUET_ENOMEM;
   }
   return 0;
 }
@@ -393,23 +368,26 @@ int duet_workers_run(const duet_options_t *opt, int argc, const char *const *arg
   sup.held[0] = sup.held[1] = -1;
   duet__log_set_level(opt->log_level);
   signal(SIGPIPE, SIG_IGN);
-  if (prepare(&sup, argc, argv) != 0 || uv_loop_init(&sup.loop) != 0) {
+  int r = prepare(&sup, argc, argv);
+  if (r == 0 && uv_loop_init(&sup.loop) != 0)
+    r = DUET_EIO;
+  if (r != 0) {
     release(&sup);
-    return 1;
+    return r;
   }
   start_loop_handles(&sup);
-  DUET_INFO("starting %u worker(s) on port %s%s%s%s", sup.count, sup.port_text,
-            sup.node_base[0] ? ", pairing node ids " : "", sup.node_base[0] ? sup.node_base : "",
-            sup.node_base[0] ? "-w1, -w2, ..." : "");
+  char node[300];
+  duet__node_id(opt, atoi(sup.port_text), node, sizeof node);
+  DUET_INFO("starting %u worker(s) on port %s, node ids %s-w1, -w2, ...", sup.count, sup.port_text, node);
   for (unsigned i = 0; i < sup.count && !sup.stopping; i++)
     if (spawn(&sup.workers[i]) != 0) {
-      sup.exit_code = 1;
+      sup.result = DUET_EIO;
       stop_all(&sup, SIGTERM);
     }
   uv_run(&sup.loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&sup.loop) != 0)
     DUET_WARN("the supervisor's event loop still had open handles at exit");
   release(&sup);
-  DUET_INFO("stopped (exit code %d)", sup.exit_code);
-  return sup.exit_code;
+  DUET_INFO("stopped%s", sup.result == 0 ? "" : " after a failure");
+  return sup.result;
 }

@@ -14,10 +14,11 @@ extern "C" {
 
 /* Runs opt->workers workers, each this program started again with argv
  * (argc entries, argv[0] included) minus --workers and --port, plus
- * --port (the port actually reserved), --worker-index K and, with the
- * pairing plugin loaded, --plugin-opt pairing.node-id=BASE-wK. Returns the
- * exit code: 0 when every worker stopped cleanly after SIGINT or SIGTERM,
- * 2 when a worker found a usage error, 1 for any other failure. */
+ * --port (the port actually reserved), --worker-index K and
+ * --worker-count N (a worker's node id is its base plus -wK, see
+ * node_identity.h). Returns 0 when every worker stopped cleanly after
+ * SIGINT or SIGTERM, DUET_EINVAL when a worker found a usage error (its
+ * plugins refused the settings), another DUET_E* for any other failure. */
 int duet_workers_run(const duet_options_t *opt, int argc, const char *const *argv);
 
 #ifdef __cplusplus

@@ -3,6 +3,7 @@
 #include <climits>
 #include <cstdlib>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 #include <sys/stat.h>
@@ -21,6 +22,13 @@ std::vector<std::string> bundled_plugins() {
     if (!name.empty())
       names.push_back(name);
   return names;
+}
+
+duet_stage_t stage_named(const std::string &name) {
+  for (duet_stage_t stage : {DUET_STAGE_TRANSPORT, DUET_STAGE_ADMISSION, DUET_STAGE_ROUTING, DUET_STAGE_OBSERVER})
+    if (name == duet_stage_name(stage))
+      return stage;
+  return DUET_STAGE_UNSET;
 }
 
 namespace {
@@ -53,6 +61,16 @@ std::string check_mount(const std::string &spec) {
   return {};
 }
 
+// "plugin=stage"
+std::string check_plugin_stage(const std::string &spec) {
+  auto eq = spec.find('=');
+  if (has_control_chars(spec) || eq == std::string::npos || eq == 0 ||
+      stage_named(spec.substr(eq + 1)) == DUET_STAGE_UNSET)
+    return "expected PLUGIN=STAGE with STAGE one of transport, admission, routing or observer, e.g. "
+           "--plugin-stage allowlist=admission";
+  return {};
+}
+
 // "plugin.key=value"
 std::string check_plugin_opt(const std::string &spec) {
   if (has_control_chars(spec))
@@ -60,7 +78,7 @@ std::string check_plugin_opt(const std::string &spec) {
   auto dot = spec.find('.');
   auto eq = spec.find('=');
   if (dot == std::string::npos || eq == std::string::npos || dot == 0 || dot + 1 >= eq)
-    return "expected PLUGIN.KEY=VALUE, e.g. --plugin-opt pairing.takeover=refuse";
+    return "expected PLUGIN.KEY=VALUE, e.g. --plugin-opt NAME.takeover=refuse (--list-plugins shows them)";
   return {};
 }
 
@@ -87,14 +105,15 @@ struct CliParser {
   void add_plugin_options();
   void add_plugin_flags();
   void add_worker_options();
-  int run_command(int argc, const char *const *argv);
-  int check_mounts();
-  int check_admin_listen();
-  int check_combinations();
-  int check_workers();
+  std::optional<int> run_command(int argc, const char *const *argv);
+  // Each check says why in err and returns false for a usage error.
+  bool check_mounts();
+  bool check_admin_listen();
+  bool check_combinations();
+  bool check_workers();
   void collect_plugin_opts();
   void fill_c_options();
-  int parse(int argc, const char *const *argv);
+  CliOutcome parse(int argc, const char *const *argv);
 };
 
 void CliParser::add_general_options() {
@@ -205,16 +224,24 @@ void CliParser::add_plugin_options() {
   for (const auto &name : bundled_plugins())
     bundled += (bundled.empty() ? "" : ", ") + name;
   app.add_option("--plugin", o.plugins,
-                 "Load a plugin: a bundled plugin's name or a path to a .so, after the bundled ones (repeatable)");
+                 "Load a plugin: a bundled plugin's name or a path to a .so (repeatable). It takes the place in "
+                 "the chain its stage says; one that does not say goes after the plugins loaded before it");
   app.add_flag("--no-default-plugins", o.no_default_plugins,
                "Do not load the bundled plugins (" + bundled + "); list the ones you want with --plugin");
   app.add_option("--plugin-dir", o.plugin_dirs, "Load every *.so in DIR, in name order (repeatable)")
       ->check(CLI::ExistingDirectory);
   app.add_option("--plugin-opt", o.plugin_opt_specs,
-                 "Set a plugin option, e.g. pairing.takeover=refuse (repeatable; --list-plugins shows them)")
+                 "Set a plugin option, as PLUGIN.KEY=VALUE (repeatable; --list-plugins shows every plugin's options)")
       ->type_name("PLUGIN.KEY=VALUE")
       ->check(CLI::Validator(check_plugin_opt, "PLUGIN.KEY=VALUE", "plugin-opt"));
-  app.add_flag("--list-plugins", o.list_plugins, "Print the loaded plugins, their versions and options, then exit");
+  app.add_option(
+         "--plugin-stage", o.plugin_stage_specs,
+         "Move a plugin to another stage of the chain: transport, admission (before the call is routed), routing "
+         "or observer (repeatable)")
+      ->type_name("PLUGIN=STAGE")
+      ->check(CLI::Validator(check_plugin_stage, "PLUGIN=STAGE", "plugin-stage"));
+  app.add_flag("--list-plugins", o.list_plugins,
+               "Print the plugin chain in order, with versions, stages and options, then exit");
 }
 
 void CliParser::add_worker_options() {
@@ -224,8 +251,13 @@ void CliParser::add_worker_options() {
                  "--cluster: clients on different workers pair through it. Default: one process")
       ->type_name("N|auto")
       ->check(CLI::Validator(check_workers_value, "", "workers"));
+  app.add_option("--node-id", o.node_id,
+                 "This node's name in a cluster, for logs and for plugins (default: host name and port; "
+                 "worker K of --workers adds -wK)")
+      ->type_name("NAME");
   // Set by the supervisor on each worker's command line; not for users.
   app.add_option("--worker-index", o.worker_index)->group("")->check(CLI::Range(1u, kMaxWorkers));
+  app.add_option("--worker-count", o.worker_count)->group("")->check(CLI::Range(1u, kMaxWorkers));
 }
 
 // Each flag a bundled plugin's option declares, unless duetd or an earlier
@@ -258,19 +290,19 @@ static void write_to_stream(void *stream, const char *text, std::size_t len) {
 }
 
 // "duetd NAME ...": a plugin's command runs instead of the server.
-int CliParser::run_command(int argc, const char *const *argv) {
+std::optional<int> CliParser::run_command(int argc, const char *const *argv) {
   if (argc < 2)
-    return -1;
+    return std::nullopt;
   for (const PluginCommand &c : plugins.commands)
     if (c.name == argv[1]) {
       std::vector<const char *> args(argv + 1, argv + argc);
       args.push_back(nullptr);
       return c.run(argc - 1, args.data(), write_to_stream, &out, &err);
     }
-  return -1;
+  return std::nullopt;
 }
 
-int CliParser::check_mounts() {
+bool CliParser::check_mounts() {
   for (const auto &spec : o.mount_specs) {
     auto eq = spec.find('=');
     std::string url = spec.substr(0, eq);
@@ -280,7 +312,7 @@ int CliParser::check_mounts() {
     struct stat st {};
     if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
       err << "--mount " << spec << ": " << dir << " is not a folder\n";
-      return 2;
+      return false;
     }
     o.mount_urls_.push_back(url);
     o.mount_dirs_.push_back(dir);
@@ -289,14 +321,14 @@ int CliParser::check_mounts() {
     for (std::size_t j = 0; j < i; j++)
       if (o.mount_urls_[i] == o.mount_urls_[j]) {
         err << "--mount: " << o.mount_urls_[i] << " is given twice\n";
-        return 2;
+        return false;
       }
-  return 0;
+  return true;
 }
 
-int CliParser::check_admin_listen() {
+bool CliParser::check_admin_listen() {
   if (o.admin_listen.empty())
-    return 0;
+    return true;
   auto colon = o.admin_listen.rfind(':');
   std::string host = colon == std::string::npos ? "" : o.admin_listen.substr(0, colon);
   std::string port = colon == std::string::npos ? "" : o.admin_listen.substr(colon + 1);
@@ -306,65 +338,61 @@ int CliParser::check_admin_listen() {
   long n = port.empty() ? -1 : std::strtol(port.c_str(), &end, 10);
   if (host.empty() || n < 0 || n > 65535 || *end != '\0') {
     err << "--admin-listen " << o.admin_listen << ": expected ADDRESS:PORT, e.g. 127.0.0.1:9090 or [::1]:9090\n";
-    return 2;
+    return false;
   }
   o.admin_host_ = host;
   o.c.admin_port = static_cast<int>(n);
-  return 0;
+  return true;
 }
 
-int CliParser::check_combinations() {
+bool CliParser::check_combinations() {
   for (const auto &origin : o.allow_origins)
     if (origin.rfind("http://", 0) != 0 && origin.rfind("https://", 0) != 0) {
       err << "--allow-origin " << origin << ": an origin is scheme://host[:port], e.g. https://app.example.org\n";
-      return 2;
+      return false;
     }
   if (!o.acme_webroot.empty() && !o.http_redirect_port) {
     err << "--acme-webroot needs --http-redirect-port (ACME challenges are fetched over plain HTTP)\n";
-    return 2;
+    return false;
   }
   if (o.no_tls && (o.http_redirect_port || o.hsts)) {
     err << "--http-redirect-port and --hsts need TLS: drop --no-tls\n";
-    return 2;
+    return false;
   }
   if (o.max_queued_bytes_total < o.max_queued_bytes) {
     err << "--max-queued-bytes-total (" << o.max_queued_bytes_total << ") must be at least --max-queued-bytes ("
         << o.max_queued_bytes << "): one slow client may hold that much\n";
-    return 2;
+    return false;
   }
   if (!o.no_default_plugins)
     o.load_list_ = bundled_plugins();
   o.load_list_.insert(o.load_list_.end(), o.plugins.begin(), o.plugins.end());
   if (o.load_list_.empty() && o.plugin_dirs.empty()) {
     err << "--no-default-plugins: no plugin is left to load; add --plugin NAME or --plugin-dir DIR\n";
-    return 2;
+    return false;
   }
-  return 0;
+  return true;
 }
 
-// After collect_plugin_opts: --workers above 1 needs the pairing plugin's
-// cluster. In a worker, --workers (from a --config file) does not apply and
-// the admin port is the worker's own: the given one plus K - 1.
-int CliParser::check_workers() {
+// In a worker, --workers (from a --config file) does not apply and the
+// admin port is the worker's own: the given one plus K - 1. Whether the
+// plugins can work across workers is theirs to say, from their init.
+bool CliParser::check_workers() {
   if (o.worker_index) {
     if (o.c.admin_port)
       o.c.admin_port += static_cast<int>(o.worker_index) - 1;
-    return 0;
+    return true;
   }
   if (o.workers.empty())
-    return 0;
+    return true;
   const unsigned n = workers_wanted(o.workers);
-  bool cluster = false;
-  for (std::size_t i = 0; i < o.opt_plugins_.size(); i++)
-    if (o.opt_plugins_[i] == "pairing" && o.opt_keys_[i] == "cluster")
-      cluster = !o.opt_values_[i].empty();
-  const std::string refusal = workers_refusal(o.workers, n, cluster, o.c.admin_port, o.admin_listen);
+  const std::string refusal = workers_refusal(n, o.c.admin_port, o.admin_listen);
   if (!refusal.empty()) {
     err << refusal << "\n";
-    return 2;
+    return false;
   }
   o.worker_count_ = n;
-  return 0;
+  return true;
 }
 
 // Shorthand flags become --plugin-opt specs; an explicit --plugin-opt wins
@@ -395,6 +423,13 @@ void CliParser::fill_c_options() {
     o.mounts_.push_back({o.mount_urls_[i].c_str(), o.mount_dirs_[i].c_str()});
   for (std::size_t i = 0; i < o.opt_plugins_.size(); i++)
     o.plugin_opts_.push_back({o.opt_plugins_[i].c_str(), o.opt_keys_[i].c_str(), o.opt_values_[i].c_str()});
+  for (const auto &spec : o.plugin_stage_specs) {
+    const auto eq = spec.find('=');
+    o.stage_names_.push_back(spec.substr(0, eq));
+    o.plugin_stages_.push_back({nullptr, stage_named(spec.substr(eq + 1))});
+  }
+  for (std::size_t i = 0; i < o.plugin_stages_.size(); i++)
+    o.plugin_stages_[i].plugin = o.stage_names_[i].c_str();
   for (const auto &p : o.load_list_)
     o.load_ptrs_.push_back(p.c_str());
   for (const auto &d : o.plugin_dirs)
@@ -439,19 +474,22 @@ void CliParser::fill_c_options() {
   c.plugin_dir_count = o.dir_ptrs_.size();
   c.plugin_opts = o.plugin_opts_.data();
   c.plugin_opt_count = o.plugin_opts_.size();
+  c.plugin_stages = o.plugin_stages_.data();
+  c.plugin_stage_count = o.plugin_stages_.size();
+  c.node_id = c_str(o.node_id);
   c.list_plugins = o.list_plugins;
   c.workers = o.worker_count_;
   c.worker_index = o.worker_index;
+  c.worker_count = o.worker_count;
   c.log_level = o.log_level == "error"   ? DUET_LOG_ERROR
                 : o.log_level == "warn"  ? DUET_LOG_WARN
                 : o.log_level == "debug" ? DUET_LOG_DEBUG
                                          : DUET_LOG_INFO;
 }
 
-int CliParser::parse(int argc, const char *const *argv) {
-  int code = run_command(argc, argv);
-  if (code >= 0)
-    return code;
+CliOutcome CliParser::parse(int argc, const char *const *argv) {
+  if (std::optional<int> code = run_command(argc, argv))
+    return {false, *code};
   add_general_options();
   add_tls_options();
   add_limit_options();
@@ -461,30 +499,31 @@ int CliParser::parse(int argc, const char *const *argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success &e) {  // --help and --version
-    return app.exit(e, out, err);
+    app.exit(e, out, err);
+    return {false, DUET_EXIT_OK};
   } catch (const CLI::ParseError &e) {
     app.exit(e, out, err);
     err << "Run 'duetd --help' for the options.\n";
-    return 2;
+    return {false, DUET_EXIT_USAGE};
   }
-  for (int (CliParser::*check)() :
+  for (bool (CliParser::*check)() :
        {&CliParser::check_mounts, &CliParser::check_admin_listen, &CliParser::check_combinations})
-    if ((code = (this->*check)()) != 0)
-      return code;
+    if (!(this->*check)())
+      return {false, DUET_EXIT_USAGE};
   collect_plugin_opts();
-  if ((code = check_workers()) != 0)
-    return code;
+  if (!check_workers())
+    return {false, DUET_EXIT_USAGE};
   fill_c_options();
-  return -1;
+  return {true, DUET_EXIT_OK};
 }
 
-int parse_command_line(int argc, const char *const *argv, CliOptions &o, const PluginDeclarations &plugins,
-                       std::ostream &out, std::ostream &err) {
+CliOutcome parse_command_line(int argc, const char *const *argv, CliOptions &o, const PluginDeclarations &plugins,
+                              std::ostream &out, std::ostream &err) {
   CliParser parser(o, plugins, out, err);
   return parser.parse(argc, argv);
 }
 
-int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::ostream &out, std::ostream &err) {
+CliOutcome parse_command_line(int argc, const char *const *argv, CliOptions &o, std::ostream &out, std::ostream &err) {
   static const PluginDeclarations none;
   return parse_command_line(argc, argv, o, none, out, err);
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "duet/plugin.h"
+#include "exit_code.h"
 #include "options.h"
 
 namespace duet {
@@ -61,10 +62,13 @@ struct CliOptions {
   bool no_default_plugins = false;
   std::vector<std::string> plugin_dirs;
   std::vector<std::string> plugin_opt_specs;
+  std::vector<std::string> plugin_stage_specs;  // --plugin-stage NAME=STAGE
   bool list_plugins = false;
+  std::string node_id;
   std::string log_level = "info";
   std::string workers;        // --workers N|auto; empty: one process
   unsigned worker_index = 0;  // --worker-index K: set by the supervisor for worker K
+  unsigned worker_count = 0;  // --worker-count N: set by the supervisor too
 
   // What the C core reads; points into the strings above.
   duet_options_t c{};
@@ -80,20 +84,29 @@ private:
   std::deque<ShorthandValues> shorthands_;
   std::string admin_host_;
   unsigned worker_count_ = 0;
-  std::vector<std::string> mount_urls_, mount_dirs_, opt_plugins_, opt_keys_, opt_values_, load_list_;
+  std::vector<std::string> mount_urls_, mount_dirs_, opt_plugins_, opt_keys_, opt_values_, load_list_, stage_names_;
   std::vector<duet_mount_t> mounts_;
   std::vector<duet_plugin_opt_t> plugin_opts_;
+  std::vector<duet_plugin_stage_t> plugin_stages_;
   std::vector<const char *> load_ptrs_, dir_ptrs_, origin_ptrs_;
 };
 
-// Parses argv. Returns -1 when duetd should run with o.c, else the exit code
-// to leave with (0 after --help or --version, 2 for a usage error, whose
-// message went to err, or a plugin command's exit code). The plugins'
-// shorthand flags and commands come from plugins.
-int parse_command_line(int argc, const char *const *argv, CliOptions &o, const PluginDeclarations &plugins,
-                       std::ostream &out, std::ostream &err);
+// What the command line asks for: run duetd with o.c, or leave with an
+// exit code (0 after --help or --version, DUET_EXIT_USAGE for a usage error,
+// whose message went to err, or a plugin command's own exit code).
+struct CliOutcome {
+  bool run = false;
+  int exit_code = DUET_EXIT_OK;  // when not run
+};
+
+// Parses argv. The plugins' shorthand flags and commands come from plugins.
+CliOutcome parse_command_line(int argc, const char *const *argv, CliOptions &o, const PluginDeclarations &plugins,
+                              std::ostream &out, std::ostream &err);
 // The same without any plugin's flags or commands.
-int parse_command_line(int argc, const char *const *argv, CliOptions &o, std::ostream &out, std::ostream &err);
+CliOutcome parse_command_line(int argc, const char *const *argv, CliOptions &o, std::ostream &out, std::ostream &err);
+
+// The stage a --plugin-stage value names ("admission"), or DUET_STAGE_UNSET.
+duet_stage_t stage_named(const std::string &name);
 
 // The plugins loaded when no --no-default-plugins is given, in order.
 std::vector<std::string> bundled_plugins();

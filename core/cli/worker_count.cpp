@@ -32,12 +32,7 @@ unsigned workers_wanted(const std::string &value) {
   return static_cast<unsigned>(n < 1 ? 1 : n > kMaxWorkers ? kMaxWorkers : n);
 }
 
-std::string workers_refusal(const std::string &value, unsigned n, bool cluster, int admin_port,
-                            const std::string &admin_listen) {
-  if (n > 1 && !cluster)
-    return "--workers " + value + " (" + std::to_string(n) +
-           " workers) needs --cluster: calls between clients on different workers need a shared Redis "
-           "(--cluster redis://HOST:PORT or unix:///PATH); or use --workers 1";
+std::string workers_refusal(unsigned n, int admin_port, const std::string &admin_listen) {
   if (admin_port && admin_port + static_cast<int>(n) - 1 > 65535)
     return "--admin-listen " + admin_listen + ": each of the " + std::to_string(n) +
            " workers serves health and metrics on its own port from this one up, past 65535";

@@ -16,9 +16,9 @@ std::string check_workers_value(const std::string &value);
 // process may run on (at most kMaxWorkers).
 unsigned workers_wanted(const std::string &value);
 
-// Why n workers cannot run (value as given; cluster: pairing.cluster is
-// set; admin_port: --admin-listen's port or 0), or empty when they can.
-std::string workers_refusal(const std::string &value, unsigned n, bool cluster, int admin_port,
-                            const std::string &admin_listen);
+// Why n workers cannot share this machine's ports (admin_port:
+// --admin-listen's port or 0), or empty when they can. Whether the plugins
+// work across workers is for them to say (from their init).
+std::string workers_refusal(unsigned n, int admin_port, const std::string &admin_listen);
 
 }  // namespace duet

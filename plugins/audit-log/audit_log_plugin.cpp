@@ -169,6 +169,7 @@ std::string error_text(int error) { return std::strerror(error); }
 
 class AuditLog : public duet::Plugin {
 public:
+  static constexpr duet_stage_t kStage = DUET_STAGE_OBSERVER;
   explicit AuditLog(const duet::Host &host)
       : Plugin(host), path_(host.options().text("path")),
         buffer_(static_cast<std::size_t>(host.options().integer("buffer-bytes", 4096, std::int64_t{1} << 30))),

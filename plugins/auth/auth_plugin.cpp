@@ -6,6 +6,7 @@
 #include <string>
 
 #include "auth_token.hpp"
+#include "duet/command.hpp"
 #include "duet/plugin.hpp"
 #include "token_command.hpp"
 
@@ -21,6 +22,7 @@ const duet_plugin_option_t kOptions[] = {
 
 class Auth : public duet::Plugin {
 public:
+  static constexpr duet_stage_t kStage = DUET_STAGE_ADMISSION;
   explicit Auth(const duet::Host &host) : Plugin(host) {
     const duet::Options options = host.options();
     secret_ = options.file_contents("secret-file").value_or("");
@@ -63,12 +65,8 @@ private:
 
 }  // namespace
 
-const duet_plugin_command_t kToken = {
-    sizeof(duet_plugin_command_t),
-    "token",
-    "Print a call token for --auth-secret servers, then exit",
-    &duet::auth::token_command,
-};
+const duet_plugin_command_t kToken =
+    duet::command("token", "Print a call token for --auth-secret servers, then exit", &duet::auth::token_command);
 const duet_plugin_command_t *const kCommands[] = {&kToken, nullptr};
 
 DUET_PLUGIN_WITH_COMMANDS(auth, Auth, "auth", "1.0.0",

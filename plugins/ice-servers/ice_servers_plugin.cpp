@@ -24,6 +24,7 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include "duet/command.hpp"
 #include "duet/plugin.hpp"
 #include "turn_command.hpp"
 #include "turn_credentials.hpp"
@@ -73,6 +74,7 @@ std::vector<std::string> split_urls(const duet::Options &options, const char *ke
 
 class IceServers : public duet::Plugin {
 public:
+  static constexpr duet_stage_t kStage = DUET_STAGE_OBSERVER;
   explicit IceServers(const duet::Host &host) : Plugin(host) {
     static const char *const stun_schemes[] = {"stun:", "stuns:", nullptr};
     static const char *const turn_schemes[] = {"turn:", "turns:", nullptr};
@@ -221,12 +223,10 @@ private:
 
 }  // namespace
 
-const duet_plugin_command_t kTurnCredentials = {
-    sizeof(duet_plugin_command_t),
-    "turn-credentials",
-    "Print TURN credentials for --turn-secret FILE and how to check a TURN server with them, then exit",
-    &duet::ice::turn_credentials_command,
-};
+const duet_plugin_command_t kTurnCredentials =
+    duet::command("turn-credentials",
+                  "Print TURN credentials for --turn-secret FILE and how to check a TURN server with them, then exit",
+                  &duet::ice::turn_credentials_command);
 const duet_plugin_command_t *const kCommands[] = {&kTurnCredentials, nullptr};
 
 DUET_PLUGIN_WITH_COMMANDS(ice_servers, IceServers, "ice-servers", "1.1.0",

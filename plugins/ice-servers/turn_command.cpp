@@ -4,13 +4,11 @@
 #include "turn_command.hpp"
 
 #include <chrono>
+#include <cstdint>
 #include <ctime>
-#include <exception>
-#include <map>
 #include <string>
-#include <string_view>
 
-#include "duet/plugin.hpp"
+#include "duet/command.hpp"
 #include "turn_credentials.hpp"
 
 namespace duet::ice {
@@ -24,35 +22,6 @@ const char kUsage[] = "Usage: duetd turn-credentials --turn-secret FILE [--id ID
                       "  --id ID             the name after the expiry in the username (default: check)\n"
                       "  --ttl DURATION      how long they are valid: 600, 90s, 30m, 1h, 7d (default: 1h)\n";
 
-struct Io {
-  duet_write_fn write;
-  void *out, *err;
-  void say(void *stream, std::string_view text) const { write(stream, text.data(), text.size()); }
-  int usage_error(const std::string &what) const {
-    say(err, "turn-credentials: " + what + "\nRun 'duetd turn-credentials --help' for its options.\n");
-    return 2;
-  }
-};
-
-// "--name value" or "--name=value"; false with a sentence in why otherwise.
-bool parse_args(int argc, const char *const *argv, std::map<std::string, std::string> &args, std::string &why) {
-  for (int i = 1; i < argc; i++) {
-    std::string arg = argv[i];
-    auto eq = arg.find('=');
-    std::string name = arg.substr(0, eq);
-    if (name != "--turn-secret" && name != "--id" && name != "--ttl") {
-      why = "unknown argument " + arg;
-      return false;
-    }
-    if (eq == std::string::npos && i + 1 >= argc) {
-      why = name + " needs a value";
-      return false;
-    }
-    args[name] = eq == std::string::npos ? argv[++i] : arg.substr(eq + 1);
-  }
-  return true;
-}
-
 std::string utc_text(std::int64_t unix_s) {
   const std::time_t t = static_cast<std::time_t>(unix_s);
   std::tm tm{};
@@ -62,49 +31,40 @@ std::string utc_text(std::int64_t unix_s) {
   return buf;
 }
 
+const duet::CommandOption kOptions[] = {{"--turn-secret", nullptr}, {"--id", "check"}, {"--ttl", "1h"}};
+
+int turn_credentials_body(const duet::CommandArgs &args, const duet::CommandIo &io) {
+  const std::string path = args.required("--turn-secret", "FILE");
+  const std::string id = args.value("--id"), ttl_text = args.value("--ttl");
+  const auto duration = duet::parse_duration(ttl_text);
+  const std::int64_t ttl = duration ? std::chrono::duration_cast<std::chrono::seconds>(*duration).count() : 0;
+  if (ttl <= 0 || ttl > 366LL * 86400)
+    throw duet::UsageError("--ttl " + ttl_text + ": expected a duration up to a year, e.g. 600, 30m, 1h or 7d");
+  // The id ends up in a shell command line between single quotes.
+  for (unsigned char c : id)
+    if (c <= 0x20 || c == 0x7f || c == '\'')
+      throw duet::UsageError("--id must not contain spaces, control characters or quotes");
+  if (id.empty() || id.size() > 200)
+    throw duet::UsageError("--id must be 1 to 200 bytes");
+  const std::string secret = duet::read_trimmed_file(path);
+  if (secret.empty())
+    throw duet::UsageError("--turn-secret " + path + ": the file is empty; it must hold coturn's static-auth-secret");
+  const std::int64_t expiry = unix_now_s() + ttl;
+  const TurnCredentials c = turn_credentials(secret, id, expiry);
+  io.print("username: " + c.username + "\npassword: " + c.password + "\nvalid until: " + utc_text(expiry) +
+           "\nCheck a TURN server with them (two relayed allocations sending to each other over UDP;\n"
+           "exit status 0 when the server accepted them and relayed):\n  turnutils_uclient -y -c -n 1 -u '" +
+           c.username + "' -w '" + c.password + "' -p 3478 TURN-HOST\n");
+  return 0;
+}
+
+const duet::CommandSpec kSpec = {"turn-credentials", kUsage, kOptions, sizeof kOptions / sizeof kOptions[0],
+                                 &turn_credentials_body};
+
 }  // namespace
 
 int turn_credentials_command(int argc, const char *const *argv, duet_write_fn write, void *out, void *err) noexcept {
-  const Io io{write, out, err};
-  try {
-    for (int i = 1; i < argc; i++)
-      if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") {
-        io.say(out, kUsage);
-        return 0;
-      }
-    std::map<std::string, std::string> args{{"--ttl", "1h"}, {"--id", "check"}};
-    std::string why;
-    if (!parse_args(argc, argv, args, why))
-      return io.usage_error(why);
-    if (!args.count("--turn-secret"))
-      return io.usage_error("--turn-secret FILE is required");
-    const std::string &id = args["--id"], &ttl_text = args["--ttl"];
-    const auto duration = duet::parse_duration(ttl_text);
-    const std::int64_t ttl = duration ? std::chrono::duration_cast<std::chrono::seconds>(*duration).count() : 0;
-    if (ttl <= 0 || ttl > 366LL * 86400)
-      return io.usage_error("--ttl " + ttl_text + ": expected a duration up to a year, e.g. 600, 30m, 1h or 7d");
-    // The id ends up in a shell command line between single quotes.
-    for (unsigned char c : id)
-      if (c <= 0x20 || c == 0x7f || c == '\'')
-        return io.usage_error("--id must not contain spaces, control characters or quotes");
-    if (id.empty() || id.size() > 200)
-      return io.usage_error("--id must be 1 to 200 bytes");
-    const std::string &path = args["--turn-secret"];
-    const std::string secret = duet::read_trimmed_file(path);
-    if (secret.empty())
-      return io.usage_error("--turn-secret " + path + ": the file is empty; it must hold coturn's static-auth-secret");
-    const std::int64_t expiry = unix_now_s() + ttl;
-    const TurnCredentials c = turn_credentials(secret, id, expiry);
-    io.say(out, "username: " + c.username + "\npassword: " + c.password + "\nvalid until: " + utc_text(expiry) +
-                    "\nCheck a TURN server with them (two relayed allocations sending to each other over UDP;\n"
-                    "exit status 0 when the server accepted them and relayed):\n  turnutils_uclient -y -c -n 1 -u '" +
-                    c.username + "' -w '" + c.password + "' -p 3478 TURN-HOST\n");
-    return 0;
-  } catch (const std::exception &e) {
-    return io.usage_error(e.what());
-  } catch (...) {
-    return 1;
-  }
+  return duet::run_command(kSpec, argc, argv, write, out, err);
 }
 
 }  // namespace duet::ice

@@ -82,6 +82,7 @@ struct Peer : WheelNode {
 
 class Keepalive : public duet::Plugin {
 public:
+  static constexpr duet_stage_t kStage = DUET_STAGE_TRANSPORT;
   explicit Keepalive(const duet::Host &host) : Plugin(host), settings_(settings_from(host)), wheel_(kSlots) {
     pings_metric_ = host.metric("keepalive_pings_sent_total",
                                 "Keepalive rounds sent: a JSON {\"ping\":1} plus a WebSocket ping frame each.",

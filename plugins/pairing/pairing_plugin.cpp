@@ -32,7 +32,6 @@ const duet_plugin_option_t kOptions[] = {
     duet::option("cluster", "",
                  "share pairing with every duetd on this Redis: redis://[:PASSWORD@]HOST:PORT[/DB] or unix:///PATH",
                  "cluster", "URL"),
-    duet::option("node-id", "", "this node's name in the cluster (default: host name and port)", "node-id", "NAME"),
     duet::option("cluster-password-file", "", "file holding the Redis password (instead of one in the URL)",
                  "cluster-password-file", "FILE", DUET_OPTION_FILE),
     duet::option(
@@ -41,6 +40,17 @@ const duet_plugin_option_t kOptions[] = {
         "drops; 0 turns resuming off"),
     {},
 };
+
+// Clients on different workers of one machine pair only through a shared
+// store: more than one worker needs --cluster.
+void refuse_workers_without_cluster(const duet::Host &host) {
+  const auto node = host.node_info();
+  if (node && node->worker_count > 1 && host.options().text("cluster").empty())
+    host.options().refuse("cluster", std::to_string(node->worker_count) +
+                                         " workers (--workers) need --cluster: calls between clients on different "
+                                         "workers need a shared Redis (--cluster redis://HOST:PORT or "
+                                         "unix:///PATH); or use --workers 1");
+}
 
 Takeover takeover_from(const duet::Options &options) {
   return options.one_of<Takeover>("takeover", {{"replace", Takeover::kReplace}, {"refuse", Takeover::kRefuse}});
@@ -55,7 +65,7 @@ std::optional<duet::cluster::Settings> cluster_settings(const duet::Options &opt
       options.fail("cluster-password-file", options.text("cluster-password-file"), "needs --cluster");
     return std::nullopt;
   }
-  duet::cluster::Settings settings{duet::cluster::parse_redis_url(url), std::string(options.text("node-id"))};
+  duet::cluster::Settings settings{duet::cluster::parse_redis_url(url), {}};
   if (auto file = options.text("cluster-password-file"); !file.empty()) {
     std::ifstream in{std::string(file)};
     if (!in || !std::getline(in, settings.target.password) || settings.target.password.empty())
@@ -67,6 +77,8 @@ std::optional<duet::cluster::Settings> cluster_settings(const duet::Options &opt
 
 class Pairing : public duet::Plugin, private duet::pairing::Actions {
 public:
+  static constexpr duet_stage_t kStage = DUET_STAGE_ROUTING;
+
   explicit Pairing(const duet::Host &host)
       : Plugin(host), cluster_(make_cluster(host, *this)),
         state_(actions_for(cluster_, *this), takeover_from(host.options()),
@@ -154,6 +166,7 @@ private:
   using ClusterPtr = std::unique_ptr<duet::cluster::Cluster>;
   static Actions &actions_for(ClusterPtr &cluster, Actions &self) { return cluster ? *cluster : self; }
   static ClusterPtr make_cluster(const duet::Host &host, Actions &local) {
+    refuse_workers_without_cluster(host);
     auto settings = cluster_settings(host.options());
     return settings ? std::make_unique<duet::cluster::Cluster>(host, std::move(*settings), local) : nullptr;
   }
@@ -179,6 +192,7 @@ private:
   using ClusterPtr = std::unique_ptr<NoCluster>;
   static Actions &actions_for(ClusterPtr &, Actions &self) { return self; }
   static ClusterPtr make_cluster(const duet::Host &host, Actions &) {
+    refuse_workers_without_cluster(host);
     if (!host.options().text("cluster").empty())
       host.options().fail("cluster", host.options().text("cluster"),
                           "this duetd was built without cluster support (hiredis missing at build time)");

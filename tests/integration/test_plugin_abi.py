@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import unittest
 
-from duet_harness import SharedServerTestCase, run_duetd, unique_id
+from duet_harness import DuetTestCase, Server, SharedServerTestCase, run_duetd, stop_checked, unique_id
 
 PLUGIN_DIR = os.environ.get('DUET_TEST_PLUGIN_DIR', '')
 
@@ -165,6 +165,90 @@ class Abi10PluginTest(SharedServerTestCase):
         self.assertIn('ABI 1.0', [l for l in proc.stdout.splitlines() if l.startswith('test-echo ')][0])
         self.assertIn('--plugin-opt test-echo.greeting=VALUE  what echo-option answers', proc.stdout)
         self.assertIn('--plugin-opt test-echo.unused=VALUE  a second option', proc.stdout)
+
+
+class AllowListPluginTest(DuetTestCase):
+    """A plugin says where it belongs in the chain (ABI 1.5 stage): an
+    allow-list loaded with just --plugin refuses an unlisted id before
+    pairing sees its open. The same plugin built against the frozen 1.3
+    header cannot say so and keeps the old place after pairing, unless the
+    operator moves it with --plugin-stage."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix='duet-allowlist-')
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.ids = os.path.join(self.tmp, 'ids')
+        self.alice, self.bob, self.mallory = unique_id('alice'), unique_id('bob'), unique_id('mallory')
+        with open(self.ids, 'w') as f:
+            f.write('%s\n%s\n' % (self.alice, self.bob))
+
+    def start(self, build, *extra):
+        self.server = Server(extra_args=['--plugin', plugin(build), '--plugin-opt', 'test-allowlist.file=' + self.ids]
+                             + list(extra))
+        self.server.__enter__()
+        self.addCleanup(stop_checked, self.server)
+
+    def chain(self, build, *extra):
+        proc = run_duetd(['--list-plugins', '--plugin', plugin(build), '--plugin-opt',
+                          'test-allowlist.file=' + self.ids] + list(extra))
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        return [line.split()[0] for line in proc.stdout.splitlines() if not line.startswith(' ')]
+
+    async def assert_refused_before_pairing(self):
+        mallory = await self.connect('mallory')
+        await mallory.open(self.mallory, self.alice)
+        self.assertError(await mallory.recv_json(), 'not-allowed')
+        # Pairing never saw mallory's open: alice naming mallory waits alone.
+        alice = await self.connect('alice')
+        await alice.open(self.alice, self.mallory)
+        await alice.expect_nothing(0.5)
+        await mallory.expect_nothing(0.1)
+
+    async def test_a_plugin_that_declares_admission_goes_before_pairing_with_just_plugin(self):
+        chain = self.chain('allowlist_plugin.so')
+        self.assertLess(chain.index('test-allowlist'), chain.index('pairing'), chain)
+        self.assertLess(chain.index('auth'), chain.index('test-allowlist'), 'bundled first within the stage: %r' % chain)
+        self.start('allowlist_plugin.so')
+        await self.assert_refused_before_pairing()
+        await self.assert_listed_ids_pair()
+
+    async def test_a_plugin_built_for_abi_1_3_keeps_its_old_place_after_the_bundled_ones(self):
+        chain = self.chain('frozen_allowlist_plugin.so')
+        self.assertEqual(chain[-1], 'test-allowlist', chain)
+        self.start('frozen_allowlist_plugin.so')
+        mallory = await self.connect('mallory')
+        await mallory.open(self.mallory, self.alice)
+        await mallory.expect_nothing(0.3)  # pairing took the open: the old, unsafe place
+
+    async def test_the_operator_moves_a_1_3_plugin_before_pairing_with_plugin_stage(self):
+        stage = ['--plugin-stage', 'test-allowlist=admission']
+        chain = self.chain('frozen_allowlist_plugin.so', *stage)
+        self.assertLess(chain.index('test-allowlist'), chain.index('pairing'), chain)
+        self.start('frozen_allowlist_plugin.so', *stage)
+        await self.assert_refused_before_pairing()
+        await self.assert_listed_ids_pair()
+
+    def test_list_plugins_shows_the_chain_with_stages_in_order(self):
+        proc = run_duetd(['--list-plugins', '--plugin', plugin('frozen_allowlist_plugin.so'), '--plugin-opt',
+                          'test-allowlist.file=' + self.ids])
+        lines = [line for line in proc.stdout.splitlines() if not line.startswith(' ')]
+        self.assertRegex(lines[0], r'^keepalive .*stage transport, 1 of \d+ in the chain\]$')
+        self.assertRegex(lines[-1], r'^test-allowlist .*ABI 1\.3, stage observer \(inherited\), \d+ of \d+')
+
+    def test_a_stage_for_a_plugin_that_is_not_loaded_is_a_usage_error_in_words(self):
+        proc = run_duetd(['--port', '0', '--state-dir', os.path.join(self.tmp, 'state'),
+                          '--plugin-stage', 'nosuch=admission'], timeout=5)
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn('--plugin-stage nosuch=admission: no plugin named "nosuch" is loaded', proc.stderr)
+        self.assertNotIn('listening on', proc.stderr)
+
+    async def assert_listed_ids_pair(self):
+        bob = await self.connect('bob')
+        await bob.open(self.bob, self.alice)
+        alice = await self.connect('alice, again')
+        await alice.open(self.alice, self.bob)
+        self.assertEqual(await alice.recv_json(), {'start': 'offer'})
+        self.assertEqual(await bob.recv_json(), {'start': 'answer'})
 
 
 class WrapperPluginTest(SharedServerTestCase):

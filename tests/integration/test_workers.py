@@ -204,14 +204,17 @@ class ConnectionsTest(WorkersCase):
         self.assertEqual(log.count('using the self-signed development certificate'), 2, log)
         self.stop(srv)
 
-    async def test_each_worker_gets_its_own_pairing_node_id(self):
+    async def test_each_worker_is_its_own_cluster_node(self):
         srv = self.start_workers(['--node-id', 'edge'])
         pids = await self.ready(srv)
         for index, pid in pids.items():
             with open('/proc/%d/cmdline' % pid, 'rb') as f:
                 args = f.read().split(b'\0')
-            self.assertIn(b'pairing.node-id=edge-w%d' % index, args)
+            self.assertIn(b'--worker-index', args)
             self.assertNotIn(b'--workers', args)
+            # duetd names the node (host node_info); pairing's cluster uses that name.
+            await eventually(lambda: 'cluster: node edge-w%d joined' % index in srv.log(),
+                             what='worker %d joining the cluster as edge-w%d' % (index, index))
         self.stop(srv)
 
 
@@ -395,9 +398,11 @@ class CommandLineTest(unittest.TestCase):
     def test_more_than_one_worker_without_a_cluster_exits_2_and_says_why(self):
         proc = run_duetd(['--workers', '2', '--port', '0'])
         self.assertEqual(proc.returncode, 2, proc.stderr)
-        self.assertIn('needs --cluster', proc.stderr)
+        # The pairing plugin refuses in each worker's init; the supervisor stops.
+        self.assertIn('2 workers (--workers) need --cluster', proc.stderr)
         self.assertIn('shared Redis', proc.stderr)
-        self.assertNotIn('started', proc.stderr)
+        self.assertIn('a usage error', proc.stderr)
+        self.assertNotIn('listening on', proc.stderr)
 
     def test_a_bad_number_of_workers_exits_2_and_says_what_is_allowed(self):
         for value in ('0', 'x', '257', '-1', '2.5', ''):
@@ -413,7 +418,7 @@ class CommandLineTest(unittest.TestCase):
         cpus = len(os.sched_getaffinity(0))
         if cpus > 1:
             self.assertEqual(proc.returncode, 2, proc.stderr)
-            self.assertIn('--workers auto (%d workers) needs --cluster' % cpus, proc.stderr)
+            self.assertIn('%d workers (--workers) need --cluster' % cpus, proc.stderr)
         else:
             self.skipTest('one CPU: auto means one worker, which needs no cluster')
 

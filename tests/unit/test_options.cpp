@@ -9,7 +9,7 @@
 
 namespace {
 struct Run {
-  int code;
+  int code;  // -1: run the server
   std::string out, err;
 };
 
@@ -19,8 +19,8 @@ Run parse(std::vector<std::string> args, duet::CliOptions &o) {
   for (auto &a : args)
     argv.push_back(a.c_str());
   std::ostringstream out, err;
-  int code = duet::parse_command_line(static_cast<int>(argv.size()), argv.data(), o, out, err);
-  return {code, out.str(), err.str()};
+  const duet::CliOutcome outcome = duet::parse_command_line(static_cast<int>(argv.size()), argv.data(), o, out, err);
+  return {outcome.run ? -1 : outcome.exit_code, out.str(), err.str()};
 }
 }  // namespace
 
@@ -83,8 +83,9 @@ Run parse_with(std::vector<std::string> args, duet::CliOptions &o, const duet::P
   for (auto &a : args)
     argv.push_back(a.c_str());
   std::ostringstream out, err;
-  int code = duet::parse_command_line(static_cast<int>(argv.size()), argv.data(), o, plugins, out, err);
-  return {code, out.str(), err.str()};
+  const duet::CliOutcome outcome =
+      duet::parse_command_line(static_cast<int>(argv.size()), argv.data(), o, plugins, out, err);
+  return {outcome.run ? -1 : outcome.exit_code, out.str(), err.str()};
 }
 
 int fake_command(int argc, const char *const *argv, duet_write_fn write, void *out, void *err) {
@@ -147,7 +148,7 @@ TEST_CASE("a plugin's command runs instead of the server with its own arguments"
   CHECK(r.err == "e");
 }
 
-TEST_CASE("no --workers means one process; --workers N with a cluster asks for N workers") {
+TEST_CASE("no --workers means one process; --workers N asks for N workers") {
   duet::CliOptions one;
   REQUIRE(parse({}, one).code == -1);
   CHECK(one.c.workers == 0);
@@ -160,11 +161,8 @@ TEST_CASE("no --workers means one process; --workers N with a cluster asks for N
   CHECK(solo.c.workers == 1);
 }
 
-TEST_CASE("--workers above 1 without a cluster, 0, 257 or a word is a usage error") {
-  duet::CliOptions no_cluster;
-  Run r = parse({"--workers", "2"}, no_cluster);
-  CHECK(r.code == 2);
-  CHECK(r.err.find("needs --cluster") != std::string::npos);
+TEST_CASE("--workers 0, 257 or a word is a usage error") {
+  Run r;
   for (const char *value : {"0", "257", "many"}) {
     duet::CliOptions o;
     r = parse({"--workers", value, "--plugin-opt", "pairing.cluster=unix:///tmp/r.sock"}, o);
@@ -179,4 +177,31 @@ TEST_CASE("a worker ignores --workers and serves health on the admin port plus i
   CHECK(o.c.workers == 0);
   CHECK(o.c.worker_index == 3);
   CHECK(o.c.admin_port == 9002);
+}
+
+TEST_CASE("a worker learns its index, the number of workers and the node id") {
+  duet::CliOptions o;
+  REQUIRE(parse({"--worker-index", "2", "--worker-count", "4", "--node-id", "edge"}, o).code == -1);
+  CHECK(o.c.worker_index == 2);
+  CHECK(o.c.worker_count == 4);
+  CHECK(std::string(o.c.node_id) == "edge");
+  duet::CliOptions plain;
+  REQUIRE(parse({}, plain).code == -1);
+  CHECK(plain.c.node_id == nullptr);
+}
+
+TEST_CASE("--plugin-stage moves a named plugin to a named stage; anything else is a usage error") {
+  duet::CliOptions o;
+  REQUIRE(parse({"--plugin-stage", "allowlist=admission", "--plugin-stage", "audit-log=transport"}, o).code == -1);
+  REQUIRE(o.c.plugin_stage_count == 2);
+  CHECK(std::string(o.c.plugin_stages[0].plugin) == "allowlist");
+  CHECK(o.c.plugin_stages[0].stage == DUET_STAGE_ADMISSION);
+  CHECK(std::string(o.c.plugin_stages[1].plugin) == "audit-log");
+  CHECK(o.c.plugin_stages[1].stage == DUET_STAGE_TRANSPORT);
+  for (const char *bad : {"allowlist", "allowlist=first", "=admission", "allowlist=unset"}) {
+    duet::CliOptions b;
+    Run r = parse({"--plugin-stage", bad}, b);
+    CHECK(r.code == 2);
+    CHECK(r.err.find("transport, admission, routing or observer") != std::string::npos);
+  }
 }

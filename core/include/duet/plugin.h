@@ -42,9 +42,11 @@ extern "C" {
  *   duet_plugin_t.option_size and commands; DUET_EIO.
  * - 1.4: host fd_watch, fd_watch_set, fd_watch_stop (a plugin's own
  *   sockets on duetd's loop), set_health, listen_port.
+ * - 1.5: duet_plugin_t.stage (where the plugin belongs in the chain);
+ *   host node_info; duet_node_info_t.
  */
 #define DUET_ABI_MAJOR 1
-#define DUET_ABI_MINOR 4
+#define DUET_ABI_MINOR 5
 
 /* Error codes returned by host functions. Values match negative errno. */
 #define DUET_EINVAL (-22)   /* an argument is invalid */
@@ -78,6 +80,24 @@ typedef enum duet_close_reason {
   DUET_CLOSE_LIMIT = 4,    /* a resource limit: queue, rate, connections */
   DUET_CLOSE_TAKEOVER = 5  /* a newer connection took its id */
 } duet_close_reason_t;
+
+/*
+ * Where a plugin belongs in the chain (since 1.5). duetd offers each
+ * message, connection and event to the plugins in chain order: by stage,
+ * and in load order within a stage (the bundled plugins, then --plugin in
+ * the order given, then --plugin-dir). An operator may move a plugin to
+ * another stage with --plugin-stage NAME=STAGE. The values leave gaps so
+ * that stages can be added between them without renumbering.
+ */
+typedef enum duet_stage {
+  /* Not said (or a plugin built before 1.5): the plugin stays where it was
+   * loaded, in the stage of the plugin loaded just before it. */
+  DUET_STAGE_UNSET = 0,
+  DUET_STAGE_TRANSPORT = 100, /* connection upkeep, sees everything first: keepalive */
+  DUET_STAGE_ADMISSION = 200, /* may refuse a client before anything acts on it: auth, allow-lists */
+  DUET_STAGE_ROUTING = 300,   /* owns the call: pairing */
+  DUET_STAGE_OBSERVER = 400   /* acts on what the others did: ice-servers, audit-log */
+} duet_stage_t;
 
 /* Kinds of metric a plugin can register for /metrics. */
 typedef enum duet_metric_type {
@@ -175,6 +195,19 @@ typedef struct duet_plugin_command {
    * process exit code: 0, 1 for a failure, 2 for a usage error. */
   int (*run)(int argc, const char *const *argv, duet_write_fn write, void *out, void *err);
 } duet_plugin_command_t;
+
+/* Where this duetd runs, filled by duet_host_t.node_info (since 1.5). The
+ * caller sets struct_size to sizeof(duet_node_info_t); duetd fills the
+ * fields that fit. */
+typedef struct duet_node_info {
+  uint32_t struct_size;
+  uint32_t worker_index; /* 1..worker_count in a worker of --workers; 0 in a single process */
+  uint32_t worker_count; /* the workers of this machine's supervisor; 1 in a single process */
+  /* This process's name among the nodes of a cluster, NUL-terminated:
+   * --node-id, else HOST:PORT (the main listener's port once bound, the
+   * configured one before); "-wK" is appended in worker K. */
+  char node_id[256];
+} duet_node_info_t;
 
 /* Opaque handle naming the calling plugin in host calls. */
 typedef struct duet_host_ctx duet_host_ctx_t;
@@ -308,6 +341,11 @@ typedef struct duet_host {
    * listens (after init, from the first loop turn on), the configured one
    * before. */
   int (*listen_port)(duet_host_ctx_t *ctx);
+
+  /* Since 1.5. Fills info (see duet_node_info_t): the worker and the node
+   * this plugin runs in. Returns 0, or DUET_EINVAL if info is NULL or its
+   * struct_size does not reach node_id. */
+  int (*node_info)(duet_host_ctx_t *ctx, duet_node_info_t *info);
 } duet_host_t;
 
 /*
@@ -363,7 +401,27 @@ typedef struct duet_plugin {
   /* Since 1.3. Optional: the commands the plugin offers, a NULL-terminated
    * array of pointers (see duet_plugin_command_t). */
   const duet_plugin_command_t *const *commands;
+  /* Since 1.5. Where the plugin belongs in the chain (see duet_stage_t);
+   * DUET_STAGE_UNSET keeps the place it was loaded in. */
+  duet_stage_t stage;
 } duet_plugin_t;
+
+/* A stable lowercase name for a stage ("admission", ...; "unset"). */
+static inline const char *duet_stage_name(duet_stage_t stage) {
+  switch (stage) {
+  case DUET_STAGE_UNSET:
+    return "unset";
+  case DUET_STAGE_TRANSPORT:
+    return "transport";
+  case DUET_STAGE_ADMISSION:
+    return "admission";
+  case DUET_STAGE_ROUTING:
+    return "routing";
+  case DUET_STAGE_OBSERVER:
+    return "observer";
+  }
+  return "unknown";
+}
 
 /* A stable lowercase name for a close reason ("client", "timeout", ...). */
 static inline const char *duet_close_reason_name(duet_close_reason_t why) {

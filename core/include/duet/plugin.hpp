@@ -46,25 +46,20 @@
 #ifndef DUET_PLUGIN_HPP
 #define DUET_PLUGIN_HPP
 
-#include <cerrno>
-#include <charconv>
 #include <chrono>
-#include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <exception>
-#include <fstream>
 #include <functional>
 #include <initializer_list>
-#include <iterator>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <system_error>
+#include <type_traits>
 #include <utility>
 
 #include "duet/plugin.h"
+#include "duet/util.hpp"
 
 namespace duet {
 
@@ -80,107 +75,8 @@ constexpr duet_plugin_option_t option(const char *key, const char *default_value
   return {key, default_value, help, flag, value_name, flags};
 }
 
-// A bad option value: thrown from init, duetd exits with code 2.
-class OptionError : public std::invalid_argument {
-public:
-  using std::invalid_argument::invalid_argument;
-};
-
-// A failure of the environment (a file, a timer): thrown from init, duetd
-// exits with code 1. Any exception but OptionError does the same.
-class EnvironmentError : public std::runtime_error {
-public:
-  using std::runtime_error::runtime_error;
-};
-
-// A plain decimal number ("30", "0.25"): no sign, exponent, hex, inf or nan,
-// and no dependence on the C locale's decimal point.
-inline std::optional<double> parse_decimal(std::string_view text) {
-  if (text.empty() || text.find_first_not_of("0123456789.") != std::string_view::npos)
-    return std::nullopt;
-  double value = 0;
-  const char *end = text.data() + text.size();
-  auto [ptr, ec] = std::from_chars(text.data(), end, value, std::chars_format::fixed);
-  if (ec != std::errc() || ptr != end)
-    return std::nullopt;
-  return value;
-}
-
-// A duration: a plain decimal number of seconds, or one followed by ms, s,
-// m, h or d ("30", "0.5", "250ms", "90s", "30m", "1h", "7d"), in whole
-// milliseconds (rounded). nullopt when it is none of these.
-inline std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
-  static constexpr std::pair<std::string_view, double> kUnits[] = {
-      {"ms", 0.001}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}};
-  double unit = 1;
-  for (const auto &[suffix, seconds] : kUnits)
-    if (text.size() > suffix.size() && text.substr(text.size() - suffix.size()) == suffix) {
-      text.remove_suffix(suffix.size());
-      unit = seconds;
-      break;
-    }
-  const std::optional<double> number = parse_decimal(text);
-  if (!number || *number * unit > 1e12)
-    return std::nullopt;
-  return std::chrono::milliseconds(static_cast<std::int64_t>(std::llround(*number * unit * 1000.0)));
-}
-
-// A file's contents without trailing whitespace (the newline an editor or
-// `echo` leaves). Throws EnvironmentError naming the file when unreadable.
-inline std::string read_trimmed_file(const std::string &path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw EnvironmentError("cannot read " + path + ": " + std::strerror(errno));
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad())
-    throw EnvironmentError("cannot read " + path + ": " + std::strerror(errno));
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' || text.back() == '\t'))
-    text.pop_back();
-  return text;
-}
-
-class Host;
+class Options;
 class Timer;
-
-// This plugin's options, read with one error format: a bad value throws
-// OptionError "KEY must be WHAT, not 'VALUE' (--plugin-opt NAME.KEY)". The
-// value is the one given or the default in the options table, so each
-// default is written once, there. Get one from Host::options().
-class Options {
-public:
-  explicit Options(const Host &host) : host_(host) {}
-
-  // The value as given (or the declared default).
-  std::string text(const char *key) const;
-  // A whole decimal number from min to max.
-  std::int64_t integer(const char *key, std::int64_t min, std::int64_t max) const;
-  // A duration (see parse_duration) from min to max.
-  std::chrono::milliseconds duration(const char *key, std::chrono::milliseconds min,
-                                     std::chrono::milliseconds max) const;
-  // true/yes/on/1 or false/no/off/0.
-  bool boolean(const char *key) const;
-  // One of the names in choices; returns its value.
-  template <class T> T one_of(const char *key, std::initializer_list<std::pair<const char *, T>> choices) const {
-    const std::string value = text(key);
-    std::string names;
-    for (const auto &[name, result] : choices) {
-      if (value == name)
-        return result;
-      names += (names.empty() ? "" : " or ") + std::string("'") + name + "'";
-    }
-    fail(key, value, names);
-  }
-  // The contents of the file the option names (see read_trimmed_file), or
-  // nullopt when the option is empty. An unreadable file is a bad value.
-  std::optional<std::string> file_contents(const char *key) const;
-
-  // Throws the OptionError every accessor throws: "KEY must be WHAT, not
-  // 'VALUE' (--plugin-opt NAME.KEY)".
-  [[noreturn]] void fail(const char *key, const std::string &value, const std::string &what) const;
-
-private:
-  const Host &host_;
-};
 
 // The host table plus this plugin's ctx: what a plugin can ask of duetd.
 class Host {
@@ -216,7 +112,7 @@ public:
     const char *v = table_->config_get(ctx_, key);
     return v ? std::optional<std::string_view>(v) : std::nullopt;
   }
-  Options options() const { return Options(*this); }
+  Options options() const;
   void log(duet_log_level_t level, const std::string &message) const { table_->log(ctx_, level, message.c_str()); }
   // A string member of msg by JSON Pointer; the view lives until on_message returns.
   std::optional<std::string_view> string_at(const duet_msg_t &msg, const char *pointer) const {
@@ -255,6 +151,19 @@ public:
   }
   int listen_port() const { return provides_1_4() ? table_->listen_port(ctx_) : 0; }
 
+  // Since ABI 1.5: where this duetd runs (worker, node id); nullopt from an
+  // older duetd, which has no workers that could tell.
+  bool provides_1_5() const {
+    return table_->struct_size >= offsetof(duet_host_t, node_info) + sizeof(duet_host_t::node_info);
+  }
+  std::optional<duet_node_info_t> node_info() const {
+    duet_node_info_t info{};
+    info.struct_size = sizeof info;
+    if (!provides_1_5() || table_->node_info(ctx_, &info) != 0)
+      return std::nullopt;
+    return info;
+  }
+
   const duet_host_t *table() const { return table_; }
   const char *plugin_name() const { return name_; }
 
@@ -263,6 +172,113 @@ private:
   duet_host_ctx_t *ctx_;
   const char *name_;
 };
+
+// This plugin's options, read with one error format: a bad value throws
+// OptionError "KEY must be WHAT, not 'VALUE' (--plugin-opt NAME.KEY)". The
+// value is the one given or the default in the options table, so each
+// default is written once, there. Get one from Host::options().
+class Options {
+public:
+  explicit Options(const Host &host) : host_(host) {}
+
+  // The value as given (or the declared default).
+  std::string text(const char *key) const {
+    const std::optional<std::string_view> value = host_.config(key);
+    if (!value)
+      throw std::logic_error(std::string("option ") + key + " is read but not declared in the options table");
+    return std::string(*value);
+  }
+
+  // A whole decimal number from min to max.
+  std::int64_t integer(const char *key, std::int64_t min, std::int64_t max) const {
+    const std::string value = text(key);
+    std::int64_t n = 0;
+    const char *end = value.data() + value.size();
+    auto [ptr, ec] = std::from_chars(value.data(), end, n);
+    if (value.empty() || value[0] == '+' || ec != std::errc() || ptr != end || n < min || n > max)
+      fail(key, value, "a whole number from " + std::to_string(min) + " to " + std::to_string(max));
+    return n;
+  }
+
+  // A duration (see parse_duration) from min to max.
+  std::chrono::milliseconds duration(const char *key, std::chrono::milliseconds min,
+                                     std::chrono::milliseconds max) const {
+    const std::string value = text(key);
+    const std::optional<std::chrono::milliseconds> d = parse_duration(value);
+    if (!d || *d < min || *d > max)
+      fail(key, value,
+           "a duration from " + seconds(min) + " to " + seconds(max) +
+               " seconds: a number of seconds, or one with ms, s, m, h or d (like 30, 0.5, 250ms or 2m)");
+    return *d;
+  }
+
+  // true/yes/on/1 or false/no/off/0.
+  bool boolean(const char *key) const {
+    return one_of<bool>(key, {{"true", true},
+                              {"yes", true},
+                              {"on", true},
+                              {"1", true},
+                              {"false", false},
+                              {"no", false},
+                              {"off", false},
+                              {"0", false}});
+  }
+
+  // One of the names in choices; returns its value.
+  template <class T> T one_of(const char *key, std::initializer_list<std::pair<const char *, T>> choices) const {
+    const std::string value = text(key);
+    std::string names;
+    for (const auto &[name, result] : choices) {
+      if (value == name)
+        return result;
+      names += (names.empty() ? "" : " or ") + std::string("'") + name + "'";
+    }
+    fail(key, value, names);
+  }
+
+  // The contents of the file the option names (see read_trimmed_file), or
+  // nullopt when the option is empty. An unreadable file is a bad value.
+  std::optional<std::string> file_contents(const char *key) const {
+    const std::string path = text(key);
+    if (path.empty())
+      return std::nullopt;
+    try {
+      return read_trimmed_file(path);
+    } catch (const EnvironmentError &e) {
+      fail(key, path, std::string("a readable file (") + e.what() + ")");
+    }
+  }
+
+  // Throws the OptionError every accessor throws: "KEY must be WHAT, not
+  // 'VALUE' (--plugin-opt NAME.KEY)".
+  [[noreturn]] void fail(const char *key, const std::string &value, const std::string &what) const {
+    throw OptionError(std::string(key) + " must be " + what + ", not '" + value + "' (--plugin-opt " +
+                      host_.plugin_name() + "." + key + ")");
+  }
+
+  // Throws an OptionError for a value that is fine alone but not with the
+  // others: sentence says why, the option is named after it ("cluster-password-file
+  // needs cluster (--plugin-opt pairing.cluster-password-file)").
+  [[noreturn]] void refuse(const char *key, const std::string &sentence) const {
+    throw OptionError(sentence + " (--plugin-opt " + host_.plugin_name() + "." + key + ")");
+  }
+
+private:
+  static std::string seconds(std::chrono::milliseconds ms) {
+    std::string s = std::to_string(ms.count() / 1000);
+    if (ms.count() % 1000) {
+      std::string frac = std::to_string(1000 + ms.count() % 1000).substr(1);
+      while (frac.back() == '0')
+        frac.pop_back();
+      s += "." + frac;
+    }
+    return s;
+  }
+
+  const Host &host_;
+};
+
+inline Options Host::options() const { return Options(*this); }
 
 namespace detail {
 
@@ -348,72 +364,6 @@ inline Timer Host::start_timer(std::chrono::milliseconds timeout, std::chrono::m
   return Timer(state);
 }
 
-inline std::string Options::text(const char *key) const {
-  const std::optional<std::string_view> value = host_.config(key);
-  if (!value)
-    throw std::logic_error(std::string("option ") + key + " is read but not declared in the options table");
-  return std::string(*value);
-}
-
-inline void Options::fail(const char *key, const std::string &value, const std::string &what) const {
-  throw OptionError(std::string(key) + " must be " + what + ", not '" + value + "' (--plugin-opt " +
-                    host_.plugin_name() + "." + key + ")");
-}
-
-inline std::int64_t Options::integer(const char *key, std::int64_t min, std::int64_t max) const {
-  const std::string value = text(key);
-  std::int64_t n = 0;
-  const char *end = value.data() + value.size();
-  auto [ptr, ec] = std::from_chars(value.data(), end, n);
-  if (value.empty() || value[0] == '+' || ec != std::errc() || ptr != end || n < min || n > max)
-    fail(key, value, "a whole number from " + std::to_string(min) + " to " + std::to_string(max));
-  return n;
-}
-
-inline std::chrono::milliseconds Options::duration(const char *key, std::chrono::milliseconds min,
-                                                   std::chrono::milliseconds max) const {
-  const std::string value = text(key);
-  const std::optional<std::chrono::milliseconds> d = parse_duration(value);
-  if (!d || *d < min || *d > max) {
-    auto seconds = [](std::chrono::milliseconds ms) {
-      std::string s = std::to_string(ms.count() / 1000);
-      if (ms.count() % 1000) {
-        std::string frac = std::to_string(1000 + ms.count() % 1000).substr(1);
-        while (frac.back() == '0')
-          frac.pop_back();
-        s += "." + frac;
-      }
-      return s;
-    };
-    fail(key, value,
-         "a duration from " + seconds(min) + " to " + seconds(max) +
-             " seconds: a number of seconds, or one with ms, s, m, h or d (like 30, 0.5, 250ms or 2m)");
-  }
-  return *d;
-}
-
-inline bool Options::boolean(const char *key) const {
-  return one_of<bool>(key, {{"true", true},
-                            {"yes", true},
-                            {"on", true},
-                            {"1", true},
-                            {"false", false},
-                            {"no", false},
-                            {"off", false},
-                            {"0", false}});
-}
-
-inline std::optional<std::string> Options::file_contents(const char *key) const {
-  const std::string path = text(key);
-  if (path.empty())
-    return std::nullopt;
-  try {
-    return read_trimmed_file(path);
-  } catch (const EnvironmentError &e) {
-    fail(key, path, std::string("a readable file (") + e.what() + ")");
-  }
-}
-
 // A message handed to on_message: its type and the JSON as received.
 struct Message {
   const duet_msg_t &raw;
@@ -421,6 +371,11 @@ struct Message {
   std::string_view json() const { return {raw.json, raw.json_len}; }
 };
 
+// The base of a C++ plugin. The Host its constructor is given lives as long
+// as the plugin: parts of the plugin may keep a reference to it. A plugin
+// says where it belongs in the chain with a static member, e.g.
+//   static constexpr duet_stage_t kStage = DUET_STAGE_ADMISSION;
+// (none: DUET_STAGE_UNSET, the place it is loaded in).
 class Plugin {
 public:
   explicit Plugin(const Host &host) : host_(host) {}
@@ -443,6 +398,19 @@ private:
 
 namespace detail {
 
+// A plugin and the Host it was made with, which outlives it (declared first).
+template <class T> struct Instance {
+  Instance(const duet_host_t *table, duet_host_ctx_t *ctx, const char *name) : host(table, ctx, name), plugin(host) {}
+  Host host;
+  T plugin;
+};
+
+// T::kStage when the class declares one, else DUET_STAGE_UNSET.
+template <class T, class = void> struct StageOf { static constexpr duet_stage_t value = DUET_STAGE_UNSET; };
+template <class T> struct StageOf<T, std::void_t<decltype(T::kStage)>> {
+  static constexpr duet_stage_t value = T::kStage;
+};
+
 // The host fields a C++ plugin may call; an older duetd's table must cover them.
 constexpr std::size_t kHostFieldsUsed = offsetof(duet_host_t, metric_set) + sizeof(duet_host_t::metric_set);
 
@@ -458,7 +426,7 @@ template <class T, const char *Name> struct Trampolines {
       return DUET_EIO;
     }
     try {
-      *state = new T(Host(host, ctx, Name));
+      *state = new Instance<T>(host, ctx, Name);
       return 0;
     } catch (const std::bad_alloc &) {
       return DUET_ENOMEM;
@@ -481,12 +449,12 @@ template <class T, const char *Name> struct Trampolines {
   }
   static void shutdown(void *state) noexcept {
     try {
-      delete static_cast<T *>(state);
+      delete static_cast<Instance<T> *>(state);
     } catch (...) {
     }
   }
   static void on_open(void *state, std::uint64_t conn) noexcept {
-    auto *p = static_cast<T *>(state);
+    T *p = &static_cast<Instance<T> *>(state)->plugin;
     try {
       p->on_open(conn);
     } catch (const std::exception &e) {
@@ -497,7 +465,7 @@ template <class T, const char *Name> struct Trampolines {
   }
   static duet_verdict_t on_message(void *state, std::uint64_t conn, const duet_msg_t *msg,
                                    duet_reject_t *reject) noexcept {
-    auto *p = static_cast<T *>(state);
+    T *p = &static_cast<Instance<T> *>(state)->plugin;
     try {
       return p->on_message(conn, Message{*msg}, *reject);
     } catch (const std::exception &e) {
@@ -510,7 +478,7 @@ template <class T, const char *Name> struct Trampolines {
     return DUET_REJECT;
   }
   static void on_close(void *state, std::uint64_t conn, duet_close_reason_t reason) noexcept {
-    auto *p = static_cast<T *>(state);
+    T *p = &static_cast<Instance<T> *>(state)->plugin;
     try {
       p->on_close(conn, reason);
     } catch (const std::exception &e) {
@@ -520,7 +488,7 @@ template <class T, const char *Name> struct Trampolines {
     }
   }
   static void on_event(void *state, const duet_event_t *event) noexcept {
-    auto *p = static_cast<T *>(state);
+    T *p = &static_cast<Instance<T> *>(state)->plugin;
     try {
       p->on_event(*event);
     } catch (const std::exception &e) {
@@ -566,6 +534,7 @@ public:
       options,                                                                                                         \
       sizeof(duet_plugin_option_t),                                                                                    \
       commands,                                                                                                        \
+      ::duet::detail::StageOf<Class>::value,                                                                           \
   };
 
 // In a static build (-Dplugins=static) duetd links the plugin in and finds it

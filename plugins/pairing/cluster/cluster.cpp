@@ -23,12 +23,6 @@ std::uint64_t unix_ms() {
           .count());
 }
 
-std::string host_name() {
-  char name[256] = "";
-  if (gethostname(name, sizeof name - 1) != 0 || !name[0])
-    return "duetd";
-  return name;
-}
 }  // namespace
 
 Cluster::Cluster(const duet::Host &host, Settings settings, pairing::Actions &local)
@@ -551,8 +545,9 @@ void Cluster::links_changed() {
   host_.metric_set(m_up_, up ? 1 : 0);
   report_links();
   if (up) {
-    if (settings_.node_name.empty())
-      settings_.node_name = host_name() + ":" + std::to_string(host_.listen_port());
+    if (settings_.node_name.empty())  // from the first loop turn on, the port is the bound one
+      settings_.node_name =
+          host_.node_info() ? host_.node_info()->node_id : "duetd:" + std::to_string(host_.listen_port());
     host_.set_health(false, nullptr);
     host_.log(DUET_LOG_INFO, "cluster: node " + settings_.node_name + " joined through " + settings_.target.describe() +
                                  " (channel " + channel(node_) + ")");

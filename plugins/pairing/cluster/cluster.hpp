@@ -38,7 +38,7 @@ using pairing::PairingState;
 
 struct Settings {
   RedisTarget target;
-  std::string node_name;  // empty: host name and port
+  std::string node_name;  // empty: duetd's node id (--node-id, else host name and port)
 };
 
 class Cluster final : public pairing::Actions {
