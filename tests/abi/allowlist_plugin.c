@@ -30,9 +30,11 @@ static int read_list(allowlist_t *list, const char *path) {
     return DUET_EINVAL;
   char line[MAX_ID_BYTES + 2];
   while (list->count < MAX_IDS && fgets(line, sizeof line, f)) {
-    line[strcspn(line, "\r\n")] = '\0';
-    if (line[0])
-      snprintf(list->ids[list->count++], sizeof list->ids[0], "%s", line);
+    size_t len = strcspn(line, "\r\n");
+    if (len > 0 && len <= MAX_ID_BYTES) { /* a longer line is no id: ids have at most 256 bytes */
+      memcpy(list->ids[list->count], line, len);
+      list->ids[list->count++][len] = '\0';
+    }
   }
   fclose(f);
   return 0;
