@@ -107,6 +107,22 @@ class Coturn:
         with self._lock:
             return ''.join(self._log)
 
+    def wait_for_log(self, pattern, timeout=20.0):
+        """Waits until coturn's log has a match of the regex and returns it:
+        coturn writes a line when it is done with a packet, and our reader
+        thread gets it some time after the client got its answer."""
+        import re
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.log())
+            if m:
+                return m
+            if time.monotonic() > deadline:
+                raise AssertionError('coturn never logged %r within %.0f s:\n%s'
+                                     % (pattern, timeout, self.log()[-3000:]))
+            time.sleep(0.05)
+
     def uclient(self, username, password, timeout=30):
         """coturn's own test client: two allocations on this server send one
         message to each other through their relays (-y), no RTCP (-c).
