@@ -118,7 +118,7 @@ def ssl_context(ca_file, alpn=('http/1.1',)):
     return ctx
 
 
-def run_duetd(args, timeout=10.0, env=None):
+def run_duetd(args, timeout=30.0, env=None):
     """Run duetd to completion (for options that make it exit right away).
 
     Returns a CompletedProcess with text stdout/stderr. A duetd that does not

@@ -96,7 +96,7 @@ class TutorialFlowTest(SharedServerCase):
         for text in texts:
             await b.send_text(text)
         for i, text in enumerate(texts):
-            got = await a.recv_text(timeout=5.0)
+            got = await a.recv_text()
             self.assertEqual(len(got), len(text), 'message %d: length' % i)
             self.assertEqual(got, text, 'message %d differs' % i)
         await a.expect_nothing(0.2)
