@@ -30,7 +30,7 @@ function startDuetd({ args = [], port = 0, stateDir } = {}) {
     '--web-root', path.join(REPO, 'web'), ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let log = '';
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`duetd did not start in 10 s:\n${log}`)); }, 10000);
+    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`duetd did not start in 30 s:\n${log}`)); }, 30000);
     proc.on('error', (e) => { clearTimeout(timer); reject(new Error(`cannot run duetd at ${DUETD}: ${e.message}`)); });
     proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`duetd exited with ${code} before listening:\n${log}`)); });
     proc.stderr.on('data', (chunk) => {
@@ -86,11 +86,11 @@ function startRedis() {
     c.on('data', (d) => { c.destroy(); resolve(d.toString().startsWith('+PONG')); });
   });
   return (async () => {
-    const deadline = Date.now() + 10000;
+    const deadline = Date.now() + 30000;
     for (;;) {
       if (proc.exitCode !== null) throw new Error(`redis-server exited with ${proc.exitCode}:\n${log}`);
       if (await ping()) return redis;
-      if (Date.now() > deadline) { await redis.stop(); throw new Error(`redis-server did not answer PING in 10 s:\n${log}`); }
+      if (Date.now() > deadline) { await redis.stop(); throw new Error(`redis-server did not answer PING in 30 s:\n${log}`); }
       await sleep(50);
     }
   })();
@@ -132,11 +132,11 @@ async function startCoturn({ secret, extraConfig = [] }) {
       if (proc.exitCode === null && proc.signalCode === null) { proc.kill('SIGKILL'); await done; }
     },
   };
-  const deadline = Date.now() + 10000;
+  const deadline = Date.now() + 30000;
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`turnserver exited with ${proc.exitCode}:\n${log}`);
     if (await stunAnswers(port)) return turn;
-    if (Date.now() > deadline) { await turn.stop(); throw new Error(`turnserver did not answer STUN in 10 s:\n${log}`); }
+    if (Date.now() > deadline) { await turn.stop(); throw new Error(`turnserver did not answer STUN in 30 s:\n${log}`); }
     await sleep(50);
   }
 }

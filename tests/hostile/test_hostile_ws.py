@@ -124,12 +124,12 @@ class TrailingBytesTest(JsonCase):
         a, b = await self.pair()
         text = '{"sdp":{"type":"offer","sdp":"v=0"},"remote":"%s"}\x00{"evil":1}' % a.name
         await b.send_text(text)
-        try:
-            relayed = await a.recv_text(timeout=0.5)
-        except AssertionError:
-            relayed = None
-        self.assertIsNone(relayed, 'the partner was sent the bytes after the NUL too: %r' % relayed)
         self.assertError(await b.recv_json(), 'malformed')
+        # The server relays a connection's messages in order: if it had
+        # relayed the first one, the partner would get it before this one.
+        after = '{"ice":{"candidate":"after"},"remote":"%s"}' % a.name
+        await b.send_text(after)
+        self.assertEqual(await a.recv_text(), after, 'the partner was sent the bytes after the NUL too')
 
 
 class DeepNestingRaisedLimitTest(JsonCase):
@@ -180,6 +180,7 @@ class IdsTest(JsonCase):
         alice, bob = unique_id('alice'), unique_id('bob')
         a = await self.connect('alice')
         await a.open(alice, bob)
+        await a.synced()  # alice waits before bob's opens are read
         b = await self.connect('bob')
         await b.send_text('{"open":{"local":"%s","remote":"%s\\u0000x"}}' % (bob, alice))
         self.assertError(await b.recv_json(), 'bad-request')
@@ -201,13 +202,11 @@ class IdsTest(JsonCase):
         self.addCleanup(srv.__exit__, None, None, None)
         c = await self.connect('surrogate', server=srv)
         await c.send_text('{"open":{"local":"x\\udc00","remote":"%s"}}' % unique_id('r'))
-        try:
-            answer = await c.recv_json(timeout=0.5)
-        except AssertionError:
-            answer = None  # accepted silently (waiting for the peer)
-        self.assertEqual(await c.ping_pong(), {'pong': 1})
+        answers = await c.replies_before_pong()
+        self.assertLessEqual(len(answers), 1, answers)
+        answer = answers[0] if answers else None  # None: accepted silently (waiting for the peer)
         await c.close()
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 20 * SLOW
         data = b''
         while time.monotonic() < deadline:
             with open(log, 'rb') as f:
@@ -252,14 +251,11 @@ class WrongTypesTest(JsonCase):
             local, remote = unique_id('l'), unique_id('r')
             a = await self.connect('resume-type')
             await a.send_text('{"open":{"local":"%s","remote":"%s","resume":%s}}' % (local, remote, v))
-            try:
-                got = await a.recv_json(timeout=0.3)
-            except Closed:
-                raise
-            except AssertionError:
-                got = None  # registered and waiting: resume of the wrong type is ignored
-            if got is not None:
-                self.assertError(got, 'bad-request', 'resume %s' % v)
+            # None: registered and waiting (resume of the wrong type is ignored).
+            answers = await a.replies_before_pong()
+            self.assertLessEqual(len(answers), 1, answers)
+            if answers:
+                self.assertError(answers[0], 'bad-request', 'resume %s' % v)
                 await a.close()
                 continue
             b = await self.connect('peer')
@@ -449,24 +445,38 @@ class FloodTest(SharedServerCase):
         t0 = time.monotonic()
         await self.assert_server_still_pairs()
         self.assertLess(time.monotonic() - t0, 3 * SLOW, 'pairing others took too long during a flood')
+        # Every answer to the flood, however long the server takes to read
+        # it: after a pause that refills the bucket, a ping is answered after
+        # everything sent before it. (A ping read while the server still
+        # works through the flood may be dropped by the rate limit: then the
+        # next pause and ping.) After the pause, the flooder is served again.
         answers = []
+        deadline = time.monotonic() + 60 * SLOW
         while True:
+            self.assertLess(time.monotonic(), deadline, 'the flooder got no pong again; answers %r'
+                            % [a.get('error', {}).get('code') for a in answers][:20])
+            await asyncio.sleep(1.2)
+            await c.send_json({'ping': 1})
             try:
-                answers.append(await c.recv_json(timeout=1.0))
-            except AssertionError as e:
-                if isinstance(e, Closed):
-                    raise
+                while True:
+                    m = await c.recv_json(timeout=3 * SLOW)
+                    if m == {'pong': 1}:
+                        break
+                    answers.append(m)
                 break
+            except Closed:
+                raise
+            except AssertionError:
+                continue
+        drained = time.monotonic() - started
         codes = [a.get('error', {}).get('code') for a in answers]
         self.assertIn('rate-limited', codes, 'sent %d opens in 1.5 s' % sent)
-        # At most one rate-limited answer a second, and the rest answer the
-        # burst (already-open after the first open).
-        self.assertLessEqual(codes.count('rate-limited'), 3, codes[:20])
-        self.assertLessEqual(len(answers), 100 + 50 * 3 + 5, 'the flood was echoed back')
+        # At most one rate-limited answer a second (the server took `drained`
+        # seconds to get through the flood), and the rest answer the burst
+        # and what the rate let through (already-open after the first open).
+        self.assertLessEqual(codes.count('rate-limited'), int(drained) + 2, (drained, codes[:20]))
+        self.assertLessEqual(len(answers), 100 + 50 * (int(drained) + 1) + 5, 'the flood was echoed back')
         self.assertTrue(set(codes) <= {'rate-limited', 'already-open', None}, set(codes))
-        # After a pause, the flooder is served again.
-        await asyncio.sleep(1.2)
-        self.assertEqual(await c.ping_pong(), {'pong': 1})
 
 
 class ManyConnectionsTest(SharedServerCase):

@@ -107,6 +107,22 @@ class Coturn:
         with self._lock:
             return ''.join(self._log)
 
+    def wait_for_log(self, pattern, timeout=20.0):
+        """Waits until coturn's log has a match of the regex and returns it:
+        coturn writes a line when it is done with a packet, and our reader
+        thread gets it some time after the client got its answer."""
+        import re
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.log())
+            if m:
+                return m
+            if time.monotonic() > deadline:
+                raise AssertionError('coturn never logged %r within %.0f s:\n%s'
+                                     % (pattern, timeout, self.log()[-3000:]))
+            time.sleep(0.05)
+
     def uclient(self, username, password, timeout=30):
         """coturn's own test client: two allocations on this server send one
         message to each other through their relays (-y), no RTCP (-c).
@@ -121,7 +137,12 @@ class TurnAllocation:
     """The smallest TURN client (RFC 5766 over UDP, long-term credentials):
     Allocate, then Refresh, each answered with its response class and error
     code, for asking coturn what it does with a username that expired after
-    the allocation was made."""
+    the allocation was made.
+
+    What the client saw is counted, so a test asserts on that rather than on
+    coturn's log (which may not have been read yet): stale_nonces is the
+    number of 438 (Stale Nonce) answers it got and retried, nonce_time the
+    time.time() at which it got its current nonce."""
 
     MAGIC = 0x2112A442
 
@@ -132,9 +153,13 @@ class TurnAllocation:
         self.password = password.encode()
         self.hashlib = hashlib
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.settimeout(2.0)
+        # Generous: coturn answers in milliseconds, but a loaded CI machine
+        # (an ASan pass next to other builds) may stall it for seconds.
+        self.sock.settimeout(10.0)
         self.realm = b''
         self.nonce = b''
+        self.nonce_time = None
+        self.stale_nonces = 0
 
     def close(self):
         self.sock.close()
@@ -180,12 +205,15 @@ class TurnAllocation:
         cls, code, got = self._request(0x0003, [transport])
         if code == 401 and not self.nonce:
             self.realm, self.nonce = got[0x0014], got[0x0015]
+            self.nonce_time = time.time()
             cls, code, got = self._request(0x0003, [transport])
         return cls, code
 
     def refresh(self, lifetime=600):
         cls, code, got = self._request(0x0004, [self._attr(0x000D, lifetime.to_bytes(4, 'big'))])
         if code == 438:  # stale nonce: take the new one and ask again
+            self.stale_nonces += 1
             self.nonce = got[0x0015]
+            self.nonce_time = time.time()
             cls, code, got = self._request(0x0004, [self._attr(0x000D, lifetime.to_bytes(4, 'big'))])
         return cls, code

@@ -223,6 +223,19 @@ class RedisServer:
             raise AssertionError('redis-cli %s failed: %s' % (args, p.stderr))
         return p.stdout
 
+    def place(self, peer_id):
+        """The place the cluster holds for peer_id in Redis (the "place" of
+        its record, key duet:id:ID), or None while it has none (no record
+        yet, or a tombstone)."""
+        import json
+        text = self.cli('GET', 'duet:id:' + peer_id).strip()
+        if not text:
+            return None
+        try:
+            return json.loads(text).get('place')
+        except ValueError:
+            return None
+
     def _raw_ping(self, timeout):
         try:
             if self.tcp:

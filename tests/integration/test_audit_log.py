@@ -24,10 +24,9 @@ import tempfile
 import unittest
 import uuid
 
-from duet_harness import DuetTestCase, Server, raw_request, run_duetd, ssl_context, stop_checked, unique_id
+from duet_harness import WAIT, DuetTestCase, Server, raw_request, run_duetd, ssl_context, stop_checked, unique_id
 
 TIME_RE = re.compile(r'^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$')
-WAIT = 5.0
 
 _plugin_args = None
 
@@ -239,6 +238,7 @@ class CallRecordsTest(AuditLogCase):
         self.start_server(extra=['--plugin-opt', 'audit-log.flush-ms=60000'])
         a = await self.connect('a')
         await a.open(unique_id('a'), unique_id('b'))
+        await a.synced()  # the open is handled (and its record buffered) before SIGTERM
         await a.expect_nothing(0.2)
         self.assertEqual(read_file(self.audit_path), b'', 'nothing is written before a flush')
         self.stop_server()
@@ -343,6 +343,7 @@ class RotationTest(AuditLogCase):
         srv.wait_for_log(r'reopened the audit log')
         c_id = unique_id('c')
         await c.open(c_id, unique_id('nobody'))
+        await c.synced()
         await c.expect_nothing(0.1)
         await c.close()
         second = await self.full_call()
@@ -449,6 +450,7 @@ class SlowReaderTest(AuditLogCase):
         marker = unique_id('after')
         late = await self.connect('late')
         await late.open(marker, unique_id('nobody'))
+        await late.synced()
         await late.expect_nothing(0.1)
         deadline = asyncio.get_running_loop().time() + WAIT
         while marker.encode() not in received:

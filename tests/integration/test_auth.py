@@ -13,7 +13,7 @@ import tempfile
 import time
 import unittest
 
-from duet_harness import DuetTestCase, Server, run_duetd, unique_id
+from duet_harness import WAIT, DuetTestCase, Server, run_duetd, unique_id
 
 SECRET = 'a-secret-of-at-least-sixteen-bytes'
 
@@ -83,6 +83,7 @@ class AuthTest(DuetTestCase):
     async def test_valid_tokens_pair_and_relay(self):
         a_id, b_id = unique_id('a'), unique_id('b')
         a, _, _ = await self.open_with(mint(SECRET, a_id, peer=b_id), me=a_id, peer=b_id)
+        await a.synced()  # a waits before b's open is read
         b, _, _ = await self.open_with(mint(SECRET, b_id), me=b_id, peer=a_id)
         self.assertEqual(await a.recv_json(), {'start': 'answer'})
         self.assertEqual(await b.recv_json(), {'start': 'offer'})
@@ -90,7 +91,7 @@ class AuthTest(DuetTestCase):
     async def test_a_refused_token_leaves_an_audit_record(self):
         c, _, _ = await self.open_with(None)
         self.assertError(await c.recv_json(), 'auth-missing')
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + WAIT
         while time.monotonic() < deadline:
             with open(self.audit) as f:
                 codes = [json.loads(l).get('code') for l in f if '"rejected"' in l]

@@ -32,7 +32,7 @@ from test_resume import closed_count, closes_seen, drop
 # newcomer) are deterministic. A silence check, as the one-node tests do.
 SETTLE = 0.5
 # Cross-node relays go through Redis: generous per-message timeouts.
-RECV = 5.0
+RECV = 20.0
 # The promise for a node killed with SIGKILL is 10 s; measured with slack.
 NODE_DEATH_LIMIT = 12.0
 
@@ -91,10 +91,19 @@ class ClusterCase(DuetTestCase):
         await c.send_json({'open': body})
         return c
 
+    async def registered(self, *peer_ids):
+        """Waits until the cluster holds a place in Redis for each id: then
+        an open on any node sees it (a node writes places asynchronously,
+        after it answered nothing to the open)."""
+        for peer_id in peer_ids:
+            await eventually(lambda: self.redis.place(peer_id) is not None,
+                             what='a place for %s in Redis' % peer_id)
+
     async def cross_pair(self, na, nb, a_id=None, b_id=None):
         """a waits on node na, b arrives on node nb; returns (a, b)."""
         a_id, b_id = a_id or unique_id('a'), b_id or unique_id('b')
         a = await self.open_on(na, a_id, b_id)
+        await self.registered(a_id)
         await a.expect_nothing(SETTLE)
         b = await self.open_on(nb, b_id, a_id)
         self.assertEqual(await a.recv_json(RECV), {'start': 'answer'}, 'the waiting peer (node %d)' % na)
@@ -169,6 +178,7 @@ class CrossNodeTest(ClusterCase):
     async def test_the_tutorial_flow_with_the_two_sides_on_different_nodes(self):
         alice, bob = unique_id('alice'), unique_id('bob')
         a = await self.open_on(0, alice, bob)
+        await self.registered(alice)
         await a.expect_nothing(SETTLE)
         b = await self.open_on(1, bob, alice)
         self.assertEqual(await a.recv_json(RECV), {'start': 'answer'})
@@ -226,6 +236,7 @@ class CrossNodeTest(ClusterCase):
         where = [(i % 3, (i + i // 20) % 3) for i in range(n_pairs)]
         self.assertEqual(sum(1 for x, y in where if x != y), 40)
         firsts = await asyncio.gather(*(self.open_on(where[i][0], x, y) for i, (x, y) in enumerate(ids)))
+        await self.registered(*(x for x, _ in ids))
         await asyncio.gather(*(c.expect_nothing(SETTLE) for c in firsts))
         seconds = await asyncio.gather(*(self.open_on(where[i][1], y, x) for i, (x, y) in enumerate(ids)))
         starts_a = await asyncio.gather(*(c.recv_json(RECV) for c in firsts))
@@ -291,11 +302,13 @@ class CrossNodeTest(ClusterCase):
     async def test_a_waiting_peer_that_leaves_is_forgotten_cluster_wide(self):
         alice, bob = unique_id('alice'), unique_id('bob')
         a = await self.open_on(0, alice, bob)
+        await self.registered(alice)
         await a.expect_nothing(SETTLE)
         before = closed_count(self.node(0))
         await a.close()
         await closes_seen(self.node(0), before)
         b = await self.open_on(1, bob, alice)
+        await self.registered(bob)
         await b.expect_nothing(SETTLE)
         a2 = await self.open_on(2, alice, bob)
         self.assertEqual(await b.recv_json(RECV), {'start': 'answer'})
@@ -304,6 +317,7 @@ class CrossNodeTest(ClusterCase):
     async def test_resume_on_another_node_keeps_the_call(self):
         alice_id, bob_id = unique_id('alice'), unique_id('bob')
         alice = await self.open_on(0, alice_id, bob_id, resume='')
+        await self.registered(alice_id)
         await alice.expect_nothing(SETTLE)
         bob = await self.open_on(1, bob_id, alice_id)
         start = await alice.recv_json(RECV)
@@ -327,6 +341,7 @@ class CrossNodeTest(ClusterCase):
     async def test_the_token_holder_back_on_another_node_before_its_link_is_seen_dead(self):
         alice_id, bob_id = unique_id('alice'), unique_id('bob')
         alice = await self.open_on(1, alice_id, bob_id, resume='')
+        await self.registered(alice_id)
         await alice.expect_nothing(SETTLE)
         bob = await self.open_on(0, bob_id, alice_id)
         token = (await alice.recv_json(RECV))['resume']
@@ -392,6 +407,7 @@ class IceServersAndTokensTest(ClusterCase):
         alice, bob = unique_id('alice'), unique_id('bob')
         a = await self.open_on(0, alice, bob, token=mint(SECRET, alice, bob))
         self.assertEqual(await a.recv_json(RECV), {'iceServers': [{'urls': ['stun:stun.example.org']}]})
+        await self.registered(alice)
         await a.expect_nothing(SETTLE)
         b = await self.open_on(1, bob, alice, token=mint(SECRET, bob, alice))
         self.assertEqual(await b.recv_json(RECV), {'iceServers': [{'urls': ['stun:stun.example.org']}]})
@@ -428,6 +444,7 @@ class TakeoverReplaceAcrossNodesTest(ClusterCase):
     async def test_replacing_a_waiting_connection_on_another_node_keeps_the_newcomer(self):
         alice, bob = unique_id('alice'), unique_id('bob')
         old = await self.open_on(0, alice, bob)
+        await self.registered(alice)
         await old.expect_nothing(SETTLE)
         new = await self.open_on(1, alice, bob)
         self.assertError(await old.recv_json(RECV), 'replaced')
@@ -445,6 +462,7 @@ class TakeoverRefuseAcrossNodesTest(ClusterCase):
     async def test_an_open_on_another_node_with_a_held_id_gets_id_taken(self):
         alice, bob = unique_id('alice'), unique_id('bob')
         old = await self.open_on(0, alice, bob)
+        await self.registered(alice)
         await old.expect_nothing(SETTLE)
         new = await self.open_on(1, alice, bob)
         self.assertError(await new.recv_json(RECV), 'id-taken')
@@ -504,6 +522,7 @@ class FreshClusterCase(DuetTestCase):
     node = ClusterCase.node
     open_on = ClusterCase.open_on
     cross_pair = ClusterCase.cross_pair
+    registered = ClusterCase.registered
     assert_relays = ClusterCase.assert_relays
 
 

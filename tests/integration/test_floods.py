@@ -70,7 +70,7 @@ async def settle_and_measure_cpu(srv, seconds):
     return cpu_seconds(srv.pid) - before
 
 
-async def wait_until_serving(test, srv, timeout=15.0):
+async def wait_until_serving(test, srv, timeout=60.0):
     """A fresh pair relays a message, retried while descriptors are freed."""
     deadline = time.monotonic() + timeout
     while True:

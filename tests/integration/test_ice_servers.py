@@ -196,14 +196,14 @@ class IceOptionsTest(unittest.TestCase):
         for args in (['--stun', 'http://nope'], ['--turn', 'stun:wrong-scheme'], ['--turn-secret', secret],
                      ['--turn-ttl', '5'], ['--turn', 'turn:127.0.0.1', '--turn-secret', secret,
                                            '--ice-transport-policy', 'direct']):
-            proc = run_duetd(base + args, timeout=5)
+            proc = run_duetd(base + args, timeout=30)
             self.assertEqual(proc.returncode, 2, '%s: %s' % (args, proc.stderr))
 
     def test_turn_without_a_secret_is_refused_at_start_up_in_words(self):
         tmp = tempfile.mkdtemp(prefix='duet-ice-opt-')
         base = ['--address', '127.0.0.1', '--port', '0', '--state-dir', os.path.join(tmp, 'state')]
         for extra in ([], ['--ice-transport-policy', 'relay']):
-            proc = run_duetd(base + ['--turn', 'turn:127.0.0.1:3478'] + extra, timeout=5)
+            proc = run_duetd(base + ['--turn', 'turn:127.0.0.1:3478'] + extra, timeout=30)
             self.assertEqual(proc.returncode, 2, proc.stderr)
             self.assertIn('--turn-secret FILE', proc.stderr)
             self.assertIn('browsers refuse a TURN server without credentials', proc.stderr)
@@ -211,7 +211,7 @@ class IceOptionsTest(unittest.TestCase):
     def test_relay_only_without_a_turn_server_is_refused_at_start_up_in_words(self):
         tmp = tempfile.mkdtemp(prefix='duet-ice-opt-')
         base = ['--address', '127.0.0.1', '--port', '0', '--state-dir', os.path.join(tmp, 'state')]
-        proc = run_duetd(base + ['--stun', 'stun:127.0.0.1', '--ice-transport-policy', 'relay'], timeout=5)
+        proc = run_duetd(base + ['--stun', 'stun:127.0.0.1', '--ice-transport-policy', 'relay'], timeout=30)
         self.assertEqual(proc.returncode, 2, proc.stderr)
         self.assertIn("ice-transport-policy must be 'all' when no TURN server is given: relay-only calls need one "
                       "(--turn URL", proc.stderr)

@@ -255,7 +255,7 @@ class DeadPeerTest(SharedServerCase):
 
     async def test_a_client_that_reads_but_never_answers_is_closed_and_its_partner_told(self):
         a, b, took = await self.silence_until_closed(stop_answering_ping_frames)
-        code, seen = await b.expect_close(timeout=3)
+        code, seen = await b.expect_close()
         self.assertEqual(code, 4408)
         self.assertEqual(b.ws.close_reason, 'no sign of life')
         self.assertTrue(all(m == '{"ping":1}' for m in seen), seen)
@@ -273,7 +273,7 @@ class DeadPeerTest(SharedServerCase):
         with quiet_asyncio_warnings():
             # What the server sent meanwhile ends with its close frame.
             b.ws.transport.resume_reading()
-            code, _ = await b.expect_close(timeout=5)
+            code, _ = await b.expect_close()
         self.assertEqual(code, 4408)
         self.assertEqual(await ping_pong(a), {'pong': 1})
 

@@ -261,7 +261,7 @@ class DeepNestingUnderRaisedLimitTest(MalformedCase):
                 ('{"ping":' + '[' * 60000 + ']' * 60000 + '}', {'malformed', 'bad-request', 'pong'}),
         ]:
             await c.send_text(text)
-            msg = await c.recv_json(timeout=5)
+            msg = await c.recv_json()
             if 'pong' in codes and msg == {'pong': 1}:
                 pass
             else:
@@ -274,7 +274,7 @@ class DeepNestingUnderRaisedLimitTest(MalformedCase):
         a, b = await self.pair()
         text = '{"sdp":{"type":"offer","sdp":"%s"},"remote":"%s"}' % ('s' * 500000, a.name)
         await b.send_text(text)
-        self.assertEqual(await a.recv_text(timeout=5), text)
+        self.assertEqual(await a.recv_text(), text)
         big = '{"ping":1,"pad":"%s"}' % ('z' * 1000000)
         await b.send_text(big)
         await self.assert_refused(b, 'too-large', 'over the raised limit')

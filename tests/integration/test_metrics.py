@@ -15,7 +15,7 @@ import tempfile
 import time
 import unittest
 
-from duet_harness import DuetTestCase, Server, raw_request, run_duetd, unique_id
+from duet_harness import WAIT, DuetTestCase, Server, raw_request, run_duetd, unique_id
 
 METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 CLOSE_REASONS = {'client', 'server', 'shutdown', 'timeout', 'limit', 'takeover'}
@@ -213,7 +213,7 @@ def healthz(srv, admin=None):
     return obj
 
 
-async def wait_for_metric(srv, name, expected, timeout=3.0, admin=None, **kw):
+async def wait_for_metric(srv, name, expected, timeout=WAIT, admin=None, **kw):
     """Scrape until name{kw} == expected (closes are noticed asynchronously)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -320,13 +320,13 @@ class HealthzTest(MetricsCase):
         self.assertEqual(await b.ping_pong(), {'pong': 1})
         self.assertEqual(healthz(self.server)['connections'], 2)
         await a.close()
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + WAIT
         while healthz(self.server)['connections'] != 1:
             self.assertLess(time.monotonic(), deadline,
                             'healthz still counts a closed WebSocket: %r' % healthz(self.server))
             await asyncio.sleep(0.05)
         await b.close()
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + WAIT
         while healthz(self.server)['connections'] != 0:
             self.assertLess(time.monotonic(), deadline,
                             'healthz still counts a closed WebSocket: %r' % healthz(self.server))
@@ -489,7 +489,7 @@ class OpenTimeoutMetricsTest(MetricsCase):
 
     async def test_an_open_timeout_is_counted_as_a_timeout_close_and_an_error(self):
         c = await self.connect('idle')
-        await c.expect_close(code=4408, timeout=4)
+        await c.expect_close(code=4408)
         s = await wait_for_metric(self.server, 'duet_connections_closed_total', 1, reason='timeout')
         self.assertEqual(s.value('duet_errors_total', code='open-timeout'), 1, s.text)
         self.assertEqual(s.value('duet_connections_open'), 0, s.text)
@@ -584,7 +584,7 @@ class AdminListenOptionTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, tmp, True)
         for value in ['nonsense', '127.0.0.1:70000', '127.0.0.1:', ':abc']:
             proc = run_duetd(['--address', '127.0.0.1', '--port', '0', '--state-dir', tmp,
-                              '--web-root', tmp, '--admin-listen', value], timeout=5)
+                              '--web-root', tmp, '--admin-listen', value], timeout=30)
             self.assertEqual(proc.returncode, 2, '--admin-listen %r: exit %s, stderr %r'
                              % (value, proc.returncode, proc.stderr))
             self.assertIn('admin-listen', proc.stderr, value)

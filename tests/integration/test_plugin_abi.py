@@ -237,7 +237,7 @@ class AllowListPluginTest(DuetTestCase):
 
     def test_a_stage_for_a_plugin_that_is_not_loaded_is_a_usage_error_in_words(self):
         proc = run_duetd(['--port', '0', '--state-dir', os.path.join(self.tmp, 'state'),
-                          '--plugin-stage', 'nosuch=admission'], timeout=5)
+                          '--plugin-stage', 'nosuch=admission'], timeout=30)
         self.assertEqual(proc.returncode, 2, proc.stderr)
         self.assertIn('--plugin-stage nosuch=admission: no plugin named "nosuch" is loaded', proc.stderr)
         self.assertNotIn('listening on', proc.stderr)
@@ -287,7 +287,7 @@ class WrapperInitTest(unittest.TestCase):
                 '--plugin', plugin('wrapper_plugin.so')]
         for option in options:
             args += ['--plugin-opt', 'test-wrapper.' + option]
-        return run_duetd(args, timeout=5)
+        return run_duetd(args, timeout=30)
 
     def test_bad_values_exit_2_with_one_message_format(self):
         for option, expected in [
@@ -358,7 +358,7 @@ class PluginLoadingTest(unittest.TestCase):
 
     def test_a_plugin_built_for_another_abi_major_is_refused_naming_both_versions(self):
         path = plugin('wrong_abi_plugin.so')
-        proc = run_duetd(self.base() + ['--plugin', path], timeout=5)
+        proc = run_duetd(self.base() + ['--plugin', path], timeout=30)
         self.assertNotEqual(proc.returncode, 0, 'duetd loaded an ABI 99 plugin')
         self.assertNotIn('listening on', proc.stderr)
         self.assertIn(path, proc.stderr)
@@ -367,23 +367,23 @@ class PluginLoadingTest(unittest.TestCase):
 
     def test_a_missing_plugin_path_stops_duetd_with_a_message_naming_it(self):
         path = os.path.join(self.tmp, 'no_such_plugin.so')
-        proc = run_duetd(self.base() + ['--plugin', path], timeout=5)
+        proc = run_duetd(self.base() + ['--plugin', path], timeout=30)
         self.assertNotEqual(proc.returncode, 0)
         self.assertNotIn('listening on', proc.stderr)
         self.assertIn(path, proc.stderr)
 
     def test_an_unknown_option_of_a_loaded_plugin_exits_2_naming_the_key(self):
-        proc = run_duetd(self.base() + ['--plugin-opt', 'pairing.nosuchkey=1'], timeout=5)
+        proc = run_duetd(self.base() + ['--plugin-opt', 'pairing.nosuchkey=1'], timeout=30)
         self.assertEqual(proc.returncode, 2, proc.stderr)
         self.assertIn('nosuchkey', proc.stderr)
 
     def test_an_option_for_a_plugin_that_is_not_loaded_exits_2(self):
-        proc = run_duetd(self.base() + ['--plugin-opt', 'nosuchplugin.x=1'], timeout=5)
+        proc = run_duetd(self.base() + ['--plugin-opt', 'nosuchplugin.x=1'], timeout=30)
         self.assertEqual(proc.returncode, 2, proc.stderr)
         self.assertIn('nosuchplugin', proc.stderr)
 
     def test_a_bad_value_for_a_known_plugin_option_exits_2(self):
-        proc = run_duetd(self.base() + ['--plugin-opt', 'pairing.takeover=sometimes'], timeout=5)
+        proc = run_duetd(self.base() + ['--plugin-opt', 'pairing.takeover=sometimes'], timeout=30)
         self.assertEqual(proc.returncode, 2, proc.stderr)
         self.assertIn('takeover', proc.stderr)
 

@@ -25,6 +25,7 @@ class TutorialFlowTest(SharedServerCase):
         alice, bob = unique_id('alice'), unique_id('bob')
         a = await self.connect('alice')
         await a.open(alice, bob)
+        await a.synced()  # alice is registered (and waits) before bob's open
         await a.expect_nothing(0.3)
         b = await self.connect('bob')
         await b.open(bob, alice)
@@ -95,7 +96,7 @@ class TutorialFlowTest(SharedServerCase):
         for text in texts:
             await b.send_text(text)
         for i, text in enumerate(texts):
-            got = await a.recv_text(timeout=5.0)
+            got = await a.recv_text()
             self.assertEqual(len(got), len(text), 'message %d: length' % i)
             self.assertEqual(got, text, 'message %d differs' % i)
         await a.expect_nothing(0.2)
@@ -136,6 +137,8 @@ class TutorialFlowTest(SharedServerCase):
             c = await self.connect(x)
             await c.open(x, y)
             firsts.append(c)
+        for c in firsts:
+            await c.synced()  # the firsts wait before any second opens
         seconds = []
         for i, (x, y) in enumerate(ids):
             c = await self.connect(y)
@@ -326,6 +329,7 @@ class TakeoverReplaceTest(SharedServerCase):
         alice, bob = unique_id('alice'), unique_id('bob')
         old = await self.connect('old')
         await old.open(alice, bob)
+        await old.synced()  # old holds the id before new's open is read
         new = await self.connect('new')
         await new.open(alice, bob)
         self.assertError(await old.recv_json(), 'replaced')
@@ -357,6 +361,7 @@ class TakeoverRefuseTest(SharedServerCase):
         alice, bob = unique_id('alice'), unique_id('bob')
         old = await self.connect('old')
         await old.open(alice, bob)
+        await old.synced()  # old holds the id before new's open is read
         new = await self.connect('new')
         await new.open(alice, bob)
         self.assertError(await new.recv_json(), 'id-taken')

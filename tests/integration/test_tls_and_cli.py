@@ -254,14 +254,14 @@ class CommandLineTest(unittest.TestCase):
         for args in (['--port', '70000'], ['--port', '-1'], ['--log-level', 'loud'],
                      ['--max-message-bytes', 'lots'], ['--port']):
             with self.subTest(args=args):
-                proc = run_duetd(['--address', '127.0.0.1'] + self.base() + args, timeout=5)
+                proc = run_duetd(['--address', '127.0.0.1'] + self.base() + args, timeout=30)
                 self.assertEqual(proc.returncode, 2, 'args %r: %s' % (args, proc.stderr))
                 self.assertTrue(proc.stderr.strip(), 'no message on stderr for %r' % (args,))
                 self.assertNotIn('listening on', proc.stderr)
 
     def test_a_missing_config_file_stops_duetd_with_a_message_naming_it(self):
         missing = os.path.join(self.tmp, 'nope.conf')
-        proc = run_duetd(['--config', missing] + self.base(), timeout=5)
+        proc = run_duetd(['--config', missing] + self.base(), timeout=30)
         self.assertNotEqual(proc.returncode, 0)
         self.assertIn('nope.conf', proc.stderr)
 
@@ -269,7 +269,7 @@ class CommandLineTest(unittest.TestCase):
         conf = os.path.join(self.tmp, 'bad.conf')
         with open(conf, 'w') as f:
             f.write('port = 0\naddress = "127.0.0.1"\nbogus-key = 1\n')
-        proc = run_duetd(['--config', conf] + self.base(), timeout=5)
+        proc = run_duetd(['--config', conf] + self.base(), timeout=30)
         self.assertEqual(proc.returncode, 2, proc.stderr)
         self.assertIn('bogus-key', proc.stderr)
 
@@ -321,11 +321,11 @@ class ShutdownTest(TempDirCase):
         idle = await self.connect('idle', server=srv)
         srv.proc.send_signal(signal.SIGTERM)
         for c in (a, b):
-            self.assertEqual(await c.recv_json(timeout=5), {'close': 1}, c.name)
-            code, rest = await c.expect_close(1001, timeout=5)
+            self.assertEqual(await c.recv_json(), {'close': 1}, c.name)
+            code, rest = await c.expect_close(1001)
             self.assertEqual(rest, [], '%s: messages after close: %r' % (c.name, rest))
         for c in (waiting, idle):
-            await c.expect_close(1001, timeout=5)
+            await c.expect_close(1001)
         rc = await asyncio.get_running_loop().run_in_executor(None, srv.wait)
         self.assertEqual(rc, 0, srv.log())
 
@@ -338,7 +338,7 @@ class ShutdownTest(TempDirCase):
         port = first.port
         rc = await asyncio.get_running_loop().run_in_executor(None, first.stop)
         self.assertEqual(rc, 0, first.log())
-        await c.expect_close(timeout=3)  # the close code is checked by the SIGTERM test
+        await c.expect_close()  # the close code is checked by the SIGTERM test
         second = self.start(state_dir=state, port=port)
         self.assertEqual(second.port, port)
         await self.assert_pairs(second)
@@ -350,7 +350,7 @@ class ShutdownTest(TempDirCase):
         rc = await asyncio.get_running_loop().run_in_executor(
             None, lambda: srv.stop(sig=signal.SIGINT))
         self.assertEqual(rc, 0, srv.log())
-        await c.expect_close(timeout=3)  # the close code is checked by the SIGTERM test
+        await c.expect_close()  # the close code is checked by the SIGTERM test
 
     async def test_debug_log_level_starts_and_logs(self):
         srv = self.start(extra_args=['--log-level', 'debug'])

@@ -232,7 +232,7 @@ class RedirectPortTest(unittest.TestCase):
         self.assertFalse(reply.startswith('HTTP/1.1 101'), reply)
 
     def test_acme_webroot_without_a_redirect_port_is_a_usage_error(self):
-        proc = run_duetd(['--acme-webroot', self.acme, '--port', '0'], timeout=5)
+        proc = run_duetd(['--acme-webroot', self.acme, '--port', '0'], timeout=30)
         self.assertEqual(proc.returncode, 2, proc.stderr)
 
 

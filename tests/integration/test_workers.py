@@ -280,7 +280,7 @@ class SupervisionTest(WorkersCase):
             self.assertTrue(process_gone(pid), 'worker %d (pid %d) still runs' % (index, pid))
             self.assertIn('duetd w%d info: stopped' % index, srv.log())
         self.assertIn('all workers stopped', srv.log())
-        code, _ = await c.expect_close(timeout=3)
+        code, _ = await c.expect_close()
         self.assertEqual(code, 1001)
 
     async def test_sighup_is_passed_on_to_every_worker(self):
