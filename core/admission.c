@@ -19,12 +19,12 @@ static void check_open_timeouts(uv_timer_t *timer) {
   }
 }
 
-void duet__admission_init(duet_admission_t *a, uv_loop_t *loop, const duet_options_t *opt, duet_metrics_t *metrics,
+void duet__admission_init(duet_admission_t *a, uv_loop_t *loop, const duet_options_t *opt, duet_label_counts_t *errors,
                           void (*on_timeout)(void *data, duet_conn_t *conn), void *data) {
   memset(a, 0, sizeof *a);
   a->opt = opt;
   a->loop = loop;
-  a->metrics = metrics;
+  a->errors = errors;
   a->on_timeout = on_timeout;
   a->data = data;
   uv_timer_init(loop, &a->open_timer);
@@ -67,7 +67,7 @@ static bool origin_allowed(duet_admission_t *a, struct lws *wsi) {
 refuse:
   DUET_WARN_LIMITED("refused origin", "refused a WebSocket from origin %.100s (allow it with --allow-origin)",
                     n > 0 ? origin : "(too long)");
-  duet__metrics_count_error(a->metrics, "origin-refused");
+  duet__label_counts_add(a->errors, "origin-refused");
   return false;
 }
 

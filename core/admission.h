@@ -32,7 +32,7 @@ typedef struct duet_admission_slot {
 typedef struct duet_admission {
   const duet_options_t *opt;
   uv_loop_t *loop;
-  duet_metrics_t *metrics;
+  duet_label_counts_t *errors;         /* where refusals are counted by code (the session's) */
   duet_ip_table_t ips;                 /* WebSocket connections per client address */
   duet_admission_slot_t *waiting_head; /* connections yet to send an accepted message, oldest first */
   duet_admission_slot_t *waiting_tail;
@@ -42,8 +42,9 @@ typedef struct duet_admission {
   void *data;
 } duet_admission_t;
 
-/* Starts the open-timeout timer on loop. */
-void duet__admission_init(duet_admission_t *a, uv_loop_t *loop, const duet_options_t *opt, duet_metrics_t *metrics,
+/* Starts the open-timeout timer on loop. Refused origins are counted in
+ * errors ("origin-refused"). */
+void duet__admission_init(duet_admission_t *a, uv_loop_t *loop, const duet_options_t *opt, duet_label_counts_t *errors,
                           void (*on_timeout)(void *data, duet_conn_t *conn), void *data);
 /* Closes the timer handle (the loop must run once more). */
 void duet__admission_close(duet_admission_t *a);

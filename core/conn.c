@@ -65,8 +65,39 @@ const char *duet__conn_name(const duet_conn_t *conn, char buf[static 64]) {
 static void flush_corked(uv_check_t *check);
 static void wake_noop(uv_idle_t *idle) { (void)idle; }
 
-void duet__conns_init(duet_conns_t *conns, uv_loop_t *loop, size_t plugin_count, size_t max_queued_bytes,
-                      size_t max_queued_bytes_total) {
+/* ---- the series conn.c owns on /metrics ---- */
+
+static const duet_conns_t *conns_of(const void *data) { return data; }
+static void put_open(const void *data, duet_metrics_out_t *out) {
+  duet__metrics_put(out, NULL, (int64_t)conns_of(data)->live);
+}
+static void put_queued(const void *data, duet_metrics_out_t *out) {
+  duet__metrics_put(out, NULL, (int64_t)conns_of(data)->queued_bytes_total);
+}
+static void put_queued_peak(const void *data, duet_metrics_out_t *out) {
+  duet__metrics_put(out, NULL, (int64_t)conns_of(data)->queued_bytes_peak);
+}
+static void put_queued_limit(const void *data, duet_metrics_out_t *out) {
+  duet__metrics_put(out, NULL, (int64_t)conns_of(data)->max_queued_bytes_total);
+}
+static void put_budget_closes(const void *data, duet_metrics_out_t *out) {
+  duet__metrics_put(out, NULL, (int64_t)conns_of(data)->budget_closes);
+}
+
+static const duet_series_t conn_series[] = {
+    {"connections_open", "WebSocket connections open now.", DUET_METRIC_GAUGE, NULL, put_open},
+    {"send_queue_bytes", "Bytes waiting in all send queues now.", DUET_METRIC_GAUGE, NULL, put_queued},
+    {"send_queue_bytes_peak", "The most bytes waiting in all send queues at once since start.", DUET_METRIC_GAUGE, NULL,
+     put_queued_peak},
+    {"send_queue_bytes_limit", "--max-queued-bytes-total: the bound on all send queues.", DUET_METRIC_GAUGE, NULL,
+     put_queued_limit},
+    {"send_budget_closes_total",
+     "Connections closed because all send queues together reached --max-queued-bytes-total.", DUET_METRIC_COUNTER, NULL,
+     put_budget_closes},
+};
+
+int duet__conns_init(duet_conns_t *conns, uv_loop_t *loop, size_t plugin_count, size_t max_queued_bytes,
+                     size_t max_queued_bytes_total, duet_metrics_t *metrics) {
   memset(conns, 0, sizeof *conns);
   conns->plugin_count = plugin_count;
   conns->max_queued_bytes = max_queued_bytes;
@@ -74,6 +105,8 @@ void duet__conns_init(duet_conns_t *conns, uv_loop_t *loop, size_t plugin_count,
   uv_check_init(loop, &conns->flush);
   conns->flush.data = conns;
   uv_idle_init(loop, &conns->wake);
+  return metrics ? duet__metrics_add_series(metrics, conn_series, sizeof conn_series / sizeof conn_series[0], conns)
+                 : 0;
 }
 
 void duet__conns_close_handles(duet_conns_t *conns) {

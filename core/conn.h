@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "duet/plugin.h"
+#include "metrics.h"
 
 struct lws;
 typedef struct duet_frame duet_frame_t;
@@ -68,14 +69,21 @@ typedef struct duet_conns {
   void *on_closing_data;
 } duet_conns_t;
 
-void duet__conns_init(duet_conns_t *conns, uv_loop_t *loop, size_t plugin_count, size_t max_queued_bytes,
-                      size_t max_queued_bytes_total);
+/* Sets up the table on loop; registers its series (connections open, the
+ * send queues) in metrics unless NULL. Returns 0 or a DUET_E* code. */
+int duet__conns_init(duet_conns_t *conns, uv_loop_t *loop, size_t plugin_count, size_t max_queued_bytes,
+                     size_t max_queued_bytes_total, duet_metrics_t *metrics);
 /* Closes the flush handle (the loop must run once more before destroy). */
 void duet__conns_close_handles(duet_conns_t *conns);
 void duet__conns_destroy(duet_conns_t *conns);
 
-/* "address#slot", the connection's name in logs. */
+/* "address#slot", the connection's name in logs. (C++, in the unit tests,
+ * has no [static 64].) */
+#ifdef __cplusplus
+const char *duet__conn_name(const duet_conn_t *conn, char buf[64]);
+#else
 const char *duet__conn_name(const duet_conn_t *conn, char buf[static 64]);
+#endif
 
 /* Registers a new connection for wsi; NULL when out of memory. */
 duet_conn_t *duet__conns_add(duet_conns_t *conns, struct lws *wsi);

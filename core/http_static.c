@@ -1,5 +1,7 @@
-/* Static files over HTTP: the web root at / and the --mount folders.
- * Path safety lives in web_path.c; this file speaks HTTP through lws. */
+/* HTTP through lws: each request is checked (GET or HEAD, no body, a sane
+ * path) and routed: the redirect socket's, /healthz and /metrics
+ * (admin_http.c), else static files from the web root at / and the --mount
+ * folders. Path safety lives in web_path.c. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -13,12 +15,10 @@
 
 #include "http_static.h"
 
-#include "duet_build_config.h"
-
 #include <libwebsockets.h>
 
+#include "admin_http.h"
 #include "log.h"
-#include "message.h"
 #include "web_path.h"
 
 #define CHUNK_BYTES ((size_t)16 * 1024)
@@ -73,7 +73,7 @@ static int respond_error(struct lws *wsi, unsigned status, const char *text, int
   return -1;
 }
 
-/* Writes a response whose body is built in memory (health, metrics). */
+/* Writes a response whose body is in memory (health, metrics, ACME). */
 static int respond_body(struct lws *wsi, unsigned status, const char *content_type, const char *body, size_t len,
                         int head_only) {
   unsigned char head[LWS_PRE + 2048];
@@ -96,51 +96,22 @@ static int respond_body(struct lws *wsi, unsigned status, const char *content_ty
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-/* GET /healthz and /metrics. Returns 1 when uri is not one of them. */
+/* /healthz and /metrics (admin_http.c). With --admin-listen they are served
+ * on that socket only, and it serves nothing else. Returns 1 when the
+ * request is not theirs. */
 static int serve_admin(const duet_http_t *http, struct lws *wsi, const char *uri, int head_only) {
   int on_admin_socket = http->admin_tag && lws_get_opaque_user_data(wsi) == http->admin_tag;
-  /* With --admin-listen they are served there only. */
   if (http->admin_tag && !on_admin_socket)
     return 1;
-  char *text = NULL;
-  size_t len = 0;
-  FILE *out = NULL;
-  duet_metrics_live_t live;
-  if (strcmp(uri, "/healthz") == 0 && http->opt->health) {
-    out = open_memstream(&text, &len);
-    if (!out)
-      return -1;
-    int stopping = http->status(http->status_data, &live);
-    const char *status = stopping ? "stopping" : live.degraded ? "degraded" : "ok";
-    /* pid: which worker answered, under --workers. */
-    fprintf(out, "{\"status\":\"%s\",\"connections\":%zu,\"uptime_s\":%.3f,\"pid\":%ld", status, live.connections_open,
-            live.uptime_s, (long)getpid());
-    if (live.degraded && !stopping) {
-      char reasons[sizeof live.degraded_reasons * 6 + 3];
-      duet__json_escape(reasons, sizeof reasons, live.degraded_reasons);
-      fprintf(out, ",\"degraded\":%s", reasons);
-    }
-    fputs("}\n", out);
-    fclose(out);
-    int r = respond_body(wsi, stopping ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK, "application/json", text,
-                         len, head_only);
-    free(text);
-    return r;
-  }
-#if DUET_WITH_METRICS
-  if (strcmp(uri, "/metrics") == 0 && http->opt->metrics) {
-    out = open_memstream(&text, &len);
-    if (!out)
-      return -1;
-    http->status(http->status_data, &live);
-    duet__metrics_render(http->metrics, out, &live);
-    fclose(out);
-    int r = respond_body(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4; charset=utf-8", text, len, head_only);
-    free(text);
-    return r;
-  }
-#endif
-  return on_admin_socket ? respond_error(wsi, HTTP_STATUS_NOT_FOUND, "not found", head_only) : 1;
+  duet_admin_answer_t answer;
+  int r = duet__admin_http_answer(http->admin, uri, &answer);
+  if (r < 0)
+    return -1;
+  if (r == 0)
+    return on_admin_socket ? respond_error(wsi, HTTP_STATUS_NOT_FOUND, "not found", head_only) : 1;
+  r = respond_body(wsi, answer.status, answer.content_type, answer.body, answer.len, head_only);
+  free(answer.body);
+  return r;
 }
 
 /* The --http-redirect-port socket: ACME http-01 challenge files, and a

@@ -1,12 +1,13 @@
-/* HTTP: static files from the mounts, /healthz and /metrics, and the
- * redirect socket (HTTPS redirects, ACME challenges). Each request is
- * answered from what duet_http_t holds; the server fills it at start. */
+/* HTTP: static files from the mounts, and the redirect socket (HTTPS
+ * redirects, ACME challenges); /healthz and /metrics are routed to
+ * admin_http.c. Each request is answered from what duet_http_t holds; the
+ * server fills it at start. */
 #ifndef DUET_HTTP_STATIC_H
 #define DUET_HTTP_STATIC_H
 
 #include <stddef.h>
 
-#include "metrics.h"
+#include "admin_http.h"
 #include "mounts.h"
 #include "options.h"
 
@@ -15,13 +16,10 @@ struct lws;
 typedef struct duet_http {
   const duet_options_t *opt;
   const duet_mounts_t *mounts;
-  const duet_metrics_t *metrics;
-  const void *admin_tag;    /* connections of --admin-listen carry it; NULL: no admin socket */
-  const void *redirect_tag; /* connections of --http-redirect-port carry it; NULL: none */
-  int public_port;          /* where redirects point */
-  /* Fills live (for /healthz and /metrics); returns 1 while shutting down. */
-  int (*status)(void *data, duet_metrics_live_t *live);
-  void *status_data;
+  const duet_admin_http_t *admin; /* /healthz and /metrics */
+  const void *admin_tag;          /* connections of --admin-listen carry it; NULL: no admin socket */
+  const void *redirect_tag;       /* connections of --http-redirect-port carry it; NULL: none */
+  int public_port;                /* where redirects point */
 } duet_http_t;
 
 /* The lws callback of the "http" protocol, with http as its context. */

@@ -1,7 +1,8 @@
 /* The server's life: one libuv loop carrying libwebsockets (TLS, HTTP,
  * WebSocket) as a foreign loop, started in stages, stopped by a signal,
  * torn down in the order lws needs. What happens to each connection lives
- * in session.c (signaling) and http_static.c (HTTP). */
+ * in session.c (signaling) and http_static.c (HTTP). Its own series on
+ * /metrics (listeners, limits, the process) are registered here. */
 #include "duet_build_config.h"
 
 #include <signal.h>
@@ -10,11 +11,13 @@
 #endif
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* libwebsockets.h does not include uv.h, yet its libuv parts need it first. */
 #include <libwebsockets.h>
 #include <uv.h>
 
+#include "admin_http.h"
 #include "fd_limit.h"
 #include "host_table.h"
 #include "http_static.h"
@@ -44,6 +47,7 @@ typedef struct duet_server {
   duet_tls_t tls;
   duet_mounts_t mounts;
   duet_http_t http;
+  duet_admin_http_t admin;
   duet_plugins_t *plugins;
   duet_host_state_t host; /* what the plugins' host calls work on */
   duet_sessions_t sessions;
@@ -61,29 +65,81 @@ typedef struct duet_server {
 
 static duet_server_t *server_of(struct lws *wsi) { return lws_context_user(lws_get_context(wsi)); }
 
-/* ---- what /healthz and /metrics show ---- */
+/* ---- what /healthz shows, and the server's own series on /metrics ---- */
 
-static int describe(void *data, duet_metrics_live_t *live) {
+static void health(void *data, duet_health_t *h) {
+  const duet_server_t *server = data;
+  h->connections = server->sessions.conns.live;
+  h->uptime_s = (double)(uv_now(&server->loop) - server->started_ms) / 1000.0;
+  h->stopping = server->shutting_down;
+  h->degraded = duet__plugins_degraded(server->plugins, h->degraded_reasons, sizeof h->degraded_reasons);
+}
+
+/* The three listeners' counters, summed. */
+typedef struct listener_totals {
+  unsigned long long shed, pauses, refused;
+} listener_totals_t;
+
+static listener_totals_t listener_totals(const void *data) {
   const duet_server_t *server = data;
   const duet_listener_t *listeners[] = {&server->listener, &server->admin_listener, &server->redirect_listener};
-  const duet_conns_t *conns = &server->sessions.conns;
-  memset(live, 0, sizeof *live);
-  live->connections_open = conns->live;
-  live->uptime_s = (double)(uv_now(&server->loop) - server->started_ms) / 1000.0;
+  listener_totals_t sum = {0, 0, 0};
   for (size_t i = 0; i < sizeof listeners / sizeof listeners[0]; i++) {
-    live->connections_shed += listeners[i]->shed;
-    live->accept_pauses += listeners[i]->pauses;
-    live->adoptions_refused += listeners[i]->refused;
+    sum.shed += listeners[i]->shed;
+    sum.pauses += listeners[i]->pauses;
+    sum.refused += listeners[i]->refused;
   }
-  live->open_files_limit = server->open_files_limit;
-  live->queued_bytes = conns->queued_bytes_total;
-  live->queued_bytes_peak = conns->queued_bytes_peak;
-  live->queued_bytes_limit = conns->max_queued_bytes_total;
-  live->queue_budget_closes = conns->budget_closes;
-  live->log_lines_suppressed = duet__log_suppressed_total();
-  live->degraded = duet__plugins_degraded(server->plugins, live->degraded_reasons, sizeof live->degraded_reasons);
-  return server->shutting_down;
+  return sum;
 }
+
+static void put_shed(const void *data, duet_metrics_out_t *out) {
+  duet__metrics_put(out, NULL, (int64_t)listener_totals(data).shed);
+}
+static void put_pauses(const void *data, duet_metrics_out_t *out) {
+  duet__metrics_put(out, NULL, (int64_t)listener_totals(data).pauses);
+}
+static void put_refused(const void *data, duet_metrics_out_t *out) {
+  duet__metrics_put(out, NULL, (int64_t)listener_totals(data).refused);
+}
+static void put_open_files_limit(const void *data, duet_metrics_out_t *out) {
+  duet__metrics_put(out, NULL, (int64_t)((const duet_server_t *)data)->open_files_limit);
+}
+static void put_log_suppressed(const void *data, duet_metrics_out_t *out) {
+  (void)data;
+  duet__metrics_put(out, NULL, (int64_t)duet__log_suppressed_total());
+}
+static void put_resident(const void *data, duet_metrics_out_t *out) {
+  (void)data;
+  long pages = 0, resident = -1;
+  FILE *f = fopen("/proc/self/statm", "r");
+  if (f) {
+    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
+      resident = -1;
+    fclose(f);
+  }
+  duet__metrics_put(out, NULL, resident < 0 ? -1 : (int64_t)resident * sysconf(_SC_PAGESIZE));
+}
+static void put_uptime(const void *data, duet_metrics_out_t *out) {
+  const duet_server_t *server = data;
+  duet__metrics_put_seconds(out, NULL, (double)(uv_now(&server->loop) - server->started_ms) / 1000.0);
+}
+
+/* What protects the server from floods (descriptors, the log), and the process. */
+static const duet_series_t server_series[] = {
+    {"connections_shed_total", "TCP connections closed right after accept because duetd was out of file descriptors.",
+     DUET_METRIC_COUNTER, NULL, put_shed},
+    {"accept_pauses_total", "Times duetd stopped accepting for a moment because it was out of file descriptors.",
+     DUET_METRIC_COUNTER, NULL, put_pauses},
+    {"connections_dropped_on_adoption_total",
+     "Accepted connections that failed at once (most often a TLS handshake) before any request.", DUET_METRIC_COUNTER,
+     NULL, put_refused},
+    {"open_files_limit", "The open-files limit duetd runs with.", DUET_METRIC_GAUGE, NULL, put_open_files_limit},
+    {"log_lines_suppressed_total",
+     "Repeated log lines left out by the per-kind log limit (each kind has a summary line).", DUET_METRIC_COUNTER, NULL,
+     put_log_suppressed},
+    {"process_resident_memory_bytes", "Resident memory of duetd.", DUET_METRIC_GAUGE, NULL, put_resident},
+    {"uptime_seconds", "Seconds since duetd started.", DUET_METRIC_GAUGE, NULL, put_uptime},
+};
 
 /* ---- lws callbacks: each protocol's work is done by its own unit ---- */
 
@@ -355,8 +411,13 @@ static int start_plugins(duet_server_t *server, int *listed) {
     *listed = 1;
     return 0;
   }
-  duet__sessions_init(&server->sessions, &server->loop, opt, server->plugins, &server->metrics, drained, server);
-  return 0;
+  r = duet__sessions_init(&server->sessions, &server->loop, opt, server->plugins, &server->metrics, drained, server);
+  if (r == 0)
+    r = duet__metrics_add_series(&server->metrics, server_series, sizeof server_series / sizeof server_series[0],
+                                 server);
+  if (r != 0)
+    DUET_ERROR("cannot set up the metrics: %s", strerror(-r));
+  return r;
 }
 
 /* Everything up to the first accepted connection. Returns 0 when the
@@ -375,8 +436,8 @@ static int start(duet_server_t *server, int *listed) {
   if (r == 0)
     r = duet__mounts_prepare(&server->mounts, opt, duet__tls_key_path(&server->tls),
                              duet__tls_secret_dir(&server->tls));
-  server->http = (duet_http_t){
-      .opt = opt, .mounts = &server->mounts, .metrics = &server->metrics, .status = describe, .status_data = server};
+  server->admin = (duet_admin_http_t){.opt = opt, .metrics = &server->metrics, .health = health, .health_data = server};
+  server->http = (duet_http_t){.opt = opt, .mounts = &server->mounts, .admin = &server->admin};
   if (r == 0)
     r = start_lws(server);
   /* Workers share the public ports; a lone duetd must not share them by

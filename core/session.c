@@ -56,7 +56,7 @@ void duet__session_describe(const duet_conn_t *conn, uint64_t now, duet_conn_inf
  * "duet.rejected" event (the audit log records it). */
 static void reject(duet_sessions_t *s, duet_conn_t *conn, const char *code, const char *message) {
   duet__conn_send_error(&s->conns, conn, code, message);
-  duet__metrics_count_error(s->metrics, code);
+  duet__label_counts_add(&s->errors, code);
   char code_json[128], json[160];
   duet__json_escape(code_json, sizeof code_json, code);
   int n = snprintf(json, sizeof json, "{\"code\":%s}", code_json);
@@ -93,7 +93,7 @@ static void rate_limited(duet_sessions_t *s, session_t *session) {
 
 static void dispatch(duet_sessions_t *s, session_t *session, const char *data, size_t len) {
   duet_conn_t *conn = session->conn;
-  s->metrics->messages++;
+  s->messages++;
   if (!take_token(s, session)) {
     rate_limited(s, session);
     return;
@@ -146,7 +146,7 @@ static void on_closed(duet_sessions_t *s, session_t *session) {
   duet_conn_t *conn = session->conn;
   s->churn++;
   duet_close_reason_t why = conn->closing ? conn->close_why : DUET_CLOSE_CLIENT;
-  s->metrics->closed[why]++;
+  s->closed[why]++;
   tell_plugins_closed(s, conn, why);
   duet__admission_release(&s->admission, &session->admission);
   char name[64];
@@ -248,7 +248,7 @@ static int on_established(duet_sessions_t *s, struct lws *wsi, session_t *sessio
   session->conn = conn;
   s->churn++;
   describe_conn(s, wsi, session);
-  s->metrics->accepted++;
+  s->accepted++;
   char name[64], text[200];
   DUET_DEBUG("connection %s opened", duet__conn_name(conn, name));
   const char *refused =
@@ -303,22 +303,50 @@ int duet__sessions_callback(duet_sessions_t *s, struct lws *wsi, int reason, voi
   }
 }
 
-void duet__sessions_init(duet_sessions_t *s, uv_loop_t *loop, const duet_options_t *opt, duet_plugins_t *plugins,
-                         duet_metrics_t *metrics, void (*on_drained)(void *data), void *data) {
+/* ---- the series the sessions own on /metrics ---- */
+
+static const duet_sessions_t *sessions_of(const void *data) { return data; }
+static void put_accepted(const void *data, duet_metrics_out_t *out) {
+  duet__metrics_put(out, NULL, (int64_t)sessions_of(data)->accepted);
+}
+static void put_closed(const void *data, duet_metrics_out_t *out) {
+  for (int why = 0; why <= DUET_CLOSE_TAKEOVER; why++)
+    duet__metrics_put(out, duet_close_reason_name((duet_close_reason_t)why), (int64_t)sessions_of(data)->closed[why]);
+}
+static void put_messages(const void *data, duet_metrics_out_t *out) {
+  duet__metrics_put(out, NULL, (int64_t)sessions_of(data)->messages);
+}
+static void put_errors(const void *data, duet_metrics_out_t *out) {
+  duet__label_counts_put(&sessions_of(data)->errors, out);
+}
+
+static const duet_series_t session_series[] = {
+    {"connections_accepted_total", "WebSocket connections accepted.", DUET_METRIC_COUNTER, NULL, put_accepted},
+    {"connections_closed_total", "WebSocket connections closed, by reason.", DUET_METRIC_COUNTER, "reason", put_closed},
+    {"messages_received_total", "Signaling messages received (whole text messages).", DUET_METRIC_COUNTER, NULL,
+     put_messages},
+    {"errors_total", "Error answers sent to clients, by code.", DUET_METRIC_COUNTER, "code", put_errors},
+};
+
+int duet__sessions_init(duet_sessions_t *s, uv_loop_t *loop, const duet_options_t *opt, duet_plugins_t *plugins,
+                        duet_metrics_t *metrics, void (*on_drained)(void *data), void *data) {
   memset(s, 0, sizeof *s);
   s->opt = opt;
   s->loop = loop;
   s->plugins = plugins;
-  s->metrics = metrics;
   s->on_drained = on_drained;
   s->data = data;
-  duet__conns_init(&s->conns, loop, duet__plugins_count(plugins), opt->max_queued_bytes, opt->max_queued_bytes_total);
+  int r = duet__conns_init(&s->conns, loop, duet__plugins_count(plugins), opt->max_queued_bytes,
+                           opt->max_queued_bytes_total, metrics);
   s->conns.on_closing = on_closing;
   s->conns.on_closing_data = s;
-  duet__admission_init(&s->admission, loop, opt, metrics, open_timed_out, s);
+  duet__admission_init(&s->admission, loop, opt, &s->errors, open_timed_out, s);
   uv_timer_init(loop, &s->closing_timer);
   s->closing_timer.data = s;
   s->started = true;
+  if (r == 0)
+    r = duet__metrics_add_series(metrics, session_series, sizeof session_series / sizeof session_series[0], s);
+  return r;
 }
 
 size_t duet__sessions_close_all(duet_sessions_t *s) {

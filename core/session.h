@@ -23,9 +23,13 @@ typedef struct duet_sessions {
   uv_loop_t *loop;
   duet_conns_t conns;
   duet_plugins_t *plugins;
-  duet_metrics_t *metrics;
   duet_admission_t admission;
-  uv_timer_t closing_timer; /* tells plugins of closes started this turn */
+  /* Counted for /metrics (the series this unit registers). */
+  uint64_t accepted;
+  uint64_t messages;
+  uint64_t closed[DUET_CLOSE_TAKEOVER + 1]; /* by reason */
+  duet_label_counts_t errors;               /* error answers by code */
+  uv_timer_t closing_timer;                 /* tells plugins of closes started this turn */
   uint64_t *closing_ids;
   size_t closing_count, closing_cap;
   size_t churn; /* connections opened or closed since duet__sessions_take_churn */
@@ -36,9 +40,11 @@ typedef struct duet_sessions {
   void *data;
 } duet_sessions_t;
 
-/* Sets up the connection table and the timers on loop; plugins are loaded. */
-void duet__sessions_init(duet_sessions_t *s, uv_loop_t *loop, const duet_options_t *opt, duet_plugins_t *plugins,
-                         duet_metrics_t *metrics, void (*on_drained)(void *data), void *data);
+/* Sets up the connection table and the timers on loop; plugins are loaded.
+ * Registers the sessions' series and the connection table's in metrics.
+ * Returns 0 or a DUET_E* code. */
+int duet__sessions_init(duet_sessions_t *s, uv_loop_t *loop, const duet_options_t *opt, duet_plugins_t *plugins,
+                        duet_metrics_t *metrics, void (*on_drained)(void *data), void *data);
 /* The lws callback of the "duet" protocol, with s as its context. */
 int duet__sessions_callback(duet_sessions_t *s, struct lws *wsi, int reason, void *user, void *in, size_t len);
 /* Bytes lws keeps per signaling connection for us. */
