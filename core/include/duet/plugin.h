@@ -305,8 +305,9 @@ typedef struct duet_host {
 
   /* Registers a metric shown on /metrics as duet_NAME with help text
    * (both copied; name: [a-z_][a-z0-9_]*). Registering a name twice
-   * returns the same id. Returns an id > 0, DUET_EINVAL for a bad name or a
-   * name registered with another type, or DUET_ENOMEM. */
+   * returns the same id. Returns an id > 0, DUET_EINVAL for a bad name, a
+   * name registered with another type or one of duetd's own series, or
+   * DUET_ENOMEM. */
   int64_t (*metric_register)(duet_host_ctx_t *ctx, const char *name, const char *help, duet_metric_type_t type);
   /* Adds delta to a metric. Returns 0, DUET_ENOENT for an unknown id, or
    * DUET_EINVAL for a negative delta to a counter. */
