@@ -30,6 +30,8 @@
 
 #define CERT_NAME "dev-cert.pem"
 #define KEY_NAME "dev-key.pem"
+/* Held while a pair is checked and made (state_dir.h). */
+#define LOCK_NAME "dev-cert.lock"
 #define VALID_DAYS 397
 /* Backdating lets clients whose clock runs a little behind accept the cert. */
 #define BACKDATE_SECONDS 3600
@@ -295,7 +297,7 @@ static int pair_is_usable(const char *cert_path, const char *key_path) {
   return ok;
 }
 
-/* Writes data to path through a temporary file and rename(), so readers see
+/* Writes each file through a temporary file and rename(), so readers see
  * either the old file or the complete new one, never a half-written one. */
 static int write_pair(EVP_PKEY *key, X509 *x, const char *cert_path, const char *key_path, char *err, size_t err_len) {
   /* A secure-memory BIO wipes the private key's PEM text when freed. */
@@ -314,8 +316,10 @@ static int write_pair(EVP_PKEY *key, X509 *x, const char *cert_path, const char 
     rc = -ENOMEM;
     goto out;
   }
-  /* The key goes first: a crash between the two renames leaves a pair that
-   * does not match, which the next start detects and replaces. */
+  /* The key goes first, so a reader that sees the new certificate (it is
+   * read first, see pair_is_usable) sees its key. A crash between the two
+   * renames leaves a pair that does not match, which the next start detects
+   * and replaces. */
   n = BIO_get_mem_data(kb, &data);
   rc = duet__state_file_write(key_path, 0600, data, (size_t)n, "key", err, err_len);
   if (rc != 0)
@@ -335,11 +339,58 @@ static int join(char *out, size_t out_len, const char *dir, size_t dir_len, cons
   return n >= 0 && (size_t)n < out_len;
 }
 
-int duet__dev_cert_ensure(const char *state_dir, char *cert_path, size_t cert_len, char *key_path, size_t key_len,
-                          int *created, char *err, size_t err_len) {
+/* Makes a new pair and renames it into place; *created tells whether it did. */
+static int make_and_write(const char *cert_path, const char *key_path, int *created, char *err, size_t err_len) {
   EVP_PKEY *key = NULL;
   X509 *x = NULL;
   char reason[256];
+  int rc;
+
+  if (!make_pair(&key, &x)) {
+    set_err(err, err_len,
+            "Cannot make a development certificate for %s: %s. Check that OpenSSL 3's default provider is "
+            "installed (libssl3), or pass your own certificate and key.",
+            cert_path, ssl_reason(reason, sizeof(reason)));
+    return -EIO;
+  }
+  /* Temporaries of a writer that died halfway; none are being written now. */
+  duet__state_file_remove_temporaries(key_path);
+  duet__state_file_remove_temporaries(cert_path);
+  rc = write_pair(key, x, cert_path, key_path, err, err_len);
+  X509_free(x);
+  EVP_PKEY_free(key);
+  if (rc == 0)
+    *created = 1;
+  return rc;
+}
+
+/* Under the state folder's lock, so that of several duetd starting at once
+ * on one folder only the first makes a pair and the others use it. */
+static int make_under_lock(const char *state_dir, size_t dir_len, const char *cert_path, const char *key_path,
+                           int *created, char *err, size_t err_len) {
+  char lock_path[PATH_MAX];
+  int lock_fd = -1;
+  int rc;
+
+  if (!join(lock_path, sizeof lock_path, state_dir, dir_len, LOCK_NAME)) {
+    set_err(err, err_len, "The state folder path %.64s... is too long; choose a shorter state folder.", state_dir);
+    return -ENAMETOOLONG;
+  }
+  rc = duet__state_dir_lock(lock_path, &lock_fd, err, err_len);
+  if (rc != 0)
+    return rc;
+  /* Another duetd may have made the pair while this one waited. */
+  if (!pair_is_usable(cert_path, key_path)) {
+    rc = make_and_write(cert_path, key_path, created, err, err_len);
+    if (rc == 0)
+      duet__state_dir_sync(state_dir);
+  }
+  duet__state_dir_unlock(lock_fd);
+  return rc;
+}
+
+int duet__dev_cert_ensure(const char *state_dir, char *cert_path, size_t cert_len, char *key_path, size_t key_len,
+                          int *created, char *err, size_t err_len) {
   size_t dir_len;
   int rc;
 
@@ -376,22 +427,10 @@ int duet__dev_cert_ensure(const char *state_dir, char *cert_path, size_t cert_le
   rc = duet__state_dir_make(state_dir, err, err_len);
   if (rc != 0)
     return rc;
+  /* The usual case needs no lock (nor a writable folder). A pair seen while
+   * another duetd renames its new one in may look mismatched: the check
+   * under the lock decides. */
   if (pair_is_usable(cert_path, key_path))
     return 0;
-
-  if (!make_pair(&key, &x)) {
-    set_err(err, err_len,
-            "Cannot make a development certificate for %s: %s. Check that OpenSSL 3's default provider is "
-            "installed (libssl3), or pass your own certificate and key.",
-            cert_path, ssl_reason(reason, sizeof(reason)));
-    return -EIO;
-  }
-  rc = write_pair(key, x, cert_path, key_path, err, err_len);
-  X509_free(x);
-  EVP_PKEY_free(key);
-  if (rc != 0)
-    return rc;
-  duet__state_dir_sync(state_dir);
-  *created = 1;
-  return 0;
+  return make_under_lock(state_dir, dir_len, cert_path, key_path, created, err, err_len);
 }

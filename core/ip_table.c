@@ -36,18 +36,23 @@ static int grow(duet_ip_table_t *t) {
 }
 
 duet_ip_entry_t *duet__ip_table_acquire(duet_ip_table_t *t, const char *addr) {
+  /* The key is what an entry can hold. Addresses from inet_ntop() always
+   * fit; a longer one is cut the same way on every call, so it is found
+   * again, and release hashes what the entry holds to the same bucket. */
+  char key[sizeof((duet_ip_entry_t *)NULL)->addr];
+  snprintf(key, sizeof key, "%s", addr);
   if (t->entries >= t->bucket_count && grow(t) != 0)
     return NULL;
-  size_t b = hash(addr) & (t->bucket_count - 1);
+  size_t b = hash(key) & (t->bucket_count - 1);
   for (duet_ip_entry_t *e = t->buckets[b]; e; e = e->next)
-    if (strcmp(e->addr, addr) == 0) {
+    if (strcmp(e->addr, key) == 0) {
       e->count++;
       return e;
     }
   duet_ip_entry_t *e = calloc(1, sizeof *e);
   if (!e)
     return NULL;
-  snprintf(e->addr, sizeof e->addr, "%s", addr);
+  memcpy(e->addr, key, sizeof key);
   e->count = 1;
   e->next = t->buckets[b];
   t->buckets[b] = e;

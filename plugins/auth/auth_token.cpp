@@ -43,7 +43,10 @@ bool unb64url(std::string_view in, std::string &out) {
       out += static_cast<char>((acc >> bits) & 0xff);
     }
   }
-  return true;
+  // Only what b64url() writes: no lone last character (6 spare bits) and
+  // the spare bits zero, so that bytes have one text and a token cannot be
+  // varied into others that verify too.
+  return bits < 6 && (acc & ((1U << bits) - 1)) == 0;
 }
 
 std::string mac(std::string_view secret, std::string_view signed_part) {

@@ -165,6 +165,7 @@ class Server:
         self.requested_port = port
         self._ca_file = ca_file
         self.proc = None
+        self._cmd = None
         self.port = None
         self.scheme = None
         self.listen_host = None
@@ -193,7 +194,15 @@ class Server:
         return cmd + self.extra_args
 
     def start(self):
+        """Starts duetd and waits until it listens."""
+        self.launch()
+        return self.wait_until_listening()
+
+    def launch(self):
+        """Starts duetd without waiting (for several started at once);
+        wait_until_listening() follows."""
         cmd = self.command()
+        self._cmd = cmd
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
         t_err = threading.Thread(target=self._drain_stderr, daemon=True)
@@ -201,6 +210,12 @@ class Server:
         t_err.start()
         t_out.start()
         self._threads = [t_err, t_out]
+        return self
+
+    def wait_until_listening(self):
+        """Waits until a launched duetd logs "listening on"; fails (after
+        killing it) if it exits first or takes longer than start_timeout."""
+        cmd = self._cmd
         deadline = time.monotonic() + self.start_timeout
         while not self._listening.is_set():
             if self.proc.poll() is not None:

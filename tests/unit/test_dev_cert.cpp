@@ -1,12 +1,15 @@
 // Tests for the self-signed development certificate: files, modes, what the
-// certificate holds, reuse on later runs and replacement of broken pairs.
+// certificate holds, reuse on later runs, replacement of broken pairs, and
+// several makers at once on one folder (threads and processes).
 #include <catch2/catch.hpp>
 
 extern "C" {
 #include "dev_cert.h"
 }
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -18,11 +21,15 @@ extern "C" {
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <openssl/bio.h>
@@ -136,8 +143,8 @@ public:
     char key_buf[PATH_MAX];
     char err_buf[512];
     created = -1;
-    int rc = duet__dev_cert_ensure(dir.c_str(), cert_buf, sizeof(cert_buf), key_buf, sizeof(key_buf), &created,
-                                   err_buf, sizeof(err_buf));
+    int rc = duet__dev_cert_ensure(dir.c_str(), cert_buf, sizeof(cert_buf), key_buf, sizeof(key_buf), &created, err_buf,
+                                   sizeof(err_buf));
     cert = cert_buf;
     key = key_buf;
     err = err_buf;
@@ -159,7 +166,7 @@ public:
   int created = -1;
 };
 
-} // namespace
+}  // namespace
 
 TEST_CASE("a first call makes the key and certificate in a new state folder", "[dev_cert]") {
   StateDir s;
@@ -203,7 +210,9 @@ TEST_CASE("only the key and certificate are left in the state folder", "[dev_cer
   std::set<std::string> names;
   for (const auto &entry : std::filesystem::directory_iterator(s.dir))
     names.insert(entry.path().filename().string());
-  CHECK(names == std::set<std::string>{"dev-cert.pem", "dev-key.pem"});
+  // The lock stays: removing it could let two makers lock two files.
+  CHECK(names == std::set<std::string>{"dev-cert.pem", "dev-key.pem", "dev-cert.lock"});
+  CHECK(mode_of(s.dir + "/dev-cert.lock") == 0600);
 }
 
 TEST_CASE("the key is an ECDSA P-256 key", "[dev_cert]") {
@@ -251,10 +260,10 @@ TEST_CASE("the certificate names the machine when its hostname is a plain DNS na
   char host[256] = "";
   REQUIRE(gethostname(host, sizeof(host) - 1) == 0);
   std::string h(host);
-  bool plain = !h.empty() && h != "localhost" && h.size() <= 63 && h.front() != '-' && h.back() != '-' &&
-               h.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") ==
-                   std::string::npos &&
-               h.find_first_not_of("0123456789") != std::string::npos;
+  bool plain =
+      !h.empty() && h != "localhost" && h.size() <= 63 && h.front() != '-' && h.back() != '-' &&
+      h.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") == std::string::npos &&
+      h.find_first_not_of("0123456789") != std::string::npos;
   StateDir s;
   s.ensure_ok();
   X509 *x = load_cert(s.cert);
@@ -439,8 +448,8 @@ TEST_CASE("output buffers too small for the file paths are refused", "[dev_cert]
   char key_buf[PATH_MAX];
   char err_buf[512];
   int created = -1;
-  CHECK(duet__dev_cert_ensure(s.dir.c_str(), cert_buf, sizeof(cert_buf), key_buf, sizeof(key_buf), &created,
-                              err_buf, sizeof(err_buf)) == -ENAMETOOLONG);
+  CHECK(duet__dev_cert_ensure(s.dir.c_str(), cert_buf, sizeof(cert_buf), key_buf, sizeof(key_buf), &created, err_buf,
+                              sizeof(err_buf)) == -ENAMETOOLONG);
   CHECK(created == 0);
   CHECK(std::strlen(err_buf) > 0);
   CHECK(!std::filesystem::exists(s.dir));
@@ -453,4 +462,258 @@ TEST_CASE("a trailing slash on the state folder gives clean file paths", "[dev_c
   s.ensure_ok();
   CHECK(s.cert == plain + "/dev-cert.pem");
   CHECK(s.key == plain + "/dev-key.pem");
+}
+
+namespace {
+
+// Names in dir that look like a writer's temporary (NAME.tmp.XXXXXX).
+std::vector<std::string> temporaries(const std::string &dir) {
+  std::vector<std::string> found;
+  for (const auto &entry : std::filesystem::directory_iterator(dir))
+    if (entry.path().filename().string().find(".tmp.") != std::string::npos)
+      found.push_back(entry.path().filename().string());
+  return found;
+}
+
+// Whether the certificate and key files at these paths load and match.
+bool files_match(const std::string &cert, const std::string &key) {
+  X509 *x = load_cert(cert);
+  EVP_PKEY *k = load_key(key);
+  bool ok = x && k && X509_check_private_key(x, k) == 1;
+  X509_free(x);
+  EVP_PKEY_free(k);
+  return ok;
+}
+
+// What one maker saw: its result and the files right after it returned.
+struct Seen {
+  int rc = -1;
+  int created = -1;
+  std::string err;
+  std::string cert_bytes;
+  std::string key_bytes;
+};
+
+Seen ensure_once(const std::string &dir) {
+  char cert_buf[PATH_MAX];
+  char key_buf[PATH_MAX];
+  char err_buf[512];
+  Seen seen;
+  seen.rc = duet__dev_cert_ensure(dir.c_str(), cert_buf, sizeof(cert_buf), key_buf, sizeof(key_buf), &seen.created,
+                                  err_buf, sizeof(err_buf));
+  seen.err = err_buf;
+  if (seen.rc == 0) {
+    seen.cert_bytes = read_all(cert_buf);
+    seen.key_bytes = read_all(key_buf);
+  }
+  return seen;
+}
+
+// All makers succeeded, exactly one made the pair, and all saw the pair
+// that is in the folder now, whose key matches its certificate.
+void check_one_pair(const StateDir &s, const std::vector<Seen> &seen) {
+  int made = 0;
+  const std::string cert_bytes = read_all(s.dir + "/dev-cert.pem");
+  const std::string key_bytes = read_all(s.dir + "/dev-key.pem");
+  for (size_t i = 0; i < seen.size(); i++) {
+    INFO("maker " << i << ": rc " << seen[i].rc << ", error: " << seen[i].err);
+    CHECK(seen[i].rc == 0);
+    CHECK((seen[i].created == 0 || seen[i].created == 1));
+    made += seen[i].created == 1 ? 1 : 0;
+    CHECK(seen[i].cert_bytes == cert_bytes);
+    CHECK(seen[i].key_bytes == key_bytes);
+  }
+  CHECK(made == 1);
+  CHECK(files_match(s.dir + "/dev-cert.pem", s.dir + "/dev-key.pem"));
+  CHECK(mode_of(s.dir + "/dev-key.pem") == 0600);
+  CHECK(temporaries(s.dir).empty());
+}
+
+}  // namespace
+
+TEST_CASE("threads making the pair at once on one folder all end with the same matching pair", "[dev_cert]") {
+  // Rounds, each on a fresh folder: one round can miss the race by luck.
+  for (int round = 0; round < 5; round++) {
+    StateDir s;
+    const int kThreads = 8;
+    std::vector<Seen> seen(kThreads);
+    std::vector<std::thread> threads;
+    std::atomic<int> ready{0};
+    std::atomic<bool> go{false};
+    for (int i = 0; i < kThreads; i++)
+      threads.emplace_back([&, i] {
+        ready++;
+        while (!go.load())
+          std::this_thread::yield();
+        seen[static_cast<size_t>(i)] = ensure_once(s.dir);
+      });
+    while (ready.load() < kThreads)
+      std::this_thread::yield();
+    go = true;
+    for (auto &t : threads)
+      t.join();
+    INFO("round " << round);
+    check_one_pair(s, seen);
+  }
+}
+
+namespace {
+
+// Writes all of text to fd; for a forked child, which must not use Catch.
+bool put(int fd, const std::string &text) {
+  size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return false;
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// A child: waits for the start pipe to close, makes the pair, and writes
+// what it saw to out_path as "rc created\n<cert bytes><key bytes>".
+[[noreturn]] void child_maker(int start_fd, const std::string &dir, const std::string &out_path) {
+  char c;
+  while (read(start_fd, &c, 1) < 0 && errno == EINTR) {
+  }
+  Seen seen = ensure_once(dir);
+  int fd = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  bool ok = fd >= 0 &&
+            put(fd, std::to_string(seen.rc) + " " + std::to_string(seen.created) + " " +
+                        std::to_string(seen.cert_bytes.size()) + "\n" + seen.cert_bytes + seen.key_bytes + seen.err);
+  if (fd >= 0)
+    close(fd);
+  _exit(ok ? 0 : 3);
+}
+
+Seen parse_child(const std::string &text) {
+  Seen seen;
+  std::istringstream in(text);
+  size_t cert_len = 0;
+  in >> seen.rc >> seen.created >> cert_len;
+  size_t body = text.find('\n') + 1;
+  seen.cert_bytes = text.substr(body, cert_len);
+  seen.key_bytes = text.substr(body + cert_len);
+  if (seen.rc != 0) {
+    seen.err = seen.key_bytes;
+    seen.key_bytes.clear();
+  }
+  return seen;
+}
+
+}  // namespace
+
+TEST_CASE("processes making the pair at once on one folder all end with the same matching pair", "[dev_cert]") {
+  for (int round = 0; round < 3; round++) {
+    StateDir s;
+    const int kChildren = 6;
+    int start[2];
+    REQUIRE(pipe(start) == 0);
+    std::vector<pid_t> pids;
+    for (int i = 0; i < kChildren; i++) {
+      pid_t pid = fork();
+      REQUIRE(pid >= 0);
+      if (pid == 0) {
+        close(start[1]);
+        child_maker(start[0], s.dir, s.base + "/seen-" + std::to_string(i));
+      }
+      pids.push_back(pid);
+    }
+    close(start[0]);
+    // Closing the write end wakes every child at once (read sees EOF).
+    close(start[1]);
+    std::vector<Seen> seen;
+    for (size_t i = 0; i < pids.size(); i++) {
+      int status = 0;
+      REQUIRE(waitpid(pids[i], &status, 0) == pids[i]);
+      INFO("child " << i << " status " << status);
+      REQUIRE(WIFEXITED(status));
+      REQUIRE(WEXITSTATUS(status) == 0);
+      seen.push_back(parse_child(read_all(s.base + "/seen-" + std::to_string(i))));
+    }
+    INFO("round " << round);
+    check_one_pair(s, seen);
+  }
+}
+
+TEST_CASE("a maker waits while another holds the state folder's lock", "[dev_cert]") {
+  StateDir s;
+  REQUIRE(std::filesystem::create_directories(s.dir));
+  int held = open((s.dir + "/dev-cert.lock").c_str(), O_RDWR | O_CREAT, 0600);
+  REQUIRE(held >= 0);
+  REQUIRE(flock(held, LOCK_EX) == 0);
+  std::atomic<bool> done{false};
+  Seen seen;
+  std::thread maker([&] {
+    seen = ensure_once(s.dir);
+    done = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(!done.load());
+  CHECK(!std::filesystem::exists(s.dir + "/dev-key.pem"));
+  close(held);
+  maker.join();
+  INFO("error: " << seen.err);
+  CHECK(seen.rc == 0);
+  CHECK(seen.created == 1);
+  CHECK(files_match(s.dir + "/dev-cert.pem", s.dir + "/dev-key.pem"));
+}
+
+TEST_CASE("a usable pair is taken without waiting for the lock", "[dev_cert]") {
+  StateDir s;
+  s.ensure_ok();
+  int held = open((s.dir + "/dev-cert.lock").c_str(), O_RDWR);
+  REQUIRE(held >= 0);
+  REQUIRE(flock(held, LOCK_EX) == 0);
+  std::atomic<bool> done{false};
+  Seen seen;
+  std::thread reader([&] {
+    seen = ensure_once(s.dir);
+    done = true;
+  });
+  // The reader must finish although the lock is held; give it ample time.
+  for (int i = 0; i < 200 && !done.load(); i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  bool finished = done.load();
+  close(held);
+  reader.join();
+  CHECK(finished);
+  CHECK(seen.rc == 0);
+  CHECK(seen.created == 0);
+}
+
+TEST_CASE("temporaries left by a writer that died are removed when a pair is made", "[dev_cert]") {
+  StateDir s;
+  REQUIRE(std::filesystem::create_directories(s.dir));
+  write_all(s.dir + "/dev-key.pem.tmp.Ab12Cd", "-----BEGIN PRIVATE KEY-----\nhalf");
+  write_all(s.dir + "/dev-cert.pem.tmp.zZ9xY8", "-----BEGIN CERTIFICATE-----\nhalf");
+  write_all(s.dir + "/notes.txt", "someone else's file");
+  s.ensure_ok();
+  CHECK(s.created == 1);
+  CHECK(temporaries(s.dir).empty());
+  CHECK(read_all(s.dir + "/notes.txt") == "someone else's file");
+}
+
+TEST_CASE("a certificate path that cannot be replaced fails naming it and leaves no temporary", "[dev_cert]") {
+  StateDir s;
+  // A folder where the certificate should be: rename() onto it fails.
+  REQUIRE(std::filesystem::create_directories(s.dir + "/dev-cert.pem/inside"));
+  CHECK(s.ensure() == -EISDIR);
+  CHECK(s.created == 0);
+  CHECK(s.err.find(s.dir + "/dev-cert.pem") != std::string::npos);
+  CHECK(s.err.find("Cannot write the development certificate") != std::string::npos);
+  CHECK(temporaries(s.dir).empty());
+}
+
+TEST_CASE("a lock file that cannot be opened fails with a message naming it", "[dev_cert]") {
+  StateDir s;
+  REQUIRE(std::filesystem::create_directories(s.dir + "/dev-cert.lock"));
+  CHECK(s.ensure() == -EISDIR);
+  CHECK(s.created == 0);
+  CHECK(s.err.find(s.dir + "/dev-cert.lock") != std::string::npos);
+  CHECK(s.err.find("lock file") != std::string::npos);
+  CHECK(!std::filesystem::exists(s.dir + "/dev-key.pem"));
 }
