@@ -93,7 +93,7 @@ static void on_readable(uv_poll_t *poll, int status, int events) {
     l->backoff_ms = 0;
     reopen_reserve(l);
     /* Signaling messages are small and latency matters: no Nagle delay
-     * (measured by tools/bench: p99 at 5,000 msg/s from 41 ms to ~1 ms). */
+     * (measured by tests/bench/run: p99 at 5,000 msg/s from 41 ms to ~1 ms). */
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     /* A peer that vanishes without FIN or RST (power cut, NAT timeout) is

@@ -6,6 +6,7 @@ import { format, pickLanguage } from './i18n.js';
 import { encode as encodeQR } from './qr.js';
 
 const MAX_ID_BYTES = 256;
+// eslint-disable-next-line no-control-regex -- finding control characters is its purpose
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/;
 const COUNTDOWN_NOTICES = ['err.serverUnreachable', 'err.serverFull'];
 

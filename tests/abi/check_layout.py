@@ -20,7 +20,8 @@ def main():
     checked = 0
     failed = False
     for arch, prefix in ARCHES:
-        for lang, tool, std, src in (('C11', 'gcc', '-std=c11', 'layout.c'), ('C++17', 'g++', '-std=c++17', 'layout.cpp')):
+        for lang, tool, std, src in (('C11', 'gcc', '-std=c11', 'layout.c'),
+                                     ('C++17', 'g++', '-std=c++17', 'layout.cpp')):
             compiler = prefix + tool
             if not shutil.which(compiler):
                 print('%s: %s is missing, skipped' % (arch, compiler))
@@ -31,7 +32,7 @@ def main():
                       [os.path.join(HERE, src)]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 print('%s %s %s: %s' % (arch, lang, os.path.relpath(header, HERE),
-                                         'ok' if proc.returncode == 0 else 'FAILED'))
+                                        'ok' if proc.returncode == 0 else 'FAILED'))
                 if proc.returncode != 0:
                     print(proc.stderr)
                     failed = True

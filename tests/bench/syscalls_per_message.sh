@@ -4,7 +4,7 @@
 # duetd, so fewer messages get through than offered; divide the counts by
 # the "delivered" figure printed first.
 #   tests/bench/syscalls_per_message.sh DUETD LOADGEN
-# (LOADGEN: build/bench/duet-loadgen, made by tools/bench.)
+# (LOADGEN: build/bench/duet-loadgen, made by tests/bench/run.)
 set -eu
 d=$1; loadgen=$2; tmp=$(mktemp -d); mkdir -p $tmp/web
 $d --address 127.0.0.1 --port 0 --state-dir $tmp/state --web-root $tmp/web --max-connections 50000 --max-connections-per-ip 50000 --max-messages-per-second 100000 2> $tmp/log &

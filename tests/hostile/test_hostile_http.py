@@ -264,7 +264,8 @@ class BadUpgradeTest(HttpCase):
             if 101 in codes:
                 accept = base64.b64encode(hashlib.sha1(
                     (key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').encode()).digest())
-                self.assertIn(b'Sec-WebSocket-Accept: ' + accept, got.replace(b'sec-websocket-accept', b'Sec-WebSocket-Accept'),
+                self.assertIn(b'Sec-WebSocket-Accept: ' + accept,
+                              got.replace(b'sec-websocket-accept', b'Sec-WebSocket-Accept'),
                               'key %r: 101 without the right accept' % key[:40])
             else:
                 self.assertTrue(closed or any(400 <= c < 500 for c in codes), 'key %r: %r' % (key[:40], got[:200]))

@@ -11,7 +11,6 @@ Run: DUETD=build/core/duetd /usr/bin/python3 tests/hostile/test_tls_scan.py
 """
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -131,7 +130,7 @@ def summary(test):
     lines = []
     for p in test.findall('protocol'):
         lines.append('  %s %s: %s' % (p.get('type'), p.get('version'),
-                                       'enabled' if p.get('enabled') == '1' else 'disabled'))
+                                      'enabled' if p.get('enabled') == '1' else 'disabled'))
     for c in test.findall('cipher'):
         lines.append('  %-8s %-10s %s' % (c.get('sslversion'), c.get('status'), c.get('cipher')))
     for tag in ('renegotiation', 'compression', 'fallback'):
@@ -152,7 +151,7 @@ class TlsScanTest(unittest.TestCase):
         bad = findings(test)
         if os.environ.get('DUET_SSLSCAN_SHOW') or bad:
             sys.stderr.write('\nsslscan of duetd %s:\n%s\n' % (' '.join(server.extra_args) or '(defaults)',
-                                                             summary(test)))
+                                                               summary(test)))
         if bad:
             self.fail('sslscan finds duetd outside the TLS policy:\n  ' + '\n  '.join(bad))
 

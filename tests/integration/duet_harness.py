@@ -62,9 +62,10 @@ if WRAPPER:
     START_TIMEOUT = 60.0
 
 
-def duetd_command():
-    """The command that starts duetd: the wrapper, if any, and the binary."""
-    return WRAPPER + [duetd_path()]
+def duetd_command(duetd=None):
+    """The command that starts duetd: the wrapper, if any, and the binary
+    (duetd, default duetd_path())."""
+    return WRAPPER + [duetd or duetd_path()]
 
 
 def unique_id(prefix='peer'):
@@ -147,12 +148,18 @@ class Server:
     web root is an (empty) temporary folder unless web_root is given. With
     address=None no --address is passed (duetd then listens on all families),
     with port=None no --port. ca_file: the certificate clients trust (default:
-    the development certificate duetd makes in the state dir).
+    the development certificate duetd makes in the state dir). duetd: the
+    binary to run (default duetd_path(): $DUETD or build/core/duetd).
+    keepalive_interval: the server's JSON ping interval in seconds unless
+    extra_args set one (None: duetd's own default).
     """
 
     def __init__(self, extra_args=(), web_root=None, state_dir=None,
-                 address='127.0.0.1', port=0, ca_file=None, wrapper=(), start_timeout=None):
+                 address='127.0.0.1', port=0, ca_file=None, wrapper=(), start_timeout=None,
+                 duetd=None, keepalive_interval=3600):
         self.extra_args = list(extra_args)
+        self.duetd = duetd
+        self.keepalive_interval = keepalive_interval
         self.wrapper = list(wrapper)  # e.g. ['valgrind', ...]: runs duetd under it
         self.start_timeout = start_timeout or START_TIMEOUT
         self._tmp = tempfile.mkdtemp(prefix='duet-itest-')
@@ -179,7 +186,7 @@ class Server:
     # ---- lifecycle -------------------------------------------------------
 
     def command(self):
-        cmd = self.wrapper + duetd_command()
+        cmd = self.wrapper + duetd_command(self.duetd)
         if self.address is not None:
             cmd += ['--address', self.address]
         if self.requested_port is not None:
@@ -189,8 +196,9 @@ class Server:
         # middle of exact message checks on a slow machine; tests of keepalive
         # set their own interval.
         joined = ' '.join(self.extra_args)
-        if 'keepalive.' not in joined and '--no-default-plugins' not in joined:
-            cmd += ['--plugin-opt', 'keepalive.interval=3600']
+        if (self.keepalive_interval is not None and 'keepalive.' not in joined
+                and '--no-default-plugins' not in joined):
+            cmd += ['--plugin-opt', 'keepalive.interval=%d' % self.keepalive_interval]
         return cmd + self.extra_args
 
     def start(self):

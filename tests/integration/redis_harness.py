@@ -34,11 +34,13 @@ REDIS_CLI = shutil.which('redis-cli')
 REDIS_START_TIMEOUT = 10.0
 
 
-def require_redis():
-    """Skips the calling test (class) when redis-server is not installed."""
-    if not (os.path.isfile(REDIS_SERVER) and os.access(REDIS_SERVER, os.X_OK)):
+def require_redis(redis_server=None):
+    """Skips the calling test (class) when redis-server (default
+    REDIS_SERVER) is not installed."""
+    exe = redis_server or REDIS_SERVER
+    if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
         raise unittest.SkipTest('%s is missing: apt-get install redis-server '
-                                '(tools/install-deps installs it)' % REDIS_SERVER)
+                                '(tools/install-deps installs it)' % exe)
 
 
 def free_tcp_port():
@@ -62,10 +64,12 @@ class RedisServer:
 
     url: what duetd's --cluster takes (unix:///PATH or redis://127.0.0.1:PORT,
     never with the password: give that with --cluster-password-file, see
-    password_file(), or build url_with_password())."""
+    password_file(), or build url_with_password()). redis_server: the binary
+    (default REDIS_SERVER: $REDIS_SERVER or /usr/bin/redis-server)."""
 
-    def __init__(self, tcp=False, password=None, extra_args=()):
-        require_redis()
+    def __init__(self, tcp=False, password=None, extra_args=(), redis_server=None):
+        require_redis(redis_server)
+        self.exe = redis_server or REDIS_SERVER
         self.tcp = tcp
         self.password = password
         self.extra_args = list(extra_args)
@@ -102,7 +106,7 @@ class RedisServer:
     # ---- lifecycle ------------------------------------------------------------
 
     def command(self):
-        cmd = [REDIS_SERVER, '--port', str(self.port), '--save', '', '--appendonly', 'no',
+        cmd = [self.exe, '--port', str(self.port), '--save', '', '--appendonly', 'no',
                '--daemonize', 'no', '--dir', self.dir, '--logfile', self.logpath,
                '--protected-mode', 'no' if not self.tcp else 'yes']
         if self.tcp:

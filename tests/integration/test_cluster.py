@@ -188,7 +188,8 @@ class CrossNodeTest(ClusterCase):
                  's=-\\r\\nt=0 0\\r\\na=group:BUNDLE 0\\r\\n"},"remote":"%s"}' % alice)
         await b.send_text(offer)
         self.assertEqual(await a.recv_text(RECV), offer)
-        answer = '{ "remote" : "%s" ,\n\t"sdp" : { "sdp" : "v=0\\r\\n\u65e5\u672c \\ud83c\\udf89" , "type" : "answer" } }' % bob
+        answer = ('{ "remote" : "%s" ,\n\t"sdp" : { "sdp" : "v=0\\r\\n\u65e5\u672c \\ud83c\\udf89" , '
+                  '"type" : "answer" } }' % bob)
         await a.send_text(answer)
         self.assertEqual(await b.recv_text(RECV), answer)
         cand_a = ('{"ice":{"candidate":"candidate:842163049 1 udp 1677729535 192.0.2.1 3478 typ srflx raddr '
@@ -632,7 +633,6 @@ class RedisOutageTest(FreshClusterCase):
         await self.assert_relays(y0, y1, 'after')
         for cl in (l0, l1, y0, y1):
             await cl.expect_nothing(0.1)
-
 
     async def test_a_hung_redis_blocks_nothing_and_is_noticed(self):
         # SIGSTOP: Redis keeps its sockets open but answers nothing. Only duetd's

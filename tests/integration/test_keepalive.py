@@ -56,7 +56,6 @@ class SharedServerCase(SharedServerTestCase):
         return a, b
 
 
-
 async def recv_besides_pings(client, timeout):
     """The first message that is not the server's {"ping":1}."""
     deadline = time.monotonic() + timeout

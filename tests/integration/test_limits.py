@@ -591,7 +591,7 @@ class HttpTimeoutTest(LimitsCase):
         elapsed, got = await waiting
         self.assertIsNotNone(elapsed, 'the server did not close the connection within %d s '
                              '(--http-timeout %d); it sent %r' % (HTTP_TIMEOUT + SLACK + 2,
-                                                                   HTTP_TIMEOUT, got[:200]))
+                                                                  HTTP_TIMEOUT, got[:200]))
         self.assertLessEqual(elapsed, HTTP_TIMEOUT + SLACK,
                              'closed only after %.1f s (--http-timeout %d)' % (elapsed, HTTP_TIMEOUT))
         self.assertFalse(got.startswith(b'HTTP/1.1 2'), got[:200])

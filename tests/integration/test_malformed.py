@@ -6,7 +6,7 @@ Run: DUETD=build/core/duetd /usr/bin/python3 tests/integration/test_malformed.py
 
 import unittest
 
-from duet_harness import Closed, DuetTestCase, Server, unique_id, SharedServerTestCase
+from duet_harness import Closed, unique_id, SharedServerTestCase
 
 OP_TEXT = 0x1
 OP_BINARY = 0x2
@@ -17,7 +17,6 @@ DEFAULT_MAX = 65536
 
 class MalformedCase(SharedServerTestCase):
     server_args = []
-
 
     async def assert_refused(self, client, code, what):
         """The next message is the error; the connection is still usable."""

@@ -207,7 +207,8 @@ class AllowListPluginTest(DuetTestCase):
     async def test_a_plugin_that_declares_admission_goes_before_pairing_with_just_plugin(self):
         chain = self.chain('allowlist_plugin.so')
         self.assertLess(chain.index('test-allowlist'), chain.index('pairing'), chain)
-        self.assertLess(chain.index('auth'), chain.index('test-allowlist'), 'bundled first within the stage: %r' % chain)
+        self.assertLess(chain.index('auth'), chain.index('test-allowlist'),
+                        'bundled first within the stage: %r' % chain)
         self.start('allowlist_plugin.so')
         await self.assert_refused_before_pairing()
         await self.assert_listed_ids_pair()

@@ -5,10 +5,9 @@ the partner sees no close, and both are told {"resumed":...}. Tutorial
 clients, which never send "resume", see exactly the old behaviour.
 """
 
-import asyncio
 import unittest
 
-from duet_harness import DuetTestCase, Server, eventually, unique_id, SharedServerTestCase
+from duet_harness import eventually, unique_id, SharedServerTestCase
 from test_metrics import scrape
 
 # Seconds: short so the tests run fast, long enough that a loaded machine

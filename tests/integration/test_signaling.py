@@ -4,11 +4,10 @@ re-pairing after a reconnect, and the takeover policies.
 Run: DUETD=build/core/duetd /usr/bin/python3 tests/integration/test_signaling.py
 """
 
-import asyncio
 import json
 import unittest
 
-from duet_harness import DuetTestCase, Server, unique_id, SharedServerTestCase
+from duet_harness import unique_id, SharedServerTestCase
 from test_resume import closed_count, closes_seen
 
 
@@ -16,7 +15,6 @@ class SharedServerCase(SharedServerTestCase):
     """One duetd per class; every test uses its own unique ids."""
 
     server_args = []
-
 
 
 class TutorialFlowTest(SharedServerCase):

@@ -15,7 +15,7 @@ import ssl
 import tempfile
 import unittest
 
-from duet_harness import (Client, DuetTestCase, Server, have_ipv6_loopback, make_cert,
+from duet_harness import (DuetTestCase, Server, have_ipv6_loopback, make_cert,
                           raw_request, run_duetd, ssl_context, unique_id)
 
 ALL_OPTIONS = ['--address', '--port', '--cert', '--key', '--state-dir', '--no-tls',
@@ -196,7 +196,6 @@ class PlainAndIpv6Test(TempDirCase):
         await b.open(y, x)
         self.assertEqual(await a.recv_json(), {'start': 'answer'})
         self.assertEqual(await b.recv_json(), {'start': 'offer'})
-
 
     @unittest.skipUnless(have_ipv6_loopback(), 'this machine has no IPv6 loopback')
     async def test_an_ipv4_address_listens_on_that_address_only(self):

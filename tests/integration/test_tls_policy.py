@@ -14,8 +14,7 @@ import unittest
 
 import websockets
 
-from duet_harness import (DuetTestCase, Server, count_in_log, eventually, make_cert, raw_request, run_duetd,
-                          unique_id)
+from duet_harness import DuetTestCase, Server, count_in_log, eventually, make_cert, raw_request, run_duetd
 
 
 def handshake(server, version=None, ciphers=None, max_version=None):

@@ -47,7 +47,8 @@ class TurnCredentialsAgainstCoturnTest(unittest.TestCase):
 
     def assertRelays(self, user, password):
         proc = self.turn.uclient(user, password)
-        self.assertEqual(proc.returncode, 0, 'turnutils_uclient:\n%s\ncoturn:\n%s' % (proc.stdout, self.turn.log()[-3000:]))
+        self.assertEqual(proc.returncode, 0,
+                         'turnutils_uclient:\n%s\ncoturn:\n%s' % (proc.stdout, self.turn.log()[-3000:]))
         self.assertIn('tot_recv_msgs=2', proc.stdout, 'both messages came back through the relays')
 
     def assertRefused(self, user, password):
