@@ -1,9 +1,7 @@
 // The pairing plugin: the tutorial's v1 signaling (open, start, sdp, ice,
 // close) with its faults fixed; see "Protocol" in README.md and pairing_state.hpp.
 #include <chrono>
-#include <fstream>
 #include <memory>
-#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -12,15 +10,16 @@
 #include <rapidjson/writer.h>
 
 #include "duet/plugin.hpp"
-#include "pairing_state.hpp"
-#if DUET_WITH_CLUSTER
-#include "cluster/cluster.hpp"
-#endif
+#include "local_store.hpp"
+#include "routing.hpp"
+#include "store.hpp"
 
 namespace {
 
 using duet::pairing::Outcome;
-using duet::pairing::PairingState;
+using duet::pairing::PairingStore;
+using duet::pairing::Request;
+using duet::pairing::StoreConfig;
 using duet::pairing::Takeover;
 
 const duet_plugin_option_t kOptions[] = {
@@ -52,92 +51,62 @@ void refuse_workers_without_cluster(const duet::Host &host) {
                                          "unix:///PATH); or use --workers 1");
 }
 
-Takeover takeover_from(const duet::Options &options) {
-  return options.one_of<Takeover>("takeover", {{"replace", Takeover::kReplace}, {"refuse", Takeover::kRefuse}});
+// The rules' settings, once the options fit together.
+StoreConfig store_config(const duet::Host &host) {
+  refuse_workers_without_cluster(host);
+  const duet::Options options = host.options();
+  if (options.text("cluster").empty() && !options.text("cluster-password-file").empty())
+    options.fail("cluster-password-file", options.text("cluster-password-file"), "needs --cluster");
+  StoreConfig config;
+  config.takeover =
+      options.one_of<Takeover>("takeover", {{"replace", Takeover::kReplace}, {"refuse", Takeover::kRefuse}});
+  config.max_id_bytes = static_cast<std::size_t>(options.integer("max-id-bytes", 1, 4096));
+  config.grace = options.duration("resume-grace", std::chrono::milliseconds(0), std::chrono::hours(1));
+  return config;
 }
 
+// The store, chosen once: this process's places, or (--cluster) Redis's.
+std::unique_ptr<PairingStore> make_store(const duet::Host &host, const StoreConfig &config,
+                                         duet::pairing::LocalActions &local) {
+  const std::string url = host.options().text("cluster");
+  if (url.empty())
+    return std::make_unique<duet::pairing::LocalStore>(local, config);
 #if DUET_WITH_CLUSTER
-// --cluster: the settings, or nullopt without it.
-std::optional<duet::cluster::Settings> cluster_settings(const duet::Options &options) {
-  auto url = options.text("cluster");
-  if (url.empty()) {
-    if (!options.text("cluster-password-file").empty())
-      options.fail("cluster-password-file", options.text("cluster-password-file"), "needs --cluster");
-    return std::nullopt;
-  }
-  duet::cluster::Settings settings{duet::cluster::parse_redis_url(url), {}};
-  if (auto file = options.text("cluster-password-file"); !file.empty()) {
-    std::ifstream in{std::string(file)};
-    if (!in || !std::getline(in, settings.target.password) || settings.target.password.empty())
-      options.fail("cluster-password-file", file, "must hold the Redis password on its first line");
-  }
-  return settings;
-}
+  return duet::pairing::make_cluster_store(host, config, local);
+#else
+  host.options().fail("cluster", url, "this duetd was built without cluster support (hiredis missing at build time)");
 #endif
+}
 
-class Pairing : public duet::Plugin, private duet::pairing::Actions {
+class Pairing : public duet::Plugin, private duet::pairing::LocalActions {
 public:
   static constexpr duet_stage_t kStage = DUET_STAGE_ROUTING;
 
   explicit Pairing(const duet::Host &host)
-      : Plugin(host), cluster_(make_cluster(host, *this)),
-        state_(actions_for(cluster_, *this), takeover_from(host.options()),
-               static_cast<std::size_t>(host.options().integer("max-id-bytes", 1, 4096))),
-        grace_(host.options().duration("resume-grace", std::chrono::milliseconds(0), std::chrono::hours(1))),
+      : Plugin(host), config_(store_config(host)), store_(make_store(host, config_, *this)),
         pairs_active_(host.metric("pairing_pairs_active",
                                   "Pairs in a call now (in a cluster: with a side here, counted every 2 s).",
                                   DUET_METRIC_GAUGE)),
         relayed_sdp_(host.metric("pairing_relayed_sdp_total", "SDP offers and answers relayed.", DUET_METRIC_COUNTER)),
         relayed_ice_(host.metric("pairing_relayed_ice_total", "ICE candidates relayed.", DUET_METRIC_COUNTER)) {
-#if DUET_WITH_CLUSTER
-    if (cluster_) {
-      cluster_->attach(state_);
-      cluster_->set_grace(grace_);
-      // Counting walks every place: on a timer, not on each pairing.
+    if (!store_->pairs_cheap())  // counting walks every place: on a timer, not on each pairing
       pairs_timer_ = host.start_timer(std::chrono::seconds(2), std::chrono::seconds(2), [this] {
-        this->host().metric_set(pairs_active_, static_cast<std::int64_t>(cluster_->pairs_here()));
+        this->host().metric_set(pairs_active_, static_cast<std::int64_t>(store_->pairs()));
       });
-    }
-#endif
   }
 
-  // The cluster goes first, while the state it sends through is whole.
-  ~Pairing() override { cluster_.reset(); }
+  // The store goes first, while the plugin it sends through is whole.
+  ~Pairing() override { store_.reset(); }
 
   duet_verdict_t on_message(duet::ConnId conn, const duet::Message &msg, duet_reject_t &reject) override {
-    const std::string_view type = msg.type();
-    Outcome outcome;
-    if (type == "open") {
-      auto local = host().string_at(msg.raw, "/open/local");
-      auto remote = host().string_at(msg.raw, "/open/remote");
-      auto resume = grace_.count() ? host().string_at(msg.raw, "/open/resume") : std::nullopt;
-      if (!local || !remote)
-        outcome = {"bad-request", R"(open needs {"open":{"local":"your id","remote":"their id"}} with strings.)"};
-      else if (cluster_)
-        return open_in_cluster(conn, *local, *remote, resume);
-      else
-        outcome = state_.open(conn, *local, *remote, resume);
-    } else if (type == "sdp" || type == "ice") {
-      auto remote = host().string_at(msg.raw, "/remote");
-      if (!remote) {
-        outcome = {"bad-request", "sdp and ice messages need a string member \"remote\"."};
-      } else {
-#if DUET_WITH_CLUSTER
-        if (cluster_)
-          cluster_->set_sender(conn);
-#endif
-        outcome = state_.relay(conn, type == "sdp" ? PairingState::Kind::kSdp : PairingState::Kind::kIce, *remote,
-                               msg.json());
-#if DUET_WITH_CLUSTER
-        if (cluster_)
-          cluster_->set_sender(0);
-#endif
-      }
-      if (outcome.ok())
-        host().metric_add(type == "sdp" ? relayed_sdp_ : relayed_ice_, 1);
-    } else {
+    const Request request = duet::pairing::read_request(
+        msg.type(), [&](const char *pointer) { return host().string_at(msg.raw, pointer); },
+        config_.grace.count() != 0);
+    if (request.kind == Request::Kind::kNotOurs)
       return DUET_PASS;
-    }
+    const Outcome outcome = duet::pairing::route(*store_, conn, request, msg.json());
+    if (request.kind == Request::Kind::kRelay && outcome.ok())
+      host().metric_add(request.relay == duet::pairing::PairingState::Kind::kSdp ? relayed_sdp_ : relayed_ice_, 1);
     if (outcome.ok())
       return DUET_HANDLED;
     reject.code = outcome.code;
@@ -150,61 +119,15 @@ public:
     duet_conn_info_t info{};
     bool hangup = reason == DUET_CLOSE_CLIENT && host().conn_info(conn, info) &&
                   (info.client_close_code == 1000 || info.client_close_code == 1001);
-    const char *why = hangup ? "hangup" : duet_close_reason_name(reason);
-#if DUET_WITH_CLUSTER
-    if (cluster_) {
-      cluster_->closed(conn, why);
-      return;
-    }
-#endif
-    state_.closed(conn, why);
+    store_->closed(conn, hangup ? "hangup" : duet_close_reason_name(reason));
     update_pairs();
   }
 
 private:
-#if DUET_WITH_CLUSTER
-  using ClusterPtr = std::unique_ptr<duet::cluster::Cluster>;
-  static Actions &actions_for(ClusterPtr &cluster, Actions &self) { return cluster ? *cluster : self; }
-  static ClusterPtr make_cluster(const duet::Host &host, Actions &local) {
-    refuse_workers_without_cluster(host);
-    auto settings = cluster_settings(host.options());
-    return settings ? std::make_unique<duet::cluster::Cluster>(host, std::move(*settings), local) : nullptr;
-  }
-
-  // The rules run once the places are fetched: errors go out then.
-  duet_verdict_t open_in_cluster(duet::ConnId conn, std::string_view local, std::string_view remote,
-                                 std::optional<std::string_view> resume) {
-    std::optional<std::string> token;
-    if (resume)
-      token = std::string(*resume);
-    cluster_->run({std::string(local), std::string(remote)},
-                  [this, conn, l = std::string(local), r = std::string(remote), token](PairingState &s) {
-                    Outcome o = s.open(conn, l, r, token ? std::optional<std::string_view>(*token) : std::nullopt);
-                    if (!o.ok()) {
-                      cluster_->send_error(conn, o.code, o.message ? o.message : "");
-                      cluster_->on_this_node([this, conn, code = o.code] { rejected(conn, code); });
-                    }
-                  });
-    return DUET_HANDLED;
-  }
-#else
-  struct NoCluster {};
-  using ClusterPtr = std::unique_ptr<NoCluster>;
-  static Actions &actions_for(ClusterPtr &, Actions &self) { return self; }
-  static ClusterPtr make_cluster(const duet::Host &host, Actions &) {
-    refuse_workers_without_cluster(host);
-    if (!host.options().text("cluster").empty())
-      host.options().fail("cluster", host.options().text("cluster"),
-                          "this duetd was built without cluster support (hiredis missing at build time)");
-    return nullptr;
-  }
-  duet_verdict_t open_in_cluster(duet::ConnId, std::string_view, std::string_view, std::optional<std::string_view>) {
-    return DUET_PASS;
-  }
-#endif
-
-  // What duetd emits for an answer it rejects, for one rejected later.
-  void rejected(duet::ConnId conn, const char *code) {
+  // An answer refused after on_message returned: told as duetd tells a
+  // rejected one, with the event duetd emits for it.
+  void rejected(duet::ConnId conn, const char *code, const char *message) override {
+    host().send_error(conn, code, message);
     emit("duet.rejected", conn, [&](Writer &w) {
       w.Key("code");
       w.String(code);
@@ -212,8 +135,8 @@ private:
   }
 
   void update_pairs() {
-    if (!cluster_)  // a cluster counts on pairs_timer_
-      host().metric_set(pairs_active_, static_cast<std::int64_t>(state_.pairs()));
+    if (store_ && store_->pairs_cheap())  // else pairs_timer_ counts
+      host().metric_set(pairs_active_, static_cast<std::int64_t>(store_->pairs()));
   }
 
   void send(duet::ConnId to, std::string_view json) override { host().send(to, json); }
@@ -279,10 +202,10 @@ private:
   // One one-shot timer per away id; the state decides what expiry means.
   void start_grace(const std::string &id) override {
     try {
-      graces_[id] = host().start_timer(grace_, {}, [this, id] { grace_over(id); });
+      graces_[id] = host().start_timer(config_.grace, {}, [this, id] { grace_over(id); });
     } catch (const duet::EnvironmentError &) {
       graces_.erase(id);
-      state_.expire(id);  // no timer, no waiting: end the call now
+      store_->expire(id);  // no timer, no waiting: end the call now
     }
   }
 
@@ -291,7 +214,7 @@ private:
   // By value: the id lives in the timer that is being spent.
   void grace_over(std::string id) {  // NOLINT(performance-unnecessary-value-param)
     graces_.erase(id);               // the spent timer's callback may drop it: the wrapper frees it after
-    state_.expire(id);
+    store_->expire(id);
     update_pairs();
   }
 
@@ -321,9 +244,8 @@ private:
     host().emit(name, conn, {buf.GetString(), buf.GetSize()});
   }
 
-  ClusterPtr cluster_;  // before state_, which sends through it when set
-  PairingState state_;
-  std::chrono::milliseconds grace_;
+  StoreConfig config_;
+  std::unique_ptr<PairingStore> store_;
   std::int64_t pairs_active_, relayed_sdp_, relayed_ice_;
   std::unordered_map<std::string, duet::Timer> graces_;
   duet::Timer pairs_timer_;

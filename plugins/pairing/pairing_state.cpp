@@ -178,17 +178,23 @@ Outcome PairingState::move_place(ConnId older, ConnId conn) {
 }
 
 Outcome PairingState::relay(ConnId conn, Kind kind, std::string_view remote, std::string_view json) {
+  Route r = route(conn, kind, remote);
+  if (r.to)
+    actions_.send(r.to, json);
+  return r.outcome;
+}
+
+PairingState::Route PairingState::route(ConnId conn, Kind kind, std::string_view remote) {
   auto it = conns_.find(conn);
   if (it != conns_.end() && it->second.partner == 0 && !it->second.away_partner.empty())
-    return {"partner-away", "The other person's connection dropped; wait for resumed or close."};
+    return {{"partner-away", "The other person's connection dropped; wait for resumed or close."}};
   if (it == conns_.end() || it->second.partner == 0)
-    return {"not-paired", "There is no call to send this to yet: wait for start."};
+    return {{"not-paired", "There is no call to send this to yet: wait for start."}};
   const Entry &partner = conns_.at(it->second.partner);
   if (remote != partner.local)
-    return {"not-your-partner", "You can only send to the person you are paired with."};
-  actions_.send(it->second.partner, json);
+    return {{"not-your-partner", "You can only send to the person you are paired with."}};
   (kind == Kind::kSdp ? it->second.sdp : it->second.ice)++;
-  return {};
+  return {{}, it->second.partner};
 }
 
 void PairingState::drop(ConnId conn, const char *reason) {

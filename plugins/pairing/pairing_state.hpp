@@ -72,6 +72,14 @@ public:
   // An sdp or ice message from conn naming remote: forwarded whole to the partner.
   enum class Kind { kSdp, kIce };
   Outcome relay(ConnId conn, Kind kind, std::string_view remote, std::string_view json);
+  // Who such a message goes to: conn's partner (to, the message counted in
+  // their call), or an error for the sender (to 0). relay() sends to it; a
+  // store that delivers elsewhere (the cluster) sends itself.
+  struct Route {
+    Outcome outcome;
+    ConnId to = 0;
+  };
+  Route route(ConnId conn, Kind kind, std::string_view remote);
   // conn is gone. Its partner is told with {"close":1} and waits again,
   // unless conn can resume: then its place is held (see start_grace).
   void closed(ConnId conn, const char *reason);

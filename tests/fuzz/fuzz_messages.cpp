@@ -1,6 +1,7 @@
 // libFuzzer target: the core's message decoder (core/message.cpp) feeding the
-// pairing rules (plugins/pairing/pairing_state.cpp) the way the pairing
-// plugin does, driven by a script of steps from several connections.
+// pairing rules (plugins/pairing/pairing_state.cpp) through the pairing
+// plugin's own reading of messages (routing.cpp) and its local store
+// (local_store.hpp), driven by a script of steps from several connections.
 //
 // Input: text, one step per line (seeds in corpus/fuzz_messages/ read like
 // this):
@@ -31,15 +32,22 @@
 #include <string_view>
 #include <vector>
 
+#include "local_store.hpp"
 #include "message.h"
 #include "pairing_state.hpp"
+#include "routing.hpp"
 
 using duet::pairing::Actions;
 using duet::pairing::CallEnded;
 using duet::pairing::ConnId;
+using duet::pairing::LocalStore;
 using duet::pairing::Outcome;
 using duet::pairing::PairingState;
+using duet::pairing::Request;
+using duet::pairing::StoreConfig;
 using duet::pairing::Takeover;
+using duet::pairing::read_request;
+using duet::pairing::route;
 
 namespace {
 
@@ -263,7 +271,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     opt = parse_options(lines[0]);
 
   Recorder rec;
-  PairingState state(rec, opt.takeover, opt.max_id);
+  StoreConfig config;
+  config.takeover = opt.takeover;
+  config.max_id_bytes = opt.max_id;
+  LocalStore store(rec, config);
+  const PairingState &state = store.state();
   Conn slots[kSlots];
   std::map<ConnId, Conn *> all;  // every connection ever made (ids never reused, as in the core)
   std::vector<std::unique_ptr<Conn>> gone;  // keeps closed Conns for `all`
@@ -296,7 +308,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     bool shutdown = std::strcmp(reason, "shutdown") == 0;
     c->closing = !shutdown;
     rec.sent.clear();
-    state.closed(id, reason);
+    store.closed(id, reason);
     for (const auto &s : rec.sent)
       CHECK(s.to != id || (shutdown && s.json == "{\"close\":1}"), "the closing connection was sent something");
     rec.live.erase(id);
@@ -355,21 +367,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK(type != "remote", "remote taken as the type");
         last_msg = msg;
         have_last = true;
-        if (type == "open") {
-          auto local = string_at(msg, "/open/local");
-          auto remote = string_at(msg, "/open/remote");
+        // The plugin's own reading of the message and call on its store.
+        Request req = read_request(
+            type, [&](const char *pointer) { return string_at(msg, pointer); }, opt.resume);
+        if (req.kind == Request::Kind::kOpen) {
           if (utf8_strict) {
-            CHECK(!local || valid_utf8(*local), "decoded local id is not valid UTF-8");
-            CHECK(!remote || valid_utf8(*remote), "decoded remote id is not valid UTF-8");
+            CHECK(valid_utf8(req.local), "decoded local id is not valid UTF-8");
+            CHECK(valid_utf8(req.remote), "decoded remote id is not valid UTF-8");
           }
-          if (!local || !remote)
-            continue;
-          std::optional<std::string_view> resume = opt.resume ? string_at(msg, "/open/resume") : std::nullopt;
           bool was_registered = state.is_registered(from);
-          Outcome o = state.open(from, *local, *remote, resume);
+          Outcome o = route(store, from, req, last_buf);
           if (o.ok()) {
             CHECK(state.is_registered(from), "a successful open did not register");
-            CHECK(rec.live[from]->local == *local, "open registered under another id");
+            CHECK(rec.live[from]->local == req.local, "open registered under another id");
           } else {
             CHECK(o.code != nullptr && *o.code, "refusal without a code");
             if (!was_registered)
@@ -383,23 +393,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
               CHECK(m.to == from || p == from, "start sent to someone outside the new pair");
             }
           }
-        } else if (type == "sdp" || type == "ice") {
-          auto remote = string_at(msg, "/remote");
-          if (!remote)
-            continue;
+        } else if (req.kind == Request::Kind::kRelay) {
           ConnId partner = state.partner_of(from);
-          Outcome o = state.relay(from, type == "sdp" ? PairingState::Kind::kSdp : PairingState::Kind::kIce,
-                                  *remote, std::string_view(msg.json, msg.json_len));
+          Outcome o = route(store, from, req, std::string_view(msg.json, msg.json_len));
           if (o.ok()) {
             CHECK(rec.sent.size() == 1, "a relay did not send exactly one message");
             const Sent &m = rec.sent[0];
             CHECK(partner != 0 && m.to == partner, "relayed to someone who is not the sender's partner");
             CHECK(state.partner_of(m.to) == from, "relayed to someone not paired with the sender");
-            CHECK(rec.live[m.to]->local == *remote, "relayed to a connection whose id is not the message's remote");
+            CHECK(rec.live[m.to]->local == req.remote, "relayed to a connection whose id is not the message's remote");
             CHECK(m.json == last_buf, "the relayed message is not the message sent");
           } else {
             CHECK(rec.sent.empty(), "a refused relay still sent something");
           }
+        } else if (req.kind == Request::Kind::kBad) {
+          CHECK(!route(store, from, req, last_buf).ok(), "a message lacking a member was taken");
         }
         // Anything sent now went to live connections (checked in send()).
       } else {
@@ -423,7 +431,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           break;
         }
       rec.expiring = id;
-      state.expire(id);
+      store.expire(id);
       rec.expiring.clear();
       CHECK(!state.is_away(id), "an expired id is still away");
     } else if (c0 == '?') {
@@ -458,7 +466,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     std::string id = rec.graces.front();
     rec.graces.erase(rec.graces.begin());
     rec.expiring = id;
-    state.expire(id);
+    store.expire(id);
     rec.expiring.clear();
   }
   CHECK(state.pairs() == 0, "pairs left after everyone left and every grace ran out");

@@ -38,6 +38,7 @@ public:
     std::function<void()> down;  // was up, and is not any more
   };
 
+  // host lives as long as the plugin, and so beyond the link.
   RedisLink(const duet::Host &host, RedisTarget target, std::string name, Events events);
   ~RedisLink();
   RedisLink(const RedisLink &) = delete;
@@ -70,7 +71,7 @@ private:
   static void on_reply(redisAsyncContext *ac, void *reply, void *privdata);
   static void on_message(redisAsyncContext *ac, void *reply, void *privdata);
 
-  const duet::Host host_;  // a copy: the one init was given is a temporary
+  const duet::Host &host_;  // lives as long as the plugin (plugin.hpp's detail::Instance)
   RedisTarget target_;
   std::string name_;
   Events events_;
