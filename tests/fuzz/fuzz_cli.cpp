@@ -7,8 +7,9 @@
 // reads a config file). Without "----" there is no config file.
 //
 // Checks: parse_command_line never crashes and never lets an exception out;
-// it returns -1 (run), 0 (--help/--version) or 2 (usage error, with a
-// message on err); on -1 the C options it fills are consistent.
+// it says run, or stop with exit code 0 (--help/--version) or 2 (a usage
+// error, with a message on err); to run, the C options it fills are
+// consistent.
 #include <unistd.h>
 
 #include <cstdint>
@@ -103,20 +104,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   duet::CliOptions options;
   std::ostringstream out, err;
-  int rc;
+  duet::CliOutcome outcome;
   try {
-    rc = duet::parse_command_line(static_cast<int>(args.size()), argv.data(), options, out, err);
+    outcome = duet::parse_command_line(static_cast<int>(args.size()), argv.data(), options, out, err);
   } catch (const std::exception &e) {
     std::fprintf(stderr, "fuzz_cli: exception escaped parse_command_line: %s\n", e.what());
     __builtin_trap();
   } catch (...) {
     violation("a non-std exception escaped parse_command_line");
   }
-  if (rc != -1 && rc != 0 && rc != 2)
-    violation("exit code other than -1, 0 or 2");
-  if (rc == 2 && err.str().empty())
+  if (!outcome.run && outcome.exit_code != DUET_EXIT_OK && outcome.exit_code != DUET_EXIT_USAGE)
+    violation("an exit code other than 0 or 2");
+  if (!outcome.run && outcome.exit_code == DUET_EXIT_USAGE && err.str().empty())
     violation("a usage error without a message");
-  if (rc == -1) {
+  if (outcome.run) {
     const duet_options_t &c = options.c;
     if (c.port < 0 || c.port > 65535)
       violation("port out of range");
