@@ -430,6 +430,25 @@ class AuthTest(RingClient, DuetTestCase):
         await self.refused(other, {'open': {'local': 'ring-' + '0' * 32, 'remote': mine['local']}}, 'auth-missing')
 
 
+class OpenTimeoutTest(RingClient, DuetTestCase):
+    """A device waiting for rings sends line-attach and then nothing: the
+    core's open timeout, meant for clients that never send open, spares it."""
+
+    async def test_an_attached_device_outlives_the_open_timeout(self):
+        tmp = tempfile.mkdtemp(prefix='duet-ring-timeout-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        self.server = Server(extra_args=['--open-timeout', '1', '--ring-db', os.path.join(tmp, 'ring.db')])
+        self.server.__enter__()
+        self.addCleanup(stop_checked, self.server)
+        device, _, state = await self.make_line()
+        silent = await self.connect('silent')
+        code, _ = await silent.expect_close(timeout=T)
+        self.assertEqual(code, 4408)
+        self.assertEqual(await device.ping_pong(T), {'pong': 1})
+        caller, ringing = await self.ring(state['line'])
+        await self.incoming([device], ringing['ring'])
+
+
 class LinesOffTest(RingClient, DuetTestCase):
 
     async def test_with_lines_off_every_ring_message_is_refused_and_the_rest_works(self):
