@@ -3,7 +3,11 @@
 // its peer) that has not expired. Without a secret it lets everything pass,
 // so the tutorial protocol keeps working.
 #include <chrono>
+#include <map>
 #include <string>
+#include <utility>
+
+#include <rapidjson/document.h>
 
 #include "auth_token.hpp"
 #include "duet/command.hpp"
@@ -31,19 +35,78 @@ public:
   }
 
   duet_verdict_t on_message(duet::ConnId, const duet::Message &msg, duet_reject_t &reject) override {
-    if (secret_.empty() || msg.type() != "open")
+    if (secret_.empty())
+      return DUET_PASS;
+    if (msg.type() == "line-create")
+      return check_line_create(msg, reject);
+    if (msg.type() != "open")
       return DUET_PASS;
     auto token = host().string_at(msg.raw, "/open/token");
     auto local = host().string_at(msg.raw, "/open/local");
     auto remote = host().string_at(msg.raw, "/open/remote");
+    if (!token && local && remote && admitted(*local, *remote))
+      return DUET_PASS;
     if (!token) {
       reject = {"auth-missing", "This server needs a call token in open: {\"open\":{...,\"token\":\"...\"}}."};
       return DUET_REJECT;
     }
     if (!local || !remote)
       return DUET_PASS;  // pairing answers the malformed open
-    auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
-    switch (duet::auth::verify(secret_, *token, *local, *remote, now.count())) {
+    return verdict(duet::auth::verify(secret_, *token, *local, *remote, now()), reject);
+  }
+
+  // auth.admit {"local":A,"remote":B}: another plugin vouches for one open
+  // of A naming B (the ring plugin, for the server-made ids of an accepted
+  // ring), good for kAdmitLife.
+  void on_event(const duet_event_t &event) override {
+    if (secret_.empty() || std::string_view(event.name) != "auth.admit" || !event.json)
+      return;
+    rapidjson::Document doc;
+    doc.Parse(event.json, event.json_len);
+    if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("local") || !doc.HasMember("remote") ||
+        !doc["local"].IsString() || !doc["remote"].IsString())
+      return;
+    const std::int64_t t = now();
+    for (auto it = admitted_.begin(); it != admitted_.end();)
+      it = it->second <= t ? admitted_.erase(it) : std::next(it);
+    if (admitted_.size() < kMaxAdmitted)
+      admitted_[{doc["local"].GetString(), doc["remote"].GetString()}] = t + kAdmitLife;
+  }
+
+private:
+  static constexpr std::int64_t kAdmitLife = 120;  // seconds
+  static constexpr std::size_t kMaxAdmitted = 100000;
+
+  static std::int64_t now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
+
+  bool admitted(std::string_view local, std::string_view remote) {
+    auto it = admitted_.find({std::string(local), std::string(remote)});
+    if (it == admitted_.end() || it->second <= now())
+      return false;
+    admitted_.erase(it);  // once
+    return true;
+  }
+
+  // Making a line needs a call token: any unexpired one made with the
+  // secret, whatever its id (a line has none before it is made).
+  duet_verdict_t check_line_create(const duet::Message &msg, duet_reject_t &reject) {
+    auto token = host().string_at(msg.raw, "/line-create/token");
+    if (!token) {
+      reject = {"auth-missing",
+                "This server needs a call token to make a line: {\"line-create\":{...,\"token\":\"...\"}}."};
+      return DUET_REJECT;
+    }
+    const duet::auth::Check check = duet::auth::verify(secret_, *token, "", "", now());
+    if (check == duet::auth::Check::kWrongId || check == duet::auth::Check::kWrongPeer)
+      return DUET_PASS;  // signed and unexpired: made for someone
+    return verdict(check, reject);
+  }
+
+  duet_verdict_t verdict(duet::auth::Check check, duet_reject_t &reject) {
+    switch (check) {
     case duet::auth::Check::kOk:
       return DUET_PASS;
     case duet::auth::Check::kExpired:
@@ -59,8 +122,8 @@ public:
     }
   }
 
-private:
   std::string secret_;
+  std::map<std::pair<std::string, std::string>, std::int64_t> admitted_;  // (local, remote) -> until
 };
 
 }  // namespace

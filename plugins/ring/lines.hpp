@@ -1,0 +1,53 @@
+// Lines and their devices: making a line, attaching a device with its
+// secret, renaming, replacing the ring link, "add this device" invites,
+// joining with one, and removing a device. No passwords: a device proves
+// itself with the secret it was given when it joined.
+#pragma once
+
+#include <string>
+
+#include "context.hpp"
+#include "limits.hpp"
+#include "ringing.hpp"
+#include "wire.hpp"
+
+namespace duet::ring {
+
+class Lines {
+public:
+  Lines(Context &ctx, Ringing &ringing) : ctx_(ctx), ringing_(ringing), joins_(kJoinsPerMinute, 60000) {}
+
+  Outcome create(ConnId conn, Request &req);
+  Outcome attach(ConnId conn, Request &req);
+  Outcome rename(ConnId conn, Request &req);
+  Outcome new_link(ConnId conn, Request &req);
+  Outcome invite(ConnId conn, Request &req);
+  Outcome join(ConnId conn, Request &req, const std::string &address);
+  Outcome remove_device(ConnId conn, Request &req);
+
+  void prune(std::int64_t now) { joins_.prune(now); }
+
+  static constexpr std::size_t kMaxDevices = 20;
+  static constexpr std::int64_t kInviteLifeMs = 10 * 60 * 1000;
+  // Invite codes carry 44 bits: a minute's guesses per address stay hopeless.
+  static constexpr std::uint32_t kJoinsPerMinute = 20;
+
+private:
+  // A new device's id and secret (the store keeps the secret's hash).
+  struct NewDevice {
+    Device device;
+    std::string secret;
+  };
+  static NewDevice new_device(const std::string &label);
+  void attach_as(ConnId conn, LineKey line, const NewDevice &made);
+  // {"line":{...}} to every device of the line attached now.
+  void tell_line(LineKey line);
+  std::string state(const Line &line, const std::string &device);
+  const Attachments::Entry *attached(ConnId conn, Outcome &out) const;
+
+  Context &ctx_;
+  Ringing &ringing_;
+  WindowLimit joins_;  // join attempts per address
+};
+
+}  // namespace duet::ring

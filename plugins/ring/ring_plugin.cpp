@@ -1,0 +1,234 @@
+// The ring plugin: lines a caller rings through a link, and the devices
+// that ring (README.md, "Ring me"). It owns only its own messages (line-*,
+// ring*) and passes everything else; an accepted ring ends in two fresh
+// pairing ids, and the call itself is the pairing plugin's, unchanged.
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "context.hpp"
+#include "duet/plugin.hpp"
+#include "lines.hpp"
+#include "ringing.hpp"
+#include "wire.hpp"
+
+namespace {
+
+using duet::ring::ConnId;
+using duet::ring::Outcome;
+using duet::ring::Request;
+
+const duet_plugin_option_t kOptions[] = {
+    duet::option("lines", "on", "on: devices may make lines and callers ring them; off: every ring message is refused",
+                 "ring-lines", "on|off"),
+    duet::option("ring-time", "45", "how long a ring rings before the caller hears \"no answer\" (1 s to 10 min)",
+                 "ring-time", "SECONDS"),
+    duet::option("rings-per-address", "10", "rings one caller address may start per minute", "ring-rate", "N"),
+    duet::option("rings-per-line", "20", "rings one line may get per minute", "ring-line-rate", "N"),
+    duet::option("db", "",
+                 "the SQLite file of lines and devices; default ring.db in the default state folder "
+                 "($STATE_DIRECTORY, $XDG_STATE_HOME/duet or ~/.local/state/duet): set it when --state-dir is set",
+                 "ring-db", "FILE"),
+    {},
+};
+
+// The default state folder, by duetd's own rule (core/paths.c): a plugin
+// is not told --state-dir, so the operator who moves one sets ring.db too.
+std::string default_db_path() {
+  const char *systemd = std::getenv("STATE_DIRECTORY");
+  const char *xdg = std::getenv("XDG_STATE_HOME");
+  const char *home = std::getenv("HOME");
+  if (systemd && *systemd)
+    return std::string(systemd) + "/ring.db";
+  if (xdg && *xdg == '/')
+    return std::string(xdg) + "/duet/ring.db";
+  if (home && *home == '/')
+    return std::string(home) + "/.local/state/duet/ring.db";
+  return "/var/lib/duet/ring.db";
+}
+
+duet::ring::RingSettings settings_from(const duet::Options &options) {
+  return {options.duration("ring-time", std::chrono::seconds(1), std::chrono::minutes(10)),
+          static_cast<std::uint32_t>(options.integer("rings-per-address", 1, 1000000)),
+          static_cast<std::uint32_t>(options.integer("rings-per-line", 1, 1000000))};
+}
+
+// Lines live in one process's memory and store: with workers, a device and
+// its caller could sit in different processes, so lines are off there.
+bool lines_enabled(const duet::Host &host) {
+  if (!host.options().boolean("lines"))
+    return false;
+  const auto node = host.node_info();
+  if (node && node->worker_count > 1) {
+    host.log(DUET_LOG_WARN, "lines are off: they need a single duetd process (--workers 1)");
+    return false;
+  }
+  return true;
+}
+
+class Ring : public duet::Plugin {
+public:
+  // Routing, beside pairing: the two own disjoint message types, so their
+  // order does not matter; both come after admission (auth checks
+  // line-create's token there) and before the observers.
+  static constexpr duet_stage_t kStage = DUET_STAGE_ROUTING;
+
+  explicit Ring(const duet::Host &host)
+      : Plugin(host), enabled_(lines_enabled(host)), store_(db_path(host.options())),
+        metrics_(host), ctx_{host, store_, attached_, metrics_}, ringing_(ctx_, settings_from(host.options())),
+        lines_(ctx_, ringing_), prune_(host.start_timer(std::chrono::minutes(1), std::chrono::minutes(1), [this] {
+          ringing_.prune(duet::ring::now_ms());
+          lines_.prune(duet::ring::now_ms());
+        })) {}
+
+  duet_verdict_t on_message(ConnId conn, const duet::Message &msg, duet_reject_t &reject) override {
+    const auto handler = kHandlers.find(msg.type());
+    if (handler == kHandlers.end())
+      return DUET_PASS;
+    Outcome out = {"lines-off", "This server does not offer lines and rings."};
+    if (enabled_)
+      out = handle(conn, msg, handler->second);
+    if (out.ok())
+      return DUET_HANDLED;
+    reject = {out.code, out.message};
+    return DUET_REJECT;
+  }
+
+  void on_close(ConnId conn, duet_close_reason_t) override {
+    ringing_.closed(conn);
+    if (attached_.of(conn)) {
+      attached_.detach(conn);
+      host().metric_set(metrics_.devices_attached, static_cast<std::int64_t>(attached_.size()));
+    }
+  }
+
+  void on_event(const duet_event_t &event) override {
+    const std::string_view name = event.name;
+    if (name != "pairing.paired" && name != "pairing.unpaired")
+      return;
+    const bool paired = name == "pairing.paired";
+    rapidjson::Document doc;
+    doc.Parse(event.json ? event.json : "{}", event.json ? event.json_len : 2);
+    const auto a = duet::ring::string_member(doc, paired ? "offerer" : "local");
+    const auto b = duet::ring::string_member(doc, paired ? "answerer" : "remote");
+    if (!a || !b)
+      return;
+    if (paired)
+      ringing_.paired(*a, *b);
+    else
+      ringing_.unpaired(*a, *b);
+  }
+
+private:
+  using Handler = Outcome (Ring::*)(ConnId, Request &);
+
+  static std::string db_path(const duet::Options &options) {
+    const std::string path = options.text("db");
+    return path.empty() ? default_db_path() : path;
+  }
+
+  Outcome handle(ConnId conn, const duet::Message &msg, Handler handler) {
+    Request req(msg.json(), msg.type());
+    if (!req.ok())
+      return {"bad-request", "A ring message carries an object: {\"TYPE\":{…}}."};
+    try {
+      return (this->*handler)(conn, req);
+    } catch (const duet::ring::StoreError &e) {
+      host().log(DUET_LOG_ERROR, e.what());
+      return {"store-failed", "The server could not read or write its lines just now; try again later."};
+    }
+  }
+
+  std::string address(ConnId conn) const {
+    duet_conn_info_t info{};
+    return host().conn_info(conn, info) ? std::string(info.remote_addr) : std::string();
+  }
+
+  Outcome create(ConnId c, Request &r) { return lines_.create(c, r); }
+  Outcome attach(ConnId c, Request &r) { return lines_.attach(c, r); }
+  Outcome rename(ConnId c, Request &r) { return lines_.rename(c, r); }
+  Outcome new_link(ConnId c, Request &r) { return lines_.new_link(c, r); }
+  Outcome invite(ConnId c, Request &r) { return lines_.invite(c, r); }
+  Outcome join(ConnId c, Request &r) { return lines_.join(c, r, address(c)); }
+  Outcome remove_device(ConnId c, Request &r) { return lines_.remove_device(c, r); }
+
+  Outcome ring(ConnId c, Request &r) {
+    const auto line = r.text("line"), name = r.text("name");
+    if (!r.ok() || !line)
+      return {"bad-request", R"(ring needs {"ring":{"line":"the id in the ring link","name":"your name"}}.)"};
+    if (Outcome o = duet::ring::check_name(name, true); !o.ok())
+      return o;
+    if (line->size() > 128)
+      return {"line-unknown", "No line has this ring link: it may have been replaced or removed."};
+    return ringing_.ring(c, *line, *name, address(c));
+  }
+  // accept, decline and cancel name the ring they mean.
+  template <Outcome (duet::ring::Ringing::*Fn)(ConnId, const std::string &)> Outcome on_ring(ConnId c, Request &r) {
+    const auto id = r.text("ring");
+    if (!r.ok() || !id)
+      return {"bad-request", R"(This message needs {"…":{"ring":"the ring's id"}}.)"};
+    return (ringing_.*Fn)(c, *id);
+  }
+
+  static const std::unordered_map<std::string_view, Handler> kHandlers;
+
+  bool enabled_;
+  duet::ring::Store store_;
+  duet::ring::Attachments attached_;
+  duet::ring::Metrics metrics_;
+  duet::ring::Context ctx_;
+  duet::ring::Ringing ringing_;
+  duet::ring::Lines lines_;
+  duet::Timer prune_;
+};
+
+const std::unordered_map<std::string_view, Ring::Handler> Ring::kHandlers = {
+    {"line-create", &Ring::create},
+    {"line-attach", &Ring::attach},
+    {"line-rename", &Ring::rename},
+    {"line-new-link", &Ring::new_link},
+    {"line-invite", &Ring::invite},
+    {"line-join", &Ring::join},
+    {"line-remove-device", &Ring::remove_device},
+    {"ring", &Ring::ring},
+    {"ring-cancel", &Ring::on_ring<&duet::ring::Ringing::cancel>},
+    {"ring-accept", &Ring::on_ring<&duet::ring::Ringing::accept>},
+    {"ring-decline", &Ring::on_ring<&duet::ring::Ringing::decline>},
+};
+
+}  // namespace
+
+namespace duet::ring {
+
+Metrics::Metrics(const duet::Host &host)
+    : rings(host.metric("ring_rings_total", "Rings started (a caller rang a line).", DUET_METRIC_COUNTER)),
+      accepted(host.metric("ring_accepted_total", "Rings accepted on a device.", DUET_METRIC_COUNTER)),
+      declined(host.metric("ring_declined_total", "Rings declined on a device.", DUET_METRIC_COUNTER)),
+      missed(host.metric("ring_missed_total", "Rings nobody answered within the ring time.", DUET_METRIC_COUNTER)),
+      busy(
+          host.metric("ring_busy_total", "Rings refused because the line rang or was in a call.", DUET_METRIC_COUNTER)),
+      cancelled(host.metric("ring_cancelled_total", "Rings the caller ended before an answer.", DUET_METRIC_COUNTER)),
+      limited_caller(
+          host.metric("ring_limited_caller_total", "Rings refused by the per-address limit.", DUET_METRIC_COUNTER)),
+      limited_line(host.metric("ring_limited_line_total", "Rings refused by the per-line limit.", DUET_METRIC_COUNTER)),
+      lines_created(host.metric("ring_lines_created_total", "Lines made.", DUET_METRIC_COUNTER)),
+      devices_attached(
+          host.metric("ring_devices_attached", "Devices with the page open, waiting for rings.", DUET_METRIC_GAUGE)) {}
+
+Outcome check_name(const std::optional<std::string> &text, bool required) {
+  if (!text)
+    return required ? Outcome{"bad-request", "A name is needed (a string)."} : Outcome{};
+  if (text->size() > kMaxNameBytes)
+    return {"name-too-long", "Names are at most 64 bytes."};
+  if (text->find_first_not_of(' ') == std::string::npos)
+    return {"bad-request", "A name may not be empty."};
+  for (const unsigned char c : *text)
+    if (c < 0x20 || c == 0x7f)
+      return {"bad-request", "A name may not hold control characters."};
+  return {};
+}
+
+}  // namespace duet::ring
+
+DUET_PLUGIN(ring, Ring, "ring", "1.0.0", "Lines people ring through a link; every device of a line rings", kOptions)
