@@ -11,9 +11,9 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
-#include "ids.hpp"
-#include "limits.hpp"
-#include "store.hpp"
+#include "ring/ids.hpp"
+#include "ring/limits.hpp"
+#include "ring/store.hpp"
 
 using namespace duet::ring;
 
