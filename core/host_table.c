@@ -320,12 +320,16 @@ static int host_listen_port(duet_host_ctx_t *ctx) {
 }
 
 static int host_node_info(duet_host_ctx_t *ctx, duet_node_info_t *info) {
-  if (!info || info->struct_size < offsetof(duet_node_info_t, node_id) + sizeof info->node_id)
+  if (!info || info->struct_size < offsetof(duet_node_info_t, state_dir) + sizeof info->state_dir)
     return DUET_EINVAL;
   const duet_options_t *opt = env_of(ctx)->opt;
   info->worker_index = opt->worker_index;
   info->worker_count = opt->worker_index ? opt->worker_count : 1;
   duet__node_id(opt, host_listen_port(ctx), info->node_id, sizeof info->node_id);
+  if (opt->state_dir)
+    snprintf(info->state_dir, sizeof info->state_dir, "%s", opt->state_dir);
+  else
+    duet__paths_default_state_dir(info->state_dir, sizeof info->state_dir);
   return 0;
 }
 

@@ -22,7 +22,7 @@ std::string label_or_default(const std::optional<std::string> &label) {
 
 Lines::NewDevice Lines::new_device(const std::string &label) { return {{random_hex(8), label}, random_hex(16)}; }
 
-Outcome Lines::create(ConnId conn, Request &req) {
+Outcome Lines::create(ConnId conn, Request &req, const std::string &address) {
   const auto name = req.text("name"), label = req.text("label");
   if (!req.ok())
     return {"bad-request", R"(line-create needs {"line-create":{"name":"shown to callers","label":"this device"}}.)"};
@@ -30,6 +30,8 @@ Outcome Lines::create(ConnId conn, Request &req) {
     return o;
   if (Outcome o = check_name(label, false); !o.ok())
     return o;
+  if (!creates_.allow(address, now_ms()))
+    return {"create-rate-limited", "Too many lines made from your address: wait an hour."};
   const NewDevice made = new_device(label_or_default(label));
   const Line line = ctx_.store.create_line(new_line_id(), *name, made.device, sha256(made.secret), now_ms());
   ctx_.host.metric_add(ctx_.metrics.lines_created, 1);

@@ -15,9 +15,12 @@ namespace duet::ring {
 
 class Lines {
 public:
-  Lines(Context &ctx, Ringing &ringing) : ctx_(ctx), ringing_(ringing), joins_(kJoinsPerMinute, 60000) {}
+  // creates_per_hour: lines one address may make per hour (each is a row
+  // kept until removed: one address may not fill the store).
+  Lines(Context &ctx, Ringing &ringing, std::uint32_t creates_per_hour)
+      : ctx_(ctx), ringing_(ringing), joins_(kJoinsPerMinute, 60000), creates_(creates_per_hour, 3600000) {}
 
-  Outcome create(ConnId conn, Request &req);
+  Outcome create(ConnId conn, Request &req, const std::string &address);
   Outcome attach(ConnId conn, Request &req);
   Outcome rename(ConnId conn, Request &req);
   Outcome new_link(ConnId conn, Request &req);
@@ -25,7 +28,10 @@ public:
   Outcome join(ConnId conn, Request &req, const std::string &address);
   Outcome remove_device(ConnId conn, Request &req);
 
-  void prune(std::int64_t now) { joins_.prune(now); }
+  void prune(std::int64_t now) {
+    joins_.prune(now);
+    creates_.prune(now);
+  }
 
   static constexpr std::size_t kMaxDevices = 20;
   static constexpr std::int64_t kInviteLifeMs = 10 * 60 * 1000;
@@ -47,7 +53,8 @@ private:
 
   Context &ctx_;
   Ringing &ringing_;
-  WindowLimit joins_;  // join attempts per address
+  WindowLimit joins_;    // join attempts per address
+  WindowLimit creates_;  // lines made per address
 };
 
 }  // namespace duet::ring

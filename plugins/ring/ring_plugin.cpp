@@ -26,27 +26,11 @@ const duet_plugin_option_t kOptions[] = {
                  "ring-time", "SECONDS"),
     duet::option("rings-per-address", "10", "rings one caller address may start per minute", "ring-rate", "N"),
     duet::option("rings-per-line", "20", "rings one line may get per minute", "ring-line-rate", "N"),
-    duet::option("db", "",
-                 "the SQLite file of lines and devices; default ring.db in the default state folder "
-                 "($STATE_DIRECTORY, $XDG_STATE_HOME/duet or ~/.local/state/duet): set it when --state-dir is set",
-                 "ring-db", "FILE"),
+    duet::option("lines-per-address", "10", "lines one address may make per hour", "ring-create-rate", "N"),
+    duet::option("db", "", "the SQLite file of lines and devices (default: ring.db in the state folder)", "ring-db",
+                 "FILE"),
     {},
 };
-
-// The default state folder, by duetd's own rule (core/paths.c): a plugin
-// is not told --state-dir, so the operator who moves one sets ring.db too.
-std::string default_db_path() {
-  const char *systemd = std::getenv("STATE_DIRECTORY");
-  const char *xdg = std::getenv("XDG_STATE_HOME");
-  const char *home = std::getenv("HOME");
-  if (systemd && *systemd)
-    return std::string(systemd) + "/ring.db";
-  if (xdg && *xdg == '/')
-    return std::string(xdg) + "/duet/ring.db";
-  if (home && *home == '/')
-    return std::string(home) + "/.local/state/duet/ring.db";
-  return "/var/lib/duet/ring.db";
-}
 
 duet::ring::RingSettings settings_from(const duet::Options &options) {
   return {options.duration("ring-time", std::chrono::seconds(1), std::chrono::minutes(10)),
@@ -75,9 +59,10 @@ public:
   static constexpr duet_stage_t kStage = DUET_STAGE_ROUTING;
 
   explicit Ring(const duet::Host &host)
-      : Plugin(host), enabled_(lines_enabled(host)), store_(db_path(host.options())),
+      : Plugin(host), enabled_(lines_enabled(host)), store_(db_path(host)),
         metrics_(host), ctx_{host, store_, attached_, metrics_}, ringing_(ctx_, settings_from(host.options())),
-        lines_(ctx_, ringing_), prune_(host.start_timer(std::chrono::minutes(1), std::chrono::minutes(1), [this] {
+        lines_(ctx_, ringing_, static_cast<std::uint32_t>(host.options().integer("lines-per-address", 1, 1000000))),
+        prune_(host.start_timer(std::chrono::minutes(1), std::chrono::minutes(1), [this] {
           ringing_.prune(duet::ring::now_ms());
           lines_.prune(duet::ring::now_ms());
         })) {}
@@ -123,9 +108,14 @@ public:
 private:
   using Handler = Outcome (Ring::*)(ConnId, Request &);
 
-  static std::string db_path(const duet::Options &options) {
-    const std::string path = options.text("db");
-    return path.empty() ? default_db_path() : path;
+  static std::string db_path(const duet::Host &host) {
+    const std::string path = host.options().text("db");
+    if (!path.empty())
+      return path;
+    const auto node = host.node_info();
+    if (!node)
+      throw duet::EnvironmentError("no state folder from duetd (it predates ABI 1.5): set ring.db");
+    return std::string(node->state_dir) + "/ring.db";
   }
 
   Outcome handle(ConnId conn, const duet::Message &msg, Handler handler) {
@@ -145,7 +135,7 @@ private:
     return host().conn_info(conn, info) ? std::string(info.remote_addr) : std::string();
   }
 
-  Outcome create(ConnId c, Request &r) { return lines_.create(c, r); }
+  Outcome create(ConnId c, Request &r) { return lines_.create(c, r, address(c)); }
   Outcome attach(ConnId c, Request &r) { return lines_.attach(c, r); }
   Outcome rename(ConnId c, Request &r) { return lines_.rename(c, r); }
   Outcome new_link(ConnId c, Request &r) { return lines_.new_link(c, r); }

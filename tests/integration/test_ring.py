@@ -91,8 +91,8 @@ class LinesTest(RingClient, DuetTestCase):
         cls.tmp = tempfile.mkdtemp(prefix='duet-ring-')
         cls.audit = os.path.join(cls.tmp, 'audit.jsonl')
         cls.server = Server(extra_args=['--ring-db', os.path.join(cls.tmp, 'ring.db'), '--ring-rate', '1000',
-                                        '--ring-line-rate', '1000', '--audit-log', cls.audit,
-                                        '--plugin-opt', 'audit-log.flush-ms=20'])
+                                        '--ring-line-rate', '1000', '--ring-create-rate', '1000',
+                                        '--audit-log', cls.audit, '--plugin-opt', 'audit-log.flush-ms=20'])
         cls.server.__enter__()
 
     @classmethod
@@ -357,7 +357,8 @@ class RestartTest(RingClient, DuetTestCase):
         self.addCleanup(shutil.rmtree, self.state, True)
 
     def start(self):
-        self.server = Server(state_dir=self.state, extra_args=['--ring-db', os.path.join(self.state, 'ring.db')])
+        # No --ring-db: the store's default place is ring.db in the state folder.
+        self.server = Server(state_dir=self.state)
         self.server.__enter__()
         self.addCleanup(self.server.cleanup)  # kills it if a failed test left it running
         return self.server
@@ -404,7 +405,8 @@ class AuthTest(RingClient, DuetTestCase):
         shutil.rmtree(cls.tmp, True)
 
     def token(self, *extra):
-        proc = run_duetd(['token', '--auth-secret', self.secret_file, '--id', 'line-maker', '--ttl', '1h'] + list(extra))
+        proc = run_duetd(['token', '--auth-secret', self.secret_file, '--id', 'line-maker', '--ttl', '1h']
+                         + list(extra))
         self.assertEqual(proc.returncode, 0, proc.stderr)
         return proc.stdout.strip()
 
@@ -447,6 +449,21 @@ class OpenTimeoutTest(RingClient, DuetTestCase):
         self.assertEqual(await device.ping_pong(T), {'pong': 1})
         caller, ringing = await self.ring(state['line'])
         await self.incoming([device], ringing['ring'])
+
+
+class CreateLimitTest(RingClient, DuetTestCase):
+
+    async def test_lines_made_per_address_are_limited(self):
+        tmp = tempfile.mkdtemp(prefix='duet-ring-create-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        self.server = Server(extra_args=['--ring-create-rate', '2', '--ring-db', os.path.join(tmp, 'ring.db')])
+        self.server.__enter__()
+        self.addCleanup(stop_checked, self.server)
+        lines = {(await self.make_line('Line %d' % i))[2]['line'] for i in range(2)}
+        self.assertEqual(len(lines), 2)
+        c = await self.connect('third')
+        await self.refused(c, {'line-create': {'name': 'One too many'}}, 'create-rate-limited')
+        self.assertEqual(metric(self.server, 'ring_lines_created_total'), 2)
 
 
 class LinesOffTest(RingClient, DuetTestCase):

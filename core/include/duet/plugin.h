@@ -43,7 +43,7 @@ extern "C" {
  * - 1.4: host fd_watch, fd_watch_set, fd_watch_stop (a plugin's own
  *   sockets on duetd's loop), set_health, listen_port.
  * - 1.5: duet_plugin_t.stage (where the plugin belongs in the chain);
- *   host node_info; duet_node_info_t.
+ *   host node_info; duet_node_info_t (node, worker, state folder).
  */
 #define DUET_ABI_MAJOR 1
 #define DUET_ABI_MINOR 5
@@ -207,6 +207,10 @@ typedef struct duet_node_info {
    * --node-id, else HOST:PORT (the main listener's port once bound, the
    * configured one before); "-wK" is appended in worker K. */
   char node_id[256];
+  /* The state folder (--state-dir, else duetd's default), NUL-terminated:
+   * where a plugin keeps files that must outlive a restart. It may not
+   * exist yet (duetd makes it only when it needs it). */
+  char state_dir[4096];
 } duet_node_info_t;
 
 /* Opaque handle naming the calling plugin in host calls. */
@@ -344,8 +348,8 @@ typedef struct duet_host {
   int (*listen_port)(duet_host_ctx_t *ctx);
 
   /* Since 1.5. Fills info (see duet_node_info_t): the worker and the node
-   * this plugin runs in. Returns 0, or DUET_EINVAL if info is NULL or its
-   * struct_size does not reach node_id. */
+   * this plugin runs in, and the state folder. Returns 0, or DUET_EINVAL if
+   * info is NULL or its struct_size does not reach state_dir. */
   int (*node_info)(duet_host_ctx_t *ctx, duet_node_info_t *info);
 } duet_host_t;
 
