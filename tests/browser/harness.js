@@ -111,7 +111,9 @@ async function startCoturn({ secret, extraConfig = [] }) {
     'listening-ip=127.0.0.1', 'relay-ip=127.0.0.1', `listening-port=${port}`,
     'min-port=49152', 'max-port=65535',
     'use-auth-secret', `static-auth-secret=${secret}`, 'realm=duet.test',
-    'allow-loopback-peers', 'no-cli', 'no-tls', 'no-dtls', 'no-tcp-relay', 'no-software-attribute',
+    // no-tcp: the calls relay over UDP only, and the port was found free for
+    // UDP; a TCP listener on it could collide with another connection.
+    'allow-loopback-peers', 'no-cli', 'no-tcp', 'no-tls', 'no-dtls', 'no-tcp-relay', 'no-software-attribute',
     'log-file=stdout', 'simple-log', 'verbose', `pidfile=${path.join(dir, 'turnserver.pid')}`,
     `userdb=${path.join(dir, 'turndb')}`, ...extraConfig, '',
   ].join('\n'));

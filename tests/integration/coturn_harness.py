@@ -20,7 +20,7 @@ import unittest
 
 TURNSERVER = os.environ.get('TURNSERVER', '/usr/bin/turnserver')
 UCLIENT = os.environ.get('TURNUTILS_UCLIENT', '/usr/bin/turnutils_uclient')
-START_TIMEOUT = 10.0
+START_TIMEOUT = 30.0
 
 
 def require_coturn():
@@ -68,7 +68,11 @@ class Coturn:
                 'listening-ip=127.0.0.1', 'relay-ip=127.0.0.1', 'listening-port=%d' % self.port,
                 'min-port=49152', 'max-port=65535',
                 'use-auth-secret', 'static-auth-secret=%s' % self.secret, 'realm=duet.test',
-                'allow-loopback-peers', 'no-cli', 'no-tls', 'no-dtls', 'no-software-attribute',
+                # no-tcp: the tests use TURN over UDP only, and the port was
+                # found free for UDP; a TCP listener on it could collide with
+                # a connection of another test (coturn then retries the bind
+                # forever and answers nothing).
+                'allow-loopback-peers', 'no-cli', 'no-tcp', 'no-tls', 'no-dtls', 'no-software-attribute',
                 'log-file=stdout', 'simple-log', 'verbose',
                 'pidfile=%s' % os.path.join(self.dir, 'turnserver.pid'),
                 'userdb=%s' % os.path.join(self.dir, 'turndb'),
