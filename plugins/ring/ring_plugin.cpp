@@ -109,7 +109,7 @@ private:
   using Handler = Outcome (Ring::*)(ConnId, Request &);
 
   static std::string db_path(const duet::Host &host) {
-    const std::string path = host.options().text("db");
+    std::string path = host.options().text("db");
     if (!path.empty())
       return path;
     const auto node = host.node_info();
