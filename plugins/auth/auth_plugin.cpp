@@ -90,20 +90,19 @@ private:
     return true;
   }
 
-  // Making a line needs a call token: any unexpired one made with the
-  // secret, whatever its id (a line has none before it is made).
+  // Making a line needs a token made for the id "line-create" (duetd token
+  // --id line-create): a line lives on after the token expires, so a call
+  // token handed to a guest for one call must not make one.
   duet_verdict_t check_line_create(const duet::Message &msg, duet_reject_t &reject) {
     auto token = host().string_at(msg.raw, "/line-create/token");
     if (!token) {
-      reject = {"auth-missing",
-                "This server needs a call token to make a line: {\"line-create\":{...,\"token\":\"...\"}}."};
+      reject = {"auth-missing", "This server needs a token made for line-create to make a line: "
+                                "{\"line-create\":{...,\"token\":\"...\"}}."};
       return DUET_REJECT;
     }
-    const duet::auth::Check check = duet::auth::verify(secret_, *token, "", "", now());
-    if (check == duet::auth::Check::kWrongId || check == duet::auth::Check::kWrongPeer)
-      return DUET_PASS;  // signed and unexpired: made for someone
-    return verdict(check, reject);
+    return verdict(duet::auth::verify(secret_, *token, kLineCreateId, "", now()), reject);
   }
+  static constexpr const char *kLineCreateId = "line-create";
 
   duet_verdict_t verdict(duet::auth::Check check, duet_reject_t &reject) {
     switch (check) {

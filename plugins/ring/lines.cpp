@@ -108,7 +108,8 @@ Outcome Lines::invite(ConnId conn, Request &) {
   if (!entry)
     return out;
   const std::string code = new_invite_code();
-  ctx_.store.add_invite(entry->line, sha256(code), now_ms() + kInviteLifeMs);
+  const std::int64_t now = now_ms();
+  ctx_.store.add_invite(entry->line, sha256(code), now, now + kInviteLifeMs);
   ctx_.host.send(conn, message("line-invite", [&](Writer &w) {
                    put(w, "code", code);
                    put(w, "expires_in_s", kInviteLifeMs / 1000);
@@ -155,6 +156,8 @@ Outcome Lines::remove_device(ConnId conn, Request &req) {
     }
   }
   ctx_.host.metric_set(ctx_.metrics.devices_attached, static_cast<std::int64_t>(ctx_.attached.size()));
+  if (!ctx_.store.line(line))
+    ringing_.line_gone(line);  // its last device went: a caller must not wait for nobody
   tell_line(line);
   return {};
 }

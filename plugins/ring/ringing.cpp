@@ -211,6 +211,12 @@ void Ringing::unpaired(const std::string &a, const std::string &b) {
   }
 }
 
+void Ringing::line_gone(LineKey line) {
+  if (auto it = rings_.find(line); it != rings_.end())
+    end(it->second, "declined", "declined");
+  end_call(line);
+}
+
 void Ringing::end_call(LineKey line) {
   auto it = calls_.find(line);
   if (it == calls_.end())

@@ -36,6 +36,8 @@ public:
   void attached(ConnId device, LineKey line);
   // A connection is gone: a caller's ring stops.
   void closed(ConnId conn);
+  // The line was removed (its last device went): its ring ends as declined.
+  void line_gone(LineKey line);
   // What the pairing plugin says of the calls' ids.
   void paired(const std::string &a, const std::string &b);
   void unpaired(const std::string &a, const std::string &b);

@@ -12,13 +12,17 @@ namespace {
 // Each entry moves the schema one version up; append, never edit.
 const char *const kMigrations[] = {
     // 1: lines, devices, invites, missed calls.
-    "CREATE TABLE lines(key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
+    // AUTOINCREMENT: a removed line's key is never given to a new one (rings
+    // and calls in memory are keyed by it).
+    "CREATE TABLE lines(key INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
     " created_ms INTEGER NOT NULL);"
     "CREATE TABLE devices(id TEXT PRIMARY KEY, line INTEGER NOT NULL REFERENCES lines(key) ON DELETE CASCADE,"
     " secret_hash BLOB NOT NULL, label TEXT NOT NULL, created_ms INTEGER NOT NULL);"
     "CREATE INDEX devices_by_line ON devices(line);"
     "CREATE TABLE invites(code_hash BLOB PRIMARY KEY,"
     " line INTEGER NOT NULL REFERENCES lines(key) ON DELETE CASCADE, expires_ms INTEGER NOT NULL);"
+    "CREATE INDEX invites_by_expiry ON invites(expires_ms);"
+    "CREATE INDEX invites_by_line ON invites(line, expires_ms);"
     "CREATE TABLE missed(line INTEGER NOT NULL REFERENCES lines(key) ON DELETE CASCADE,"
     " caller TEXT NOT NULL, at_ms INTEGER NOT NULL);"
     "CREATE INDEX missed_by_line ON missed(line, at_ms);",
@@ -27,6 +31,9 @@ constexpr int kVersion = sizeof kMigrations / sizeof kMigrations[0];
 
 // Missed calls kept per line: a list to glance at, not an archive.
 constexpr int kMissedKept = 50;
+// Unused invite codes a line keeps (the newest): enough for a few devices
+// joining at once.
+constexpr int kInvitesKept = 4;
 
 // One prepared statement; throws StoreError naming the database's complaint.
 class Stmt {
@@ -236,9 +243,16 @@ void Store::relink(LineKey line, const std::string &new_id) {
   Stmt(db(), "UPDATE lines SET id = ?2 WHERE key = ?1").bind(1, line).bind(2, new_id).run();
 }
 
-void Store::add_invite(LineKey line, const std::string &code_hash, std::int64_t expires_ms) {
+void Store::add_invite(LineKey line, const std::string &code_hash, std::int64_t now_ms, std::int64_t expires_ms) {
   Transaction t(db());
-  Stmt(db_, "DELETE FROM invites WHERE expires_ms <= ?1").bind(1, expires_ms - 24 * 3600 * 1000).run();
+  // Expired codes go, and a line keeps its newest few: asking again and
+  // again for a code cannot grow the file.
+  Stmt(db_, "DELETE FROM invites WHERE expires_ms <= ?1").bind(1, now_ms).run();
+  Stmt(db_, "DELETE FROM invites WHERE line = ?1 AND rowid NOT IN"
+            " (SELECT rowid FROM invites WHERE line = ?1 ORDER BY expires_ms DESC LIMIT ?2)")
+      .bind(1, line)
+      .bind(2, static_cast<std::int64_t>(kInvitesKept - 1))
+      .run();
   Stmt(db_, "INSERT INTO invites(code_hash, line, expires_ms) VALUES(?1, ?2, ?3)")
       .blob(1, code_hash)
       .bind(2, line)

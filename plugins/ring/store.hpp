@@ -70,7 +70,7 @@ public:
   void rename(LineKey line, const std::string &name);
   void relink(LineKey line, const std::string &new_id);
 
-  void add_invite(LineKey line, const std::string &code_hash, std::int64_t expires_ms);
+  void add_invite(LineKey line, const std::string &code_hash, std::int64_t now_ms, std::int64_t expires_ms);
   // The line an unexpired invite adds to; the invite is used up.
   std::optional<LineKey> take_invite(const std::string &code_hash, std::int64_t now_ms);
 

@@ -243,6 +243,19 @@ class LinesTest(RingClient, DuetTestCase):
         for d in (d1, d2):
             self.assertEqual(await self.recv(d, 'ring-stop'), {'ring': ringing['ring'], 'reason': 'cancelled'})
 
+    async def test_a_line_removed_while_it_rings_tells_the_caller_at_once(self):
+        device, cred, state = await self.make_line('Short-lived')
+        caller, ringing = await self.ring(state['line'])
+        await self.incoming([device], ringing['ring'])
+        await device.send_json({'line-remove-device': {'device': cred['device']}})
+        self.assertEqual(await self.recv(device, 'line-removed'), {'device': cred['device']})
+        ended = await self.recv(caller, 'ring-ended')
+        self.assertEqual((ended['ring'], ended['reason']), (ringing['ring'], 'declined'))
+        # The line is gone; a new line never takes its place in memory.
+        _, _, fresh = await self.make_line('Newcomer')
+        other, got = await self.ring(fresh['line'])
+        self.assertNotEqual(got['ring'], ringing['ring'])
+
     async def test_a_second_caller_while_it_rings_hears_busy(self):
         before = metric(self.server, 'ring_busy_total')
         d1, _, state = await self.make_line()
@@ -404,9 +417,8 @@ class AuthTest(RingClient, DuetTestCase):
         stop_checked(cls.server)
         shutil.rmtree(cls.tmp, True)
 
-    def token(self, *extra):
-        proc = run_duetd(['token', '--auth-secret', self.secret_file, '--id', 'line-maker', '--ttl', '1h']
-                         + list(extra))
+    def token(self, *extra, id='line-create'):
+        proc = run_duetd(['token', '--auth-secret', self.secret_file, '--id', id, '--ttl', '1h'] + list(extra))
         self.assertEqual(proc.returncode, 0, proc.stderr)
         return proc.stdout.strip()
 
@@ -414,6 +426,8 @@ class AuthTest(RingClient, DuetTestCase):
         c = await self.connect('no token')
         await self.refused(c, {'line-create': {'name': 'Alice'}}, 'auth-missing')
         await self.refused(c, {'line-create': {'name': 'Alice', 'token': 'v1.forged.token'}}, 'auth-invalid')
+        # A call token for a person makes no line: a line outlives the token.
+        await self.refused(c, {'line-create': {'name': 'Alice', 'token': self.token(id='alice')}}, 'auth-wrong-id')
         d1, _, state = await self.make_line('Alice', extra={'token': self.token()})
         self.assertRegex(state['line'], LINE_ID)
         # Ringing needs no token (the link is the invitation), nor the call's opens.

@@ -61,12 +61,43 @@ TEST_CASE("an invite is used once and only before it expires") {
   TempDb tmp;
   Store store(tmp.path);
   const LineKey key = store.create_line("id", "A", {"d", "x"}, sha256("s"), 0).key;
-  store.add_invite(key, sha256("code"), 5000);
+  store.add_invite(key, sha256("code"), 0, 5000);
   CHECK_FALSE(store.take_invite(sha256("other"), 1000));
   CHECK(store.take_invite(sha256("code"), 1000) == key);
   CHECK_FALSE(store.take_invite(sha256("code"), 1000));
-  store.add_invite(key, sha256("late"), 5000);
+  store.add_invite(key, sha256("late"), 0, 5000);
   CHECK_FALSE(store.take_invite(sha256("late"), 5000));
+}
+
+TEST_CASE("a line keeps its four newest invites and no expired one") {
+  TempDb tmp;
+  Store store(tmp.path);
+  const LineKey key = store.create_line("id", "A", {"d", "x"}, sha256("s"), 0).key;
+  const LineKey other = store.create_line("id2", "B", {"d2", "x"}, sha256("s2"), 0).key;
+  store.add_invite(other, sha256("other line"), 0, 100);  // expired by the next add
+  for (int i = 0; i < 1000; i++)
+    store.add_invite(key, sha256("code " + std::to_string(i)), 1000 + i, 100000 + i);
+  sqlite3 *db = nullptr;
+  REQUIRE(sqlite3_open(tmp.path.c_str(), &db) == SQLITE_OK);
+  sqlite3_stmt *count = nullptr;
+  REQUIRE(sqlite3_prepare_v2(db, "SELECT count(*) FROM invites", -1, &count, nullptr) == SQLITE_OK);
+  REQUIRE(sqlite3_step(count) == SQLITE_ROW);
+  CHECK(sqlite3_column_int(count, 0) == 4);
+  sqlite3_finalize(count);
+  sqlite3_close(db);
+  CHECK_FALSE(store.take_invite(sha256("other line"), 2000));
+  CHECK_FALSE(store.take_invite(sha256("code 995"), 2000));
+  for (int i = 996; i < 1000; i++)
+    CHECK(store.take_invite(sha256("code " + std::to_string(i)), 2000) == key);
+}
+
+TEST_CASE("a removed line's key is never given to a new line") {
+  TempDb tmp;
+  Store store(tmp.path);
+  const LineKey first = store.create_line("id", "A", {"d", "x"}, sha256("s"), 0).key;
+  REQUIRE(store.remove_device(first, "d"));
+  REQUIRE_FALSE(store.line(first));
+  CHECK(store.create_line("id2", "B", {"d2", "x"}, sha256("s2"), 0).key != first);
 }
 
 TEST_CASE("removing the last device removes the line and its missed calls") {
