@@ -49,15 +49,18 @@ Outcome Ringing::ring(ConnId caller, const std::string &line_id, const std::stri
 }
 
 void Ringing::start(ConnId caller, const Line &line, const std::string &name) {
+  // The timer first: if it cannot start, nothing is half-recorded.
+  const std::string id = random_hex(8);
+  duet::Timer timer = ctx_.host.start_timer(ring_time_, {}, [this, id] { no_answer(id); });
   Ring &ring = rings_[line.key];
-  ring.id = random_hex(8);
+  ring.id = id;
   ring.line = line.key;
   ring.caller = caller;
   ring.caller_name = name;
   ring.at_ms = now_ms();
   ring_ids_[ring.id] = line.key;
   callers_[caller] = line.key;
-  ring.timer = ctx_.host.start_timer(ring_time_, {}, [this, id = ring.id] { no_answer(id); });
+  ring.timer = std::move(timer);
   ctx_.host.metric_add(ctx_.metrics.rings, 1);
   ctx_.host.send(caller, message("ringing", [&](Writer &w) {
                    put(w, "ring", ring.id);
@@ -125,13 +128,14 @@ void Ringing::connect(Ring &ring, ConnId device) {
   const LineKey line = ring.line;
   const std::string ring_id = ring.id, caller_id = new_call_id(), device_id = new_call_id();
   const ConnId caller = ring.caller;
+  duet::Timer timer = ctx_.host.start_timer(kConnectWindow, {}, [this, line] { end_call(line); });
   end(ring, "answered-elsewhere", nullptr, device);
   Call &call = calls_[line];
   call.ids[0] = caller_id;
   call.ids[1] = device_id;
   call_ids_[caller_id] = line;
   call_ids_[device_id] = line;
-  call.timer = ctx_.host.start_timer(kConnectWindow, {}, [this, line] { end_call(line); });
+  call.timer = std::move(timer);
   admit(ctx_.host, caller_id, device_id);
   admit(ctx_.host, device_id, caller_id);
   auto connect_message = [&](const std::string &local, const std::string &remote) {
@@ -183,7 +187,8 @@ void Ringing::end(Ring &ring, const char *device_reason, const char *caller_reas
                    }));
   callers_.erase(ring.caller);
   ring_ids_.erase(ring.id);
-  rings_.erase(ring.line);  // last: ring (and its timer, maybe running now) goes here
+  const LineKey line = ring.line;  // a copy: erase frees the node ring lives in
+  rings_.erase(line);              // last: ring (and its timer, maybe running now) goes here
 }
 
 void Ringing::closed(ConnId conn) {
@@ -195,9 +200,9 @@ void Ringing::closed(ConnId conn) {
 }
 
 void Ringing::paired(const std::string &a, const std::string &b) {
-  auto it = call_ids_.find(a);
-  if (it == call_ids_.end() || !call_ids_.count(b))
-    return;
+  auto it = call_ids_.find(a), other = call_ids_.find(b);
+  if (it == call_ids_.end() || other == call_ids_.end() || it->second != other->second)
+    return;                            // not the two sides of one call
   calls_.at(it->second).timer.stop();  // the call is on: busy until it ends
 }
 
