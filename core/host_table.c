@@ -11,6 +11,7 @@
 #include "message.h"
 #include "metrics.h"
 #include "node_identity.h"
+#include "plugin_module.h"
 #include "plugins.h"
 #include "session.h"
 
@@ -195,7 +196,7 @@ static const char *host_config_get(duet_host_ctx_t *ctx, const char *key) {
       return o->value;
   }
   duet_plugin_option_t o;
-  for (size_t i = 0; duet__plugins_option(ctx->desc, i, &o); i++)
+  for (size_t i = 0; duet__plugin_module_option(ctx->desc, i, &o); i++)
     if (strcmp(o.key, key) == 0)
       return o.default_value;
   return NULL;

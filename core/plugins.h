@@ -1,5 +1,5 @@
-/* The plugin chain: loading (shared modules or linked-in), ordering by
- * stage, and dispatch of connections, messages and events in chain order.
+/* The plugin chain: the loaded modules (plugin_module.c) ordered by stage,
+ * started, and handed connections, messages and events in chain order.
  * The functions plugins call are in host_table.c, which calls in here; the
  * chain only hands its table to each plugin's init. */
 #ifndef DUET_PLUGINS_H
@@ -31,23 +31,6 @@ size_t duet__plugins_count(const duet_plugins_t *plugins);
 /* Prints the chain in order, "N. name version  description  [stage ...]",
  * with each plugin's options. */
 void duet__plugins_print(const duet_plugins_t *plugins);
-
-/* A bundled plugin's descriptor, read before any plugin is loaded so the
- * command line can offer its shorthand flags and commands: found among the
- * linked-in plugins (static builds) or dlopened like a load would, calling
- * only the entry function (never init). */
-typedef struct duet_plugin_peek duet_plugin_peek_t;
-int duet__plugins_peek(const char *name, duet_plugin_peek_t **out, char *err, size_t err_len);
-const duet_plugin_t *duet__plugins_peek_descriptor(const duet_plugin_peek_t *peek);
-/* Unloads what duet__plugins_peek opened; the descriptor is gone then. */
-void duet__plugins_peek_close(duet_plugin_peek_t *peek);
-
-/* Copies option i of desc into out, honouring the entry size the plugin
- * was built with (fields its ABI lacks read as zero). Returns 1, or 0 past
- * the last option. */
-int duet__plugins_option(const duet_plugin_t *desc, size_t i, duet_plugin_option_t *out);
-/* Command i of desc, or NULL past the last (or for a malformed entry). */
-const duet_plugin_command_t *duet__plugins_command(const duet_plugin_t *desc, size_t i);
 
 void duet__plugins_on_open(duet_plugins_t *plugins, uint64_t conn);
 /* Offers msg to each plugin in order. Returns DUET_HANDLED, or DUET_REJECT

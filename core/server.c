@@ -1,8 +1,8 @@
 /* The server's life: one libuv loop carrying libwebsockets (TLS, HTTP,
  * WebSocket) as a foreign loop, started in stages, stopped by a signal,
  * torn down in the order lws needs. What happens to each connection lives
- * in session.c (signaling) and http_static.c (HTTP). Its own series on
- * /metrics (listeners, limits, the process) are registered here. */
+ * in session.c (signaling) and http_static.c (HTTP); its own series on
+ * /metrics in process_metrics.c. */
 #include "duet_build_config.h"
 
 #include <signal.h>
@@ -11,7 +11,6 @@
 #endif
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 /* libwebsockets.h does not include uv.h, yet its libuv parts need it first. */
 #include <libwebsockets.h>
@@ -27,6 +26,7 @@
 #include "mounts.h"
 #include "options.h"
 #include "plugins.h"
+#include "process_metrics.h"
 #include "session.h"
 #include "tls_config.h"
 
@@ -54,10 +54,9 @@ typedef struct duet_server {
   duet_metrics_t metrics;
   uv_signal_t sigint, sigterm, sighup;
   uv_timer_t shutdown_timer;
-  uv_timer_t housekeeping_timer; /* returns freed memory after much churn; reports suppressed log lines */
-  size_t churn_since_trim;       /* connections opened or closed since the last trim */
-  uint64_t started_ms;
-  size_t open_files_limit;
+  uv_timer_t housekeeping_timer;  /* returns freed memory after much churn; reports suppressed log lines */
+  size_t churn_since_trim;        /* connections opened or closed since the last trim */
+  duet_process_metrics_t process; /* its series on /metrics; started_ms and the open-files limit */
   int shutting_down;
   int handles_started;
   int port; /* the main listener's, once bound */
@@ -65,81 +64,15 @@ typedef struct duet_server {
 
 static duet_server_t *server_of(struct lws *wsi) { return lws_context_user(lws_get_context(wsi)); }
 
-/* ---- what /healthz shows, and the server's own series on /metrics ---- */
+/* ---- what /healthz shows ---- */
 
 static void health(void *data, duet_health_t *h) {
   const duet_server_t *server = data;
   h->connections = server->sessions.conns.live;
-  h->uptime_s = (double)(uv_now(&server->loop) - server->started_ms) / 1000.0;
+  h->uptime_s = (double)(uv_now(&server->loop) - server->process.started_ms) / 1000.0;
   h->stopping = server->shutting_down;
   h->degraded = duet__plugins_degraded(server->plugins, h->degraded_reasons, sizeof h->degraded_reasons);
 }
-
-/* The three listeners' counters, summed. */
-typedef struct listener_totals {
-  unsigned long long shed, pauses, refused;
-} listener_totals_t;
-
-static listener_totals_t listener_totals(const void *data) {
-  const duet_server_t *server = data;
-  const duet_listener_t *listeners[] = {&server->listener, &server->admin_listener, &server->redirect_listener};
-  listener_totals_t sum = {0, 0, 0};
-  for (size_t i = 0; i < sizeof listeners / sizeof listeners[0]; i++) {
-    sum.shed += listeners[i]->shed;
-    sum.pauses += listeners[i]->pauses;
-    sum.refused += listeners[i]->refused;
-  }
-  return sum;
-}
-
-static void put_shed(const void *data, duet_metrics_out_t *out) {
-  duet__metrics_put(out, NULL, (int64_t)listener_totals(data).shed);
-}
-static void put_pauses(const void *data, duet_metrics_out_t *out) {
-  duet__metrics_put(out, NULL, (int64_t)listener_totals(data).pauses);
-}
-static void put_refused(const void *data, duet_metrics_out_t *out) {
-  duet__metrics_put(out, NULL, (int64_t)listener_totals(data).refused);
-}
-static void put_open_files_limit(const void *data, duet_metrics_out_t *out) {
-  duet__metrics_put(out, NULL, (int64_t)((const duet_server_t *)data)->open_files_limit);
-}
-static void put_log_suppressed(const void *data, duet_metrics_out_t *out) {
-  (void)data;
-  duet__metrics_put(out, NULL, (int64_t)duet__log_suppressed_total());
-}
-static void put_resident(const void *data, duet_metrics_out_t *out) {
-  (void)data;
-  long pages = 0, resident = -1;
-  FILE *f = fopen("/proc/self/statm", "r");
-  if (f) {
-    if (fscanf(f, "%ld %ld", &pages, &resident) != 2)
-      resident = -1;
-    fclose(f);
-  }
-  duet__metrics_put(out, NULL, resident < 0 ? -1 : (int64_t)resident * sysconf(_SC_PAGESIZE));
-}
-static void put_uptime(const void *data, duet_metrics_out_t *out) {
-  const duet_server_t *server = data;
-  duet__metrics_put_seconds(out, NULL, (double)(uv_now(&server->loop) - server->started_ms) / 1000.0);
-}
-
-/* What protects the server from floods (descriptors, the log), and the process. */
-static const duet_series_t server_series[] = {
-    {"connections_shed_total", "TCP connections closed right after accept because duetd was out of file descriptors.",
-     DUET_METRIC_COUNTER, NULL, put_shed},
-    {"accept_pauses_total", "Times duetd stopped accepting for a moment because it was out of file descriptors.",
-     DUET_METRIC_COUNTER, NULL, put_pauses},
-    {"connections_dropped_on_adoption_total",
-     "Accepted connections that failed at once (most often a TLS handshake) before any request.", DUET_METRIC_COUNTER,
-     NULL, put_refused},
-    {"open_files_limit", "The open-files limit duetd runs with.", DUET_METRIC_GAUGE, NULL, put_open_files_limit},
-    {"log_lines_suppressed_total",
-     "Repeated log lines left out by the per-kind log limit (each kind has a summary line).", DUET_METRIC_COUNTER, NULL,
-     put_log_suppressed},
-    {"process_resident_memory_bytes", "Resident memory of duetd.", DUET_METRIC_GAUGE, NULL, put_resident},
-    {"uptime_seconds", "Seconds since duetd started.", DUET_METRIC_GAUGE, NULL, put_uptime},
-};
 
 /* ---- lws callbacks: each protocol's work is done by its own unit ---- */
 
@@ -412,9 +345,10 @@ static int start_plugins(duet_server_t *server, int *listed) {
     return 0;
   }
   r = duet__sessions_init(&server->sessions, &server->loop, opt, server->plugins, &server->metrics, drained, server);
+  server->process = (duet_process_metrics_t){
+      .listeners = {&server->listener, &server->admin_listener, &server->redirect_listener}, .loop = &server->loop};
   if (r == 0)
-    r = duet__metrics_add_series(&server->metrics, server_series, sizeof server_series / sizeof server_series[0],
-                                 server);
+    r = duet__process_metrics_add(&server->metrics, &server->process);
   if (r != 0)
     DUET_ERROR("cannot set up the metrics: %s", strerror(-r));
   return r;
@@ -429,9 +363,9 @@ static int start(duet_server_t *server, int *listed) {
   if (r != 0 || *listed)
     return r;
   uv_update_time(&server->loop);
-  server->started_ms = uv_now(&server->loop);
+  server->process.started_ms = uv_now(&server->loop);
   /* Before lws starts: it sizes its tables by the limit it finds. */
-  server->open_files_limit = duet__fd_limit_raise(opt->max_connections);
+  server->process.open_files_limit = duet__fd_limit_raise(opt->max_connections);
   r = duet__tls_prepare(&server->tls, opt);
   if (r == 0)
     r = duet__mounts_prepare(&server->mounts, opt, duet__tls_key_path(&server->tls),

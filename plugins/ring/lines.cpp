@@ -76,30 +76,36 @@ const Attachments::Entry *Lines::attached(ConnId conn, Outcome &out) const {
   return entry;
 }
 
-Outcome Lines::rename(ConnId conn, Request &req) {
+Outcome Lines::change(ConnId conn, const std::function<Outcome(LineKey)> &apply) {
   Outcome out;
   const Attachments::Entry *entry = attached(conn, out);
+  if (!entry)
+    return out;
+  const LineKey line = entry->line;
+  out = apply(line);
+  if (out.ok())
+    tell_line(line);
+  return out;
+}
+
+Outcome Lines::rename(ConnId conn, Request &req) {
   const auto name = req.text("name");
   if (!req.ok())
     return {"bad-request", R"(line-rename needs {"line-rename":{"name":"…"}}.)"};
-  if (!entry)
-    return out;
-  if (Outcome o = check_name(name, true); !o.ok())
-    return o;
-  ctx_.store.rename(entry->line, *name);
-  tell_line(entry->line);
-  return {};
+  return change(conn, [&](LineKey line) {
+    if (Outcome o = check_name(name, true); !o.ok())
+      return o;
+    ctx_.store.rename(line, *name);
+    return Outcome{};
+  });
 }
 
 // The old link rings nobody from now on: its id is gone from the store.
 Outcome Lines::new_link(ConnId conn, Request &) {
-  Outcome out;
-  const Attachments::Entry *entry = attached(conn, out);
-  if (!entry)
-    return out;
-  ctx_.store.relink(entry->line, new_line_id());
-  tell_line(entry->line);
-  return {};
+  return change(conn, [&](LineKey line) {
+    ctx_.store.relink(line, new_line_id());
+    return Outcome{};
+  });
 }
 
 Outcome Lines::invite(ConnId conn, Request &) {

@@ -4,6 +4,7 @@
 // itself with the secret it was given when it joined.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "context.hpp"
@@ -50,6 +51,9 @@ private:
   void tell_line(LineKey line);
   std::string state(const Line &line, const std::string &device);
   const Attachments::Entry *attached(ConnId conn, Outcome &out) const;
+  // Runs apply on the line conn is attached to; when it succeeds,
+  // every device of the line hears the line's new state.
+  Outcome change(ConnId conn, const std::function<Outcome(LineKey)> &apply);
 
   Context &ctx_;
   Ringing &ringing_;

@@ -18,6 +18,8 @@ import threading
 import time
 import unittest
 
+from duet_harness import wait_for_match
+
 TURNSERVER = os.environ.get('TURNSERVER', '/usr/bin/turnserver')
 UCLIENT = os.environ.get('TURNUTILS_UCLIENT', '/usr/bin/turnutils_uclient')
 START_TIMEOUT = 30.0
@@ -115,17 +117,7 @@ class Coturn:
         """Waits until coturn's log has a match of the regex and returns it:
         coturn writes a line when it is done with a packet, and our reader
         thread gets it some time after the client got its answer."""
-        import re
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            m = rx.search(self.log())
-            if m:
-                return m
-            if time.monotonic() > deadline:
-                raise AssertionError('coturn never logged %r within %.0f s:\n%s'
-                                     % (pattern, timeout, self.log()[-3000:]))
-            time.sleep(0.05)
+        return wait_for_match(self.log, pattern, timeout, 'coturn')
 
     def uclient(self, username, password, timeout=30):
         """coturn's own test client: two allocations on this server send one

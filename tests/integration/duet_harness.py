@@ -386,16 +386,23 @@ class Server:
 
     def wait_for_log(self, pattern, timeout=WAIT):
         """Wait until stderr has a line matching the regex; returns the match."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
-            m = rx.search(self.log())
-            if m:
-                return m
-            if time.monotonic() > deadline:
-                raise AssertionError('duetd never logged %r within %.1f s.\nstderr:\n%s'
-                                     % (pattern, timeout, self.log()))
-            time.sleep(0.05)
+        return wait_for_match(self.log, pattern, timeout, 'duetd')
+
+
+def wait_for_match(read_log, pattern, timeout, who):
+    """Polls read_log() until the regex matches and returns the match; the
+    AssertionError names who never logged it and shows the log."""
+    rx = re.compile(pattern)
+    deadline = time.monotonic() + timeout
+    while True:
+        text = read_log()
+        m = rx.search(text)
+        if m:
+            return m
+        if time.monotonic() > deadline:
+            raise AssertionError('%s never logged %r within %.1f s.\nlog:\n%s'
+                                 % (who, pattern, timeout, text[-3000:]))
+        time.sleep(0.05)
 
 
 def _bracket(host):

@@ -198,11 +198,11 @@ struct Lws {
     return duet__conn_send(&conns, conn, text.data(), text.size());
   }
 
-  // Runs the loop until peer has read at least want bytes (or 3 s pass).
-  std::string read(const Peer &peer, size_t want) {
+  // Runs the loop until peer has read at least want bytes or ms pass.
+  std::string read(const Peer &peer, size_t want, unsigned ms = 3000) {
     std::string got;
     uint64_t start = uv_now(&loop);
-    while (got.size() < want && uv_now(&loop) - start < 3000) {
+    while (got.size() < want && uv_now(&loop) - start < ms) {
       uv_run(&loop, UV_RUN_NOWAIT);
       char buf[65536];
       ssize_t n = ::read(peer.fd, buf, sizeof buf);
@@ -215,21 +215,7 @@ struct Lws {
     return got;
   }
   // Runs the loop a while and returns whatever arrived.
-  std::string drain(const Peer &peer, unsigned ms = 100) {
-    std::string got;
-    uint64_t start = uv_now(&loop);
-    while (uv_now(&loop) - start < ms) {
-      uv_run(&loop, UV_RUN_NOWAIT);
-      char buf[65536];
-      ssize_t n = ::read(peer.fd, buf, sizeof buf);
-      if (n > 0)
-        got.append(buf, static_cast<size_t>(n));
-      else
-        usleep(1000);
-      uv_update_time(&loop);
-    }
-    return got;
-  }
+  std::string drain(const Peer &peer, unsigned ms = 100) { return read(peer, SIZE_MAX, ms); }
 
   std::string render() const {
     char *buf = nullptr;
