@@ -51,6 +51,16 @@ export default [
     },
   },
   {
+    // The integration tests' Web Push service (tests/integration/push_harness.py
+    // starts it): Node.js, CommonJS.
+    files: ['tests/push-service/**/*.js'],
+    languageOptions: {
+      ecmaVersion: 2022,
+      sourceType: 'commonjs',
+      globals: { ...globals.node },
+    },
+  },
+  {
     // The benchmark's reference servers (tests/bench/run): Node.js, CommonJS.
     files: ['tests/bench/**/*.js'],
     languageOptions: {

@@ -3,14 +3,18 @@
 // ring*) and passes everything else; an accepted ring ends in two fresh
 // pairing ids, and the call itself is the pairing plugin's, unchanged.
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 
 #include "context.hpp"
+#include "duet/command.hpp"
 #include "duet/plugin.hpp"
 #include "lines.hpp"
+#include "pushes.hpp"
 #include "ringing.hpp"
+#include "vapid_command.hpp"
 #include "wire.hpp"
 
 namespace {
@@ -18,6 +22,8 @@ namespace {
 using duet::ring::ConnId;
 using duet::ring::Outcome;
 using duet::ring::Request;
+
+const Outcome kNoPush = {"push-off", "This server does not send Web Push messages."};
 
 const duet_plugin_option_t kOptions[] = {
     duet::option("lines", "on", "on: devices may make lines and callers ring them; off: every ring message is refused",
@@ -29,8 +35,54 @@ const duet_plugin_option_t kOptions[] = {
     duet::option("lines-per-address", "10", "lines one address may make per hour", "ring-create-rate", "N"),
     duet::option("db", "", "the SQLite file of lines and devices (default: ring.db in the state folder)", "ring-db",
                  "FILE"),
+    duet::option("vapid-key", "",
+                 "the Web Push (VAPID) private key, made on first run (default: vapid.pem in the state folder); "
+                 "keep it: subscriptions are made for its public half",
+                 "ring-vapid-key", "FILE"),
+    duet::option("push-subject", "",
+                 "who runs this server, for push services (VAPID sub): mailto:you@example.org or an https: URL; "
+                 "Apple's push service refuses pushes without it",
+                 "ring-push-subject", "URL"),
+    duet::option("push-hosts", "",
+                 "the push services' hosts pushes may go to, comma-separated; .example.org allows its subdomains "
+                 "(default: any public host)",
+                 "ring-push-hosts", "HOSTS"),
+    duet::option("push-timeout", "10", "how long one push request may take (1 to 60 s)", "ring-push-timeout",
+                 "SECONDS"),
+    duet::option("push-allow-private", "off",
+                 "for tests only: allow push services on loopback and private addresses (on|off)"),
+    duet::option("push-ca-file", "", "for tests only: trust this CA certificate file for push services"),
     {},
 };
+
+std::vector<std::string> split_hosts(const std::string &list) {
+  std::vector<std::string> hosts;
+  std::string host;
+  for (char c : list + ",") {
+    if (c != ',' && c != ' ') {
+      host += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    } else if (!host.empty()) {
+      hosts.push_back(host);
+      host.clear();
+    }
+  }
+  return hosts;
+}
+
+duet::ring::PushSettings push_settings_from(const duet::Options &options) {
+  duet::ring::PushSettings s;
+  s.subject = options.text("push-subject");
+  if (!s.subject.empty() && s.subject.rfind("mailto:", 0) != 0 && s.subject.rfind("https://", 0) != 0)
+    throw duet::OptionError("ring.push-subject " + s.subject + ": expected mailto:ADDRESS or an https: URL");
+  for (char c : s.subject)
+    if (c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20)
+      throw duet::OptionError("ring.push-subject: quotes, backslashes and control characters are not allowed");
+  s.hosts = split_hosts(options.text("push-hosts"));
+  s.timeout = options.duration("push-timeout", std::chrono::seconds(1), std::chrono::seconds(60));
+  s.allow_private = options.boolean("push-allow-private");
+  s.ca_file = options.text("push-ca-file");
+  return s;
+}
 
 duet::ring::RingSettings settings_from(const duet::Options &options) {
   return {options.duration("ring-time", std::chrono::seconds(1), std::chrono::minutes(10)),
@@ -59,8 +111,9 @@ public:
   static constexpr duet_stage_t kStage = DUET_STAGE_ROUTING;
 
   explicit Ring(const duet::Host &host)
-      : Plugin(host), enabled_(lines_enabled(host)), store_(db_path(host)),
-        metrics_(host), ctx_{host, store_, attached_, metrics_}, ringing_(ctx_, settings_from(host.options())),
+      : Plugin(host), enabled_(lines_enabled(host)), store_(state_path(host, "db", "ring.db")),
+        metrics_(host), ctx_{host, store_, attached_, metrics_}, pushes_(make_pushes(host, enabled_, ctx_)),
+        ringing_(ctx_, settings_from(host.options()), pushes_.get()),
         lines_(ctx_, ringing_, static_cast<std::uint32_t>(host.options().integer("lines-per-address", 1, 1000000))),
         prune_(host.start_timer(std::chrono::minutes(1), std::chrono::minutes(1), [this] {
           ringing_.prune(duet::ring::now_ms());
@@ -108,14 +161,30 @@ public:
 private:
   using Handler = Outcome (Ring::*)(ConnId, Request &);
 
-  static std::string db_path(const duet::Host &host) {
-    std::string path = host.options().text("db");
+  // The file an option names, else file_name in duetd's state folder.
+  static std::string state_path(const duet::Host &host, const char *option, const char *file_name) {
+    std::string path = host.options().text(option);
     if (!path.empty())
       return path;
     const auto node = host.node_info();
     if (!node)
-      throw duet::EnvironmentError("no state folder from duetd (it predates ABI 1.5): set ring.db");
-    return std::string(node->state_dir) + "/ring.db";
+      throw duet::EnvironmentError(std::string("no state folder from duetd (it predates ABI 1.5): set ring.") + option);
+    return std::string(node->state_dir) + "/" + file_name;
+  }
+
+  static std::unique_ptr<duet::ring::Pushes> make_pushes(const duet::Host &host, bool enabled,
+                                                         duet::ring::Context &ctx) {
+    duet::ring::PushSettings settings = push_settings_from(host.options());
+    if (!enabled)
+      return nullptr;
+    if (settings.subject.empty())
+      host.log(DUET_LOG_WARN, "set --ring-push-subject mailto:you@example.org (or an https: URL): some push "
+                              "services, Apple's among them, refuse pushes without it");
+    try {
+      return std::make_unique<duet::ring::Pushes>(ctx, state_path(host, "vapid-key", "vapid.pem"), std::move(settings));
+    } catch (const duet::ring::CryptoError &e) {
+      throw duet::EnvironmentError(e.what());
+    }
   }
 
   Outcome handle(ConnId conn, const duet::Message &msg, Handler handler) {
@@ -143,6 +212,9 @@ private:
   Outcome join(ConnId c, Request &r) { return lines_.join(c, r, address(c)); }
   Outcome remove_device(ConnId c, Request &r) { return lines_.remove_device(c, r); }
 
+  Outcome push_key(ConnId c, Request &) { return pushes_ ? pushes_->key(c) : kNoPush; }
+  Outcome push(ConnId c, Request &r) { return pushes_ ? pushes_->subscribe(c, r) : kNoPush; }
+
   Outcome ring(ConnId c, Request &r) {
     const auto line = r.text("line"), name = r.text("name");
     if (!r.ok() || !line)
@@ -164,10 +236,12 @@ private:
   static const std::unordered_map<std::string_view, Handler> kHandlers;
 
   bool enabled_;
+  duet::ring::CurlLibrary curl_;
   duet::ring::Store store_;
   duet::ring::Attachments attached_;
   duet::ring::Metrics metrics_;
   duet::ring::Context ctx_;
+  std::unique_ptr<duet::ring::Pushes> pushes_;
   duet::ring::Ringing ringing_;
   duet::ring::Lines lines_;
   duet::Timer prune_;
@@ -181,6 +255,8 @@ const std::unordered_map<std::string_view, Ring::Handler> Ring::kHandlers = {
     {"line-invite", &Ring::invite},
     {"line-join", &Ring::join},
     {"line-remove-device", &Ring::remove_device},
+    {"line-push-key", &Ring::push_key},
+    {"line-push", &Ring::push},
     {"ring", &Ring::ring},
     {"ring-cancel", &Ring::on_ring<&duet::ring::Ringing::cancel>},
     {"ring-accept", &Ring::on_ring<&duet::ring::Ringing::accept>},
@@ -221,4 +297,10 @@ Outcome check_name(const std::optional<std::string> &text, bool required) {
 
 }  // namespace duet::ring
 
-DUET_PLUGIN(ring, Ring, "ring", "1.0.0", "Lines people ring through a link; every device of a line rings", kOptions)
+const duet_plugin_command_t kVapidKey = duet::command(
+    "vapid-key", "print the Web Push public key (made on first use), then exit", &duet::ring::vapid_key_command);
+const duet_plugin_command_t *const kCommands[] = {&kVapidKey, nullptr};
+
+DUET_PLUGIN_WITH_COMMANDS(ring, Ring, "ring", "1.1.0",
+                          "Lines people ring through a link; every device of a line rings, closed ones by Web Push",
+                          kOptions, kCommands)

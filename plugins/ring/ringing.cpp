@@ -66,8 +66,14 @@ void Ringing::start(ConnId caller, const Line &line, const std::string &name) {
                    put(w, "ring", ring.id);
                    put(w, "name", line.name);
                  }));
-  for (ConnId device : ctx_.attached.on_line(line.key))
+  std::vector<std::string> open_devices;
+  for (ConnId device : ctx_.attached.on_line(line.key)) {
     ring_device(device, ring);
+    if (const Attachments::Entry *entry = ctx_.attached.of(device))
+      open_devices.push_back(entry->device);
+  }
+  if (pushes_)
+    ring.pushed = pushes_->ring(line, ring.id, name, ring.at_ms, ring_time_, open_devices);
 }
 
 void Ringing::ring_device(ConnId device, const Ring &ring) {
@@ -162,9 +168,12 @@ void Ringing::no_answer(const std::string &ring_id) {
     put(w, "caller", caller);
     put(w, "at", at);
   });
+  const std::vector<std::string> pushed = std::move(ring->pushed);
   end(*ring, "missed", "no-answer");
   for (ConnId device : ctx_.attached.on_line(line))
     ctx_.host.send(device, missed);
+  if (pushes_)
+    pushes_->missed(line, pushed, ring_id, caller, at);
   try {
     ctx_.store.add_missed(line, caller, at);
   } catch (const StoreError &e) {  // the line may be gone; the devices were told
@@ -185,6 +194,8 @@ void Ringing::end(Ring &ring, const char *device_reason, const char *caller_reas
                      put(w, "ring", ring.id);
                      put(w, "reason", caller_reason);
                    }));
+  if (pushes_ && !ring.pushed.empty())
+    pushes_->stop(ring.line, ring.pushed, ring.id, device_reason);
   callers_.erase(ring.caller);
   ring_ids_.erase(ring.id);
   const LineKey line = ring.line;  // a copy: erase frees the node ring lives in

@@ -8,9 +8,11 @@
 #include <chrono>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "context.hpp"
 #include "limits.hpp"
+#include "pushes.hpp"
 
 namespace duet::ring {
 
@@ -22,8 +24,9 @@ struct RingSettings {
 
 class Ringing {
 public:
-  Ringing(Context &ctx, const RingSettings &settings)
-      : ctx_(ctx), ring_time_(settings.ring_time), per_address_(settings.per_address, 60000),
+  // pushes: how devices without an open page ring (null: they do not).
+  Ringing(Context &ctx, const RingSettings &settings, Pushes *pushes)
+      : ctx_(ctx), pushes_(pushes), ring_time_(settings.ring_time), per_address_(settings.per_address, 60000),
         per_line_(settings.per_line, 60000) {}
 
   // {"ring":{"line":ID,"name":CALLER}} from caller, whose address is address.
@@ -54,6 +57,7 @@ private:
     ConnId caller = 0;
     std::string caller_name;
     std::int64_t at_ms = 0;
+    std::vector<std::string> pushed;  // devices rung by Web Push
     duet::Timer timer;
   };
   struct Call {
@@ -73,6 +77,7 @@ private:
   void end_call(LineKey line);
 
   Context &ctx_;
+  Pushes *pushes_;
   std::chrono::milliseconds ring_time_;
   WindowLimit per_address_, per_line_;
   std::unordered_map<LineKey, Ring> rings_;            // by line

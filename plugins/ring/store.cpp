@@ -26,6 +26,9 @@ const char *const kMigrations[] = {
     "CREATE TABLE missed(line INTEGER NOT NULL REFERENCES lines(key) ON DELETE CASCADE,"
     " caller TEXT NOT NULL, at_ms INTEGER NOT NULL);"
     "CREATE INDEX missed_by_line ON missed(line, at_ms);",
+    // 2: a device's Web Push subscription (one per device).
+    "CREATE TABLE push_subscriptions(device TEXT PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,"
+    " endpoint TEXT NOT NULL, p256dh BLOB NOT NULL, auth BLOB NOT NULL, created_ms INTEGER NOT NULL);",
 };
 constexpr int kVersion = sizeof kMigrations / sizeof kMigrations[0];
 
@@ -294,6 +297,37 @@ std::vector<Missed> Store::missed(LineKey line, int limit) {
   std::vector<Missed> out;
   while (s.step())
     out.push_back({s.text(0), s.integer(1)});
+  return out;
+}
+
+void Store::set_subscription(const Subscription &sub, std::int64_t now_ms) {
+  Stmt(db(), "INSERT OR REPLACE INTO push_subscriptions(device, endpoint, p256dh, auth, created_ms)"
+             " VALUES(?1, ?2, ?3, ?4, ?5)")
+      .bind(1, sub.device)
+      .bind(2, sub.endpoint)
+      .blob(3, sub.p256dh)
+      .blob(4, sub.auth)
+      .bind(5, now_ms)
+      .run();
+}
+
+bool Store::remove_subscription(const std::string &device, const std::string &endpoint) {
+  Stmt del(db(), endpoint.empty() ? "DELETE FROM push_subscriptions WHERE device = ?1"
+                                  : "DELETE FROM push_subscriptions WHERE device = ?1 AND endpoint = ?2");
+  del.bind(1, device);
+  if (!endpoint.empty())
+    del.bind(2, endpoint);
+  del.run();
+  return del.changes() > 0;
+}
+
+std::vector<Subscription> Store::subscriptions(LineKey line) {
+  Stmt s(db(), "SELECT p.device, p.endpoint, p.p256dh, p.auth FROM push_subscriptions p"
+               " JOIN devices d ON d.id = p.device WHERE d.line = ?1 ORDER BY d.created_ms, d.id");
+  s.bind(1, line);
+  std::vector<Subscription> out;
+  while (s.step())
+    out.push_back({s.text(0), s.text(1), s.text(2), s.text(3)});
   return out;
 }
 

@@ -1,6 +1,6 @@
 // The ring plugin's lasting state in SQLite: lines, their devices (with the
 // hash of each device's secret, never the secret), "add this device"
-// invites and missed calls. One connection, on duetd's loop thread: the
+// invites, missed calls and Web Push subscriptions. One connection, on duetd's loop thread: the
 // one writer. WAL mode; the schema carries a version (PRAGMA user_version)
 // and upgrades itself through the migrations in store.cpp. Opened on first
 // use, so a duetd nobody makes lines on never creates the file.
@@ -40,6 +40,14 @@ struct Missed {
   std::int64_t at_ms = 0;  // Unix time
 };
 
+// A device's Web Push subscription: where to POST, and its keys (raw bytes).
+struct Subscription {
+  std::string device;
+  std::string endpoint;
+  std::string p256dh;  // the browser's P-256 public key, 65 bytes
+  std::string auth;    // 16 bytes
+};
+
 // Where a device's secret hash is kept, to be checked in constant time.
 struct DeviceRecord {
   LineKey line = 0;
@@ -77,6 +85,13 @@ public:
   void add_missed(LineKey line, const std::string &caller, std::int64_t at_ms);
   // The latest missed calls, newest first.
   std::vector<Missed> missed(LineKey line, int limit);
+
+  // A device's subscription, replacing the one it had.
+  void set_subscription(const Subscription &sub, std::int64_t now_ms);
+  // Removes device's subscription; with an endpoint, only while it is still
+  // that one (the device may have subscribed anew meanwhile).
+  bool remove_subscription(const std::string &device, const std::string &endpoint = {});
+  std::vector<Subscription> subscriptions(LineKey line);
 
 private:
   sqlite3 *db();

@@ -43,6 +43,27 @@ public:
     return std::string(it->value.GetString(), it->value.GetStringLength());
   }
 
+  // A string member of an object member: text("keys", "auth").
+  std::optional<std::string> text(const char *object, const char *name) {
+    if (!body_)
+      return std::nullopt;
+    auto it = body_->FindMember(object);
+    if (it == body_->MemberEnd())
+      return std::nullopt;
+    if (!it->value.IsObject()) {
+      wrong_type_ = true;
+      return std::nullopt;
+    }
+    auto member = it->value.FindMember(name);
+    if (member == it->value.MemberEnd())
+      return std::nullopt;
+    if (!member->value.IsString()) {
+      wrong_type_ = true;
+      return std::nullopt;
+    }
+    return std::string(member->value.GetString(), member->value.GetStringLength());
+  }
+
 private:
   rapidjson::Document doc_;
   const rapidjson::Value *body_ = nullptr;
@@ -62,6 +83,11 @@ inline std::optional<std::string> string_member(const rapidjson::Document &doc, 
 inline void put(Writer &w, const char *key, std::string_view value) {
   w.Key(key);
   w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));
+}
+// Named apart: a bool overload of put would catch const char * values.
+inline void put_bool(Writer &w, const char *key, bool value) {
+  w.Key(key);
+  w.Bool(value);
 }
 inline void put(Writer &w, const char *key, std::int64_t value) {
   w.Key(key);

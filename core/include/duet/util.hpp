@@ -1,6 +1,7 @@
 // General helpers of the duet plugin SDK, usable without the ABI: the two
-// exceptions a plugin's init may throw, and parsing of numbers, durations
-// and secret files, with the rules duetd's options use.
+// exceptions a plugin's init may throw, parsing of numbers, durations and
+// secret files with the rules duetd's options use, base64url, and duetd's
+// default state folder (for a plugin's command, which runs without duetd).
 #ifndef DUET_UTIL_HPP
 #define DUET_UTIL_HPP
 
@@ -9,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -78,6 +80,71 @@ inline std::string read_trimmed_file(const std::string &path) {
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' || text.back() == '\t'))
     text.pop_back();
   return text;
+}
+
+// Base64url without padding (RFC 4648 section 5), as tokens and Web Push
+// keys are written.
+inline std::string base64url(std::string_view bytes) {
+  static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char c : bytes) {
+    acc = (acc << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out += alphabet[(acc >> bits) & 63];
+    }
+  }
+  if (bits > 0)
+    out += alphabet[(acc << (6 - bits)) & 63];
+  return out;
+}
+
+// The bytes of unpadded base64url text, or nullopt. Only canonical text
+// decodes (no '=' either): no lone last character and the
+// spare bits zero, so bytes have one text (a signed token cannot be varied
+// into others that verify too).
+inline std::optional<std::string> from_base64url(std::string_view text) {
+  std::string out;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (char c : text) {
+    int v = c >= 'A' && c <= 'Z'   ? c - 'A'
+            : c >= 'a' && c <= 'z' ? c - 'a' + 26
+            : c >= '0' && c <= '9' ? c - '0' + 52
+            : c == '-'             ? 62
+            : c == '_'             ? 63
+                                   : -1;
+    if (v < 0)
+      return std::nullopt;
+    acc = (acc << 6) | static_cast<std::uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  if (bits >= 6 || (acc & ((1U << bits) - 1)) != 0)
+    return std::nullopt;
+  return out;
+}
+
+// The state folder duetd uses without --state-dir: $STATE_DIRECTORY
+// (systemd), else $XDG_STATE_HOME/duet, else ~/.local/state/duet, else
+// /var/lib/duet. A running plugin asks duetd instead (Host::node_info).
+inline std::string default_state_dir() {
+  const char *systemd = std::getenv("STATE_DIRECTORY");
+  const char *xdg = std::getenv("XDG_STATE_HOME");
+  const char *home = std::getenv("HOME");
+  if (systemd && *systemd)
+    return systemd;
+  if (xdg && *xdg == '/')
+    return std::string(xdg) + "/duet";
+  if (home && *home == '/')
+    return std::string(home) + "/.local/state/duet";
+  return "/var/lib/duet";
 }
 
 }  // namespace duet

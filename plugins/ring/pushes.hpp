@@ -1,0 +1,58 @@
+// Web Push for devices without an open page: a device registers its push
+// subscription (line-push), and a ring reaches it as an encrypted push the
+// service worker shows as a notification; the ring's end and a missed call
+// follow with the same Topic, so they replace the ring where it was not
+// yet delivered. Payloads are the same JSON as the WebSocket messages.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "context.hpp"
+#include "push_crypto.hpp"
+#include "push_sender.hpp"
+#include "wire.hpp"
+
+namespace duet::ring {
+
+class Pushes {
+public:
+  // key_path: the VAPID key file, made on first use.
+  Pushes(Context &ctx, const std::string &key_path, PushSettings settings);
+
+  // {"line-push-key":{}}: answers the key to subscribe with.
+  Outcome key(ConnId conn);
+  // {"line-push":SUBSCRIPTION} (PushSubscription.toJSON()): this device's
+  // subscription, replacing its last; {"line-push":{}} removes it.
+  Outcome subscribe(ConnId conn, Request &req);
+
+  // A ring for every device of line with a subscription and no open page
+  // (not in attached). Returns the devices pushed to.
+  std::vector<std::string> ring(const Line &line, const std::string &ring_id, const std::string &caller,
+                                std::int64_t at_ms, std::chrono::milliseconds ring_time,
+                                const std::vector<std::string> &attached);
+  // The ring ended without this device: its notification goes.
+  void stop(LineKey line, const std::vector<std::string> &devices, const std::string &ring_id, const char *reason);
+  void missed(LineKey line, const std::vector<std::string> &devices, const std::string &ring_id,
+              const std::string &caller, std::int64_t at_ms);
+
+  // Missed-call notifications wait this long for a device that is off.
+  static constexpr std::chrono::hours kMissedLife{24};
+  // A ring's end waits as long as the ring did, so it replaces it.
+  static constexpr std::chrono::minutes kStopLife{10};
+
+private:
+  std::vector<Subscription> subscriptions(LineKey line);
+  void push(const Subscription &sub, const std::string &topic, const char *urgency, const std::string &payload,
+            std::int64_t expires_ms);
+  void push_to(LineKey line, const std::vector<std::string> &devices, const std::string &topic, const char *urgency,
+               const std::string &payload, std::int64_t expires_ms);
+
+  Context &ctx_;
+  VapidKey key_;
+  PushSender sender_;
+};
+
+}  // namespace duet::ring
