@@ -63,7 +63,8 @@ Pkey new_p256_key() {
   return key;
 }
 
-// A public key from its uncompressed point, checked to be on the curve.
+// A public key from its uncompressed point; OpenSSL refuses a point that is
+// not on the curve while decoding it.
 Pkey p256_public(std::string_view point) {
   if (point.size() != kPointBytes || point[0] != 0x04)
     return nullptr;
@@ -79,13 +80,7 @@ Pkey p256_public(std::string_view point) {
     ERR_clear_error();
     return nullptr;
   }
-  Pkey key(raw);
-  PkeyCtx check(EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr));
-  if (!check || EVP_PKEY_public_check(check.get()) != 1) {
-    ERR_clear_error();
-    return nullptr;
-  }
-  return key;
+  return Pkey(raw);
 }
 
 std::string hmac_sha256(std::string_view key, std::string_view data) {
@@ -223,7 +218,15 @@ std::string VapidKey::authorization(const std::string &audience, const std::stri
   return "vapid t=" + signed_part + "." + duet::base64url(sign_es256(key_.get(), signed_part)) + ", k=" + public_b64_;
 }
 
-bool valid_p256_public_key(std::string_view bytes) { return p256_public(bytes) != nullptr; }
+// The full check once, when a subscription is stored (each push decodes
+// the point again, which keeps it on the curve).
+bool valid_p256_public_key(std::string_view bytes) {
+  const Pkey key = p256_public(bytes);
+  PkeyCtx check(key ? EVP_PKEY_CTX_new_from_pkey(nullptr, key.get(), nullptr) : nullptr);
+  const bool valid = check && EVP_PKEY_public_check(check.get()) == 1;
+  ERR_clear_error();
+  return valid;
+}
 
 std::string encrypt_push(std::string_view p256dh, std::string_view auth_secret, std::string_view plaintext) {
   const Pkey ua_public = p256_public(p256dh);

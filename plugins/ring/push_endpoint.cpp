@@ -104,8 +104,9 @@ std::optional<Endpoint> parse_endpoint(std::string_view url) {
   for (char c : e.host)
     if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == ':'))
       return std::nullopt;
+  // The origin as RFC 6454 serializes it: lowercase, no default port.
   std::string lower_authority;
-  for (char c : authority)
+  for (char c : port == "443" ? authority.substr(0, authority.size() - 4) : authority)
     lower_authority += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
   e.origin = "https://" + lower_authority;
   return e;

@@ -65,6 +65,9 @@ PushSender::PushSender(const duet::Host &host, const VapidKey &key, PushSettings
   curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &PushSender::on_timer);
   curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
   curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
+  // Kept connections: libcurl's default follows the transfers added now,
+  // which shrinks between rings and would cost a TLS handshake per ring.
+  curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, 32L);
 }
 
 PushSender::~PushSender() {
@@ -182,7 +185,9 @@ void PushSender::finished(CURL *easy, int result) {
   curl_easy_cleanup(easy);
   Push &push = request->push;
 
-  if (request->refused) {
+  // Refused only if no address was left to try (a name may have public
+  // addresses beside refused ones).
+  if (result != CURLE_OK && request->refused) {
     host_.metric_add(metrics_.refused, 1);
     return;
   }

@@ -38,6 +38,9 @@ TEST_CASE("an endpoint is a plain https: URL; its origin is the VAPID audience")
   e = parse_endpoint("https://push.example.net:8443/x?y");
   REQUIRE(e);
   CHECK(e->origin == "https://push.example.net:8443");
+  e = parse_endpoint("https://Push.example.net:443/x");
+  REQUIRE(e);
+  CHECK(e->origin == "https://push.example.net");
   e = parse_endpoint("https://[2001:db8::1]:444/p");
   REQUIRE(e);
   CHECK(e->host == "2001:db8::1");
