@@ -131,11 +131,14 @@ Outcome Lines::join(ConnId conn, Request &req, const std::string &address) {
     return o;
   if (!joins_.allow(address, now_ms()))
     return {"join-rate-limited", "Too many attempts to join a line from your address: wait a minute."};
-  const std::optional<LineKey> line = ctx_.store.take_invite(sha256(*code), now_ms());
+  const std::string code_hash = sha256(*code);
+  const std::optional<LineKey> line = ctx_.store.invite_line(code_hash, now_ms());
   if (!line)
     return {"code-invalid", "This code is unknown, used or expired: show a new one on a device of the line."};
+  // A full line leaves the code unused: it works once a device is removed.
   if (ctx_.store.devices(*line).size() >= kMaxDevices)
     return {"too-many-devices", "This line has as many devices as it may have: remove one first."};
+  ctx_.store.take_invite(code_hash, now_ms());
   const NewDevice made = new_device(label_or_default(label));
   ctx_.store.add_device(*line, made.device, sha256(made.secret), now_ms());
   attach_as(conn, *line, made);
@@ -157,6 +160,7 @@ Outcome Lines::remove_device(ConnId conn, Request &req) {
   for (ConnId c : ctx_.attached.on_line(line)) {
     const Attachments::Entry *e = ctx_.attached.of(c);
     if (e && e->device == *device) {
+      ringing_.device_removed(c, line);
       ctx_.host.send(c, removed);
       ctx_.attached.detach(c);
     }

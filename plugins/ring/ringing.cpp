@@ -202,6 +202,16 @@ void Ringing::end(Ring &ring, const char *device_reason, const char *caller_reas
   rings_.erase(line);              // last: ring (and its timer, maybe running now) goes here
 }
 
+void Ringing::device_removed(ConnId device, LineKey line) {
+  auto it = rings_.find(line);
+  if (it == rings_.end())
+    return;
+  ctx_.host.send(device, message("ring-stop", [&](Writer &w) {
+                   put(w, "ring", it->second.id);
+                   put(w, "reason", "removed");
+                 }));
+}
+
 void Ringing::closed(ConnId conn) {
   auto it = callers_.find(conn);
   if (it == callers_.end())

@@ -37,6 +37,9 @@ public:
 
   // A device attached while its line rings: it rings too.
   void attached(ConnId device, LineKey line);
+  // A device is removed from its line: if the line rings, it stops there
+  // (ring-stop "removed"); the ring goes on on the others.
+  void device_removed(ConnId device, LineKey line);
   // A connection is gone: a caller's ring stops.
   void closed(ConnId conn);
   // The line was removed (its last device went): its ring ends as declined.

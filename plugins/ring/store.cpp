@@ -264,6 +264,12 @@ void Store::add_invite(LineKey line, const std::string &code_hash, std::int64_t 
   t.commit();
 }
 
+std::optional<LineKey> Store::invite_line(const std::string &code_hash, std::int64_t now_ms) {
+  Stmt s(db(), "SELECT line FROM invites WHERE code_hash = ?1 AND expires_ms > ?2");
+  s.blob(1, code_hash).bind(2, now_ms);
+  return s.step() ? std::optional<LineKey>(s.integer(0)) : std::nullopt;
+}
+
 std::optional<LineKey> Store::take_invite(const std::string &code_hash, std::int64_t now_ms) {
   Transaction t(db());
   Stmt s(db_, "SELECT line, expires_ms FROM invites WHERE code_hash = ?1");

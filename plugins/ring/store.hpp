@@ -79,6 +79,8 @@ public:
   void relink(LineKey line, const std::string &new_id);
 
   void add_invite(LineKey line, const std::string &code_hash, std::int64_t now_ms, std::int64_t expires_ms);
+  // The line an unexpired invite adds to, the invite left as it is.
+  std::optional<LineKey> invite_line(const std::string &code_hash, std::int64_t now_ms);
   // The line an unexpired invite adds to; the invite is used up.
   std::optional<LineKey> take_invite(const std::string &code_hash, std::int64_t now_ms);
 

@@ -170,6 +170,23 @@ class LinesTest(RingClient, DuetTestCase):
         # The removed connection is no device any more.
         await self.refused(d2, {'line-rename': {'name': 'Mallory'}}, 'not-attached')
 
+    async def test_a_device_removed_while_its_line_rings_stops_ringing_and_the_others_ring_on(self):
+        d1, d2, line = await self.two_devices()
+        third, cred3, _, _ = await self.join(d1, 'lost phone')
+        await self.recv(d2, 'line')  # the third device's join
+        caller, ringing = await self.ring(line)
+        await self.incoming([d1, d2, third], ringing['ring'])
+        await d1.send_json({'line-remove-device': {'device': cred3['device']}})
+        self.assertEqual(await self.recv(third, 'ring-stop'), {'ring': ringing['ring'], 'reason': 'removed'})
+        self.assertEqual(await self.recv(third, 'line-removed'), {'device': cred3['device']})
+        await self.recv(d1, 'line')
+        await self.recv(d2, 'line')
+        await d2.send_json({'ring-accept': {'ring': ringing['ring']}})
+        self.assertEqual(await self.recv(d1, 'ring-stop'), {'ring': ringing['ring'], 'reason': 'answered-elsewhere'})
+        await self.recv(d2, 'ring-connect')
+        await self.recv(caller, 'ring-connect')
+        await third.expect_nothing(0.3)
+
     async def test_accept_on_one_device_stops_the_other_and_both_sides_pair(self):
         d1, d2, line = await self.two_devices('Alice')
         caller, ringing = await self.ring(line, 'Bob')
@@ -248,6 +265,7 @@ class LinesTest(RingClient, DuetTestCase):
         caller, ringing = await self.ring(state['line'])
         await self.incoming([device], ringing['ring'])
         await device.send_json({'line-remove-device': {'device': cred['device']}})
+        self.assertEqual(await self.recv(device, 'ring-stop'), {'ring': ringing['ring'], 'reason': 'removed'})
         self.assertEqual(await self.recv(device, 'line-removed'), {'device': cred['device']})
         ended = await self.recv(caller, 'ring-ended')
         self.assertEqual((ended['ring'], ended['reason']), (ringing['ring'], 'declined'))
