@@ -10,6 +10,11 @@
 
 namespace duet::ring {
 
+// The key a caller's address is limited under: an IPv4 address itself, an
+// IPv6 address's /64 (one host usually holds a whole /64, so counting its
+// addresses one by one would limit nothing).
+std::string address_key(const std::string &address);
+
 class WindowLimit {
 public:
   WindowLimit(std::uint32_t max, std::int64_t window_ms, std::size_t max_keys = 200000)

@@ -199,9 +199,10 @@ private:
     }
   }
 
+  // What the per-address limits count a connection under (an IPv6 /64).
   std::string address(ConnId conn) const {
     duet_conn_info_t info{};
-    return host().conn_info(conn, info) ? std::string(info.remote_addr) : std::string();
+    return host().conn_info(conn, info) ? duet::ring::address_key(info.remote_addr) : std::string();
   }
 
   Outcome create(ConnId c, Request &r) { return lines_.create(c, r, address(c)); }

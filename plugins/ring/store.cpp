@@ -3,7 +3,10 @@
 #include <filesystem>
 #include <utility>
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace duet::ring {
 
@@ -124,6 +127,13 @@ sqlite3 *Store::db() {
   std::error_code ec;
   if (!dir.empty() && std::filesystem::create_directories(dir, ec))
     std::filesystem::permissions(dir, std::filesystem::perms::owner_all, ec);
+  // Private: it holds push subscriptions' keys and secrets' hashes. SQLite
+  // gives its -wal and -shm files the same mode.
+  const int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    (void)fchmod(fd, 0600);
+    ::close(fd);
+  }
   sqlite3 *db = nullptr;
   if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr) !=
       SQLITE_OK) {
@@ -133,10 +143,15 @@ sqlite3 *Store::db() {
   }
   db_ = db;
   try {
-    sqlite3_busy_timeout(db_, 2000);
+    // duetd is the one writer; a wait means another process holds the file
+    // (a second duetd on it by mistake), and the loop must not stall long.
+    sqlite3_busy_timeout(db_, 250);
     // WAL: readers never wait for the writer; NORMAL: a commit costs no fsync
-    // (a power cut may lose the last commits, never the file).
-    exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;");
+    // (a power cut may lose the last commits, never the file). The WAL is
+    // cut back to 4 MB after checkpoints.
+    if (Stmt wal(db_, "PRAGMA journal_mode=WAL"); !wal.step() || wal.text(0) != "wal")
+      throw StoreError("ring store " + path_ + ": cannot use WAL mode (a file system without shared memory?)");
+    exec("PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA journal_size_limit=4194304;");
     migrate();
   } catch (...) {
     sqlite3_close(db_);

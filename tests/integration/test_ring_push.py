@@ -86,7 +86,9 @@ class PushDeliveryTest(PushTestBase):
         self.assertEqual(printed.returncode, 0, printed.stderr)
         self.assertEqual(printed.stdout.strip(), key)
         self.assertEqual(len(key), 87)  # 65 bytes of base64url
-        self.assertEqual(oct(os.stat(os.path.join(self.state, 'vapid.pem')).st_mode & 0o777), '0o600')
+        # The key, and the store of subscriptions (keys, auth secrets), are private.
+        for name in ('vapid.pem', 'ring.db', 'ring.db-wal'):
+            self.assertEqual(oct(os.stat(os.path.join(self.state, name)).st_mode & 0o777), '0o600', name)
 
     async def test_a_closed_device_rings_by_a_push_that_verifies_and_its_end_follows(self):
         _, _, line, sub = await self.subscribed_line()

@@ -153,3 +153,12 @@ TEST_CASE("ids are readable and differ") {
   CHECK(seen.size() == 200);
   CHECK(random_hex(16).size() == 32);
 }
+
+TEST_CASE("per-address limits count an IPv6 caller by its /64 and an IPv4 one by its address") {
+  CHECK(address_key("203.0.113.7") == "203.0.113.7");
+  CHECK(address_key("::ffff:203.0.113.7") == "::ffff:203.0.113.7");
+  CHECK(address_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == "2001:db8:1:2::/64");
+  CHECK(address_key("2001:db8:1:2::1") == address_key("2001:db8:1:2:ffff::9"));
+  CHECK(address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1"));
+  CHECK(address_key("") == "");
+}
