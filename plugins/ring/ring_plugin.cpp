@@ -293,6 +293,14 @@ Outcome check_name(const std::optional<std::string> &text, bool required) {
   for (const unsigned char c : *text)
     if (c < 0x20 || c == 0x7f)
       return {"bad-request", "A name may not hold control characters."};
+  // Bidirectional overrides and isolates (U+202A-202E, U+2066-2069) would
+  // let a caller's name show as another text on the ring screen.
+  for (std::size_t i = 0; i + 2 < text->size(); i++) {
+    const auto b1 = static_cast<unsigned char>((*text)[i + 1]), b2 = static_cast<unsigned char>((*text)[i + 2]);
+    if (static_cast<unsigned char>((*text)[i]) == 0xe2 &&
+        ((b1 == 0x80 && b2 >= 0xaa && b2 <= 0xae) || (b1 == 0x81 && b2 >= 0xa6 && b2 <= 0xa9)))
+      return {"bad-request", "A name may not hold bidirectional control characters."};
+  }
   return {};
 }
 

@@ -315,6 +315,9 @@ class LinesTest(RingClient, DuetTestCase):
         await self.refused(c, {'line-create': {'name': 'A', 'label': ['x']}}, 'bad-request')
         await self.refused(c, {'line-join': {'code': 'nope', 'label': 'x'}}, 'code-invalid')
         await self.refused(d1, {'line-rename': {'name': 'N' * 65}}, 'name-too-long')
+        # A right-to-left override would show "Bob\u202emoc.knab" as "Bobbank.com".
+        await self.refused(d1, {'line-rename': {'name': 'Bob\u202emoc.knab'}}, 'bad-request')
+        await self.refused(c, {'ring': {'line': state['line'], 'name': '\u2067Eve'}}, 'bad-request')
         await self.refused(d1, {'line-remove-device': {'device': 'f' * 16}}, 'device-unknown')
         # Nothing of it was stored: the line is as it was, and the socket still works.
         _, again = await self.attach(cred)
