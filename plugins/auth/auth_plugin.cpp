@@ -4,6 +4,7 @@
 // so the tutorial protocol keeps working.
 #include <chrono>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -44,7 +45,7 @@ public:
     auto token = host().string_at(msg.raw, "/open/token");
     auto local = host().string_at(msg.raw, "/open/local");
     auto remote = host().string_at(msg.raw, "/open/remote");
-    if (!token && local && remote && admitted(*local, *remote))
+    if (!token && local && remote && admitted(*local, *remote, host().string_at(msg.raw, "/open/resume")))
       return DUET_PASS;
     if (!token) {
       reject = {"auth-missing", "This server needs a call token in open: {\"open\":{...,\"token\":\"...\"}}."};
@@ -57,7 +58,7 @@ public:
 
   // auth.admit {"local":A,"remote":B}: another plugin vouches for one open
   // of A naming B (the ring plugin, for the server-made ids of an accepted
-  // ring), good for kAdmitLife.
+  // ring), good for kAdmitLife; once used, the call's resumes pass too.
   void on_event(const duet_event_t &event) override {
     if (secret_.empty() || std::string_view(event.name) != "auth.admit" || !event.json)
       return;
@@ -68,25 +69,36 @@ public:
       return;
     const std::int64_t t = now();
     for (auto it = admitted_.begin(); it != admitted_.end();)
-      it = it->second <= t ? admitted_.erase(it) : std::next(it);
+      it = it->second.until <= t ? admitted_.erase(it) : std::next(it);
     if (admitted_.size() < kMaxAdmitted)
-      admitted_[{doc["local"].GetString(), doc["remote"].GetString()}] = t + kAdmitLife;
+      admitted_[{doc["local"].GetString(), doc["remote"].GetString()}] = {t + kAdmitLife, false};
   }
 
 private:
-  static constexpr std::int64_t kAdmitLife = 120;  // seconds
+  static constexpr std::int64_t kAdmitLife = 120;       // seconds to the first open
+  static constexpr std::int64_t kCallLife = 24 * 3600;  // then, for resumes of the call
   static constexpr std::size_t kMaxAdmitted = 100000;
+  struct Admission {
+    std::int64_t until;
+    bool used;  // the first open came: only resumes pass now
+  };
 
   static std::int64_t now() {
     return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
         .count();
   }
 
-  bool admitted(std::string_view local, std::string_view remote) {
+  // The first open of an admitted pair passes; after it, only opens that
+  // resume the call (with a resume token, which pairing checks) do. A
+  // resume cannot get in without the token; a plain second open could take
+  // the first one's place.
+  bool admitted(std::string_view local, std::string_view remote, const std::optional<std::string_view> &resume) {
     auto it = admitted_.find({std::string(local), std::string(remote)});
-    if (it == admitted_.end() || it->second <= now())
+    if (it == admitted_.end() || it->second.until <= now())
       return false;
-    admitted_.erase(it);  // once
+    if (it->second.used)
+      return resume && !resume->empty();
+    it->second = {now() + kCallLife, true};
     return true;
   }
 
@@ -122,7 +134,7 @@ private:
   }
 
   std::string secret_;
-  std::map<std::pair<std::string, std::string>, std::int64_t> admitted_;  // (local, remote) -> until
+  std::map<std::pair<std::string, std::string>, Admission> admitted_;  // (local, remote)
 };
 
 }  // namespace

@@ -19,6 +19,7 @@ import unittest
 
 from duet_harness import DuetTestCase, Server, eventually, run_duetd, stop_checked
 from test_metrics import scrape
+from test_resume import drop
 
 T = 15.0  # seconds to wait for any one message
 LINE_ID = re.compile(r'^([a-z]+-){4}[0-9a-hjkmnp-tv-z]{7}$')
@@ -457,11 +458,21 @@ class AuthTest(RingClient, DuetTestCase):
         await d1.send_json({'ring-accept': {'ring': ringing['ring']}})
         mine = await self.recv(caller, 'ring-connect')
         theirs = await self.recv(d1, 'ring-connect')
-        await caller.open(mine['local'], mine['remote'])
+        await caller.send_json({'open': {'local': mine['local'], 'remote': mine['remote'], 'resume': ''}})
         call = await self.connect('device call')
         await call.open(theirs['local'], theirs['remote'])
-        self.assertEqual(await caller.recv_json(T), {'start': 'answer'})
+        start = await caller.recv_json(T)
+        self.assertEqual(start['start'], 'answer')
         self.assertEqual(await call.recv_json(T), {'start': 'offer'})
+        # A second plain open of the same ids needs a token; a resume of the
+        # call (a dropped WebSocket coming back) passes with its resume token.
+        thief = await self.connect('second open')
+        await self.refused(thief, {'open': {'local': mine['local'], 'remote': mine['remote']}}, 'auth-missing')
+        drop(caller)
+        back = await self.connect('caller back')
+        await back.send_json({'open': {'local': mine['local'], 'remote': mine['remote'], 'resume': start['resume']}})
+        self.assertEqual((await back.recv_json(T))['resumed'], 'answer')
+        self.assertEqual(await call.recv_json(T), {'resumed': 'offer'})
         # Made-up ids still need a token.
         other = await self.connect('made up')
         await self.refused(other, {'open': {'local': 'ring-' + '0' * 32, 'remote': mine['local']}}, 'auth-missing')
