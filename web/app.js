@@ -5,7 +5,7 @@
 // The extras of a call each have their module: screen.js (screen sharing),
 // devices.js (device choice), stats.js (connection panel), chat.js (text
 // chat over the data channel), panels.js (their side panels), names.js
-// (ids for "New call").
+// (ids for "New call"), ring.js (ring links: calling one, and being rung).
 import { createSignaling } from './signaling.js';
 import { createPeer } from './peer.js';
 import { createCamera, cameraProblem } from './camera.js';
@@ -16,9 +16,11 @@ import { createDevices } from './devices.js';
 import { createStats } from './stats.js';
 import { createChat } from './chat.js';
 import { createPanels } from './panels.js';
+import { createRing } from './ring.js';
 
 let me = '';
 let peerId = '';
+let peerName = ''; // who a ring call is with, shown in place of its random id
 let active = false; // between "Call" and "Hang up"
 let session = 0; // bumped when a session ends: work begun before it is void
 let peerLeft = false;
@@ -33,7 +35,7 @@ const canPip = Boolean(document.pictureInPictureEnabled);
 const ui = createUI({
   view: () => ({
     me,
-    peer: peerId,
+    peer: peerName || peerId,
     connectedAt: peer ? peer.connectedAt : 0,
     reconnectAt: signaling.reconnectAt,
     micOn: camera ? camera.micOn : true,
@@ -88,7 +90,8 @@ function renderChatButton() {
 
 // While nobody is there yet, the call screen shows the link to send.
 function renderCallInvite() {
-  const waiting = active && ['status.waiting', 'status.connectingServer', 'status.peerLeft'].includes(ui.status);
+  // A ring call's ids are the server's: no link to send, the other side is on its way.
+  const waiting = active && !peerName && ['status.waiting', 'status.connectingServer', 'status.peerLeft'].includes(ui.status);
   ui.setCallInvite(waiting ? ui.inviteLink({ join: true }) : '');
 }
 
@@ -114,6 +117,18 @@ const signaling = createSignaling({
   },
 });
 
+const ring = createRing({
+  $,
+  t,
+  store,
+  notice: (key, params) => ui.showNotice(key, params),
+  clearNotice: () => ui.clearNotice(),
+  startCall: ringCall,
+  WebSocket: window.WebSocket,
+  url: `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/`,
+  AudioContextClass: window.AudioContext || window.webkitAudioContext,
+});
+
 function browserProblem() {
   if (!window.isSecureContext) return 'err.insecure';
   if (!window.RTCPeerConnection || !window.WebSocket || !camera || !navigator.mediaDevices.getUserMedia) return 'err.unsupported';
@@ -134,7 +149,9 @@ async function newCall() {
   await joinAs(ids);
 }
 
-async function joinAs(names) {
+// A ring call (remember false) keeps the page's address and the names in
+// the form: its ids are for this one call, and shown is the other's name.
+async function joinAs(names, { remember = true, shown = '' } = {}) {
   ui.clearNotice();
   ui.setJoinInfo('');
   const problem = browserProblem();
@@ -145,10 +162,13 @@ async function joinAs(names) {
   // A server run with --auth-secret wants a call token: it comes in the link (?token=...).
   const authToken = new URLSearchParams(location.search).get('token') || '';
   ({ me, peer: peerId } = names);
-  store.set('me', me);
-  store.set('peer', peerId);
-  const query = { me, peer: peerId, ...(authToken ? { token: authToken } : {}) };
-  history.replaceState(null, '', `${location.pathname}?${new URLSearchParams(query)}`);
+  peerName = shown;
+  if (remember) {
+    store.set('me', me);
+    store.set('peer', peerId);
+    const query = { me, peer: peerId, ...(authToken ? { token: authToken } : {}) };
+    history.replaceState(null, '', `${location.pathname}?${new URLSearchParams(query)}`);
+  }
 
   ui.showScreen('call');
   ui.setStatus('status.camera');
@@ -181,7 +201,7 @@ async function joinAs(names) {
   });
   tickTimer = setInterval(ui.tick, 1000);
   chat.clear();
-  chat.setPeerName(peerId);
+  chat.setPeerName(peerName || peerId);
   stats.start();
   devices.start();
   signaling.start({ local: me, remote: peerId, authToken });
@@ -276,7 +296,17 @@ function hangUp() {
   ui.setJoinInfo('status.ended');
   ui.setStatus('status.ended');
   ui.showScreen('join');
-  $('call-btn').focus();
+  $(ring.isCaller ? 'ring-call-btn' : 'call-btn').focus();
+}
+
+// An accepted ring: the call with the two ids the server gave, in place of
+// any call still running here.
+function ringCall(local, remote, name) {
+  if (active) {
+    if (peer) peer.sayBye();
+    endSession();
+  }
+  joinAs({ me: local, peer: remote }, { remember: false, shown: name });
 }
 
 function endSession() {
@@ -353,6 +383,7 @@ function toggleFullscreen() {
 
 function init() {
   ui.init();
+  ring.init();
   $('join-form').addEventListener('submit', startCall);
   $('new-call-btn').addEventListener('click', newCall);
   $('screen-btn').addEventListener('click', toggleScreenShare);
@@ -364,6 +395,7 @@ function init() {
     chat.render();
     stats.render();
     if (devices) devices.render();
+    ring.render();
   });
   $('mic-btn').addEventListener('click', () => { camera.toggleMic(); ui.renderControls(); });
   $('cam-btn').addEventListener('click', () => { camera.toggleCam(); ui.renderControls(); });
@@ -380,13 +412,15 @@ function init() {
   window.addEventListener('pagehide', () => {
     if (peer) peer.sayBye();
     signaling.leave();
+    ring.leave();
   });
+  window.addEventListener('pageshow', (ev) => { if (ev.persisted) ring.resume(); });
   const problem = browserProblem();
   if (problem) ui.showNotice(problem);
   // A call's invite link (?join=1) gets the page ready: one press of Call
   // joins. Never the camera from a link alone: any page could send someone
   // to one, with a partner waiting to watch.
-  else if (new URLSearchParams(location.search).get('join') === '1' && ui.checkedNames()) {
+  else if (!ring.isCaller && new URLSearchParams(location.search).get('join') === '1' && ui.checkedNames()) {
     ui.setJoinInfo('join.invited');
     $('call-btn').focus();
   }

@@ -214,8 +214,11 @@ test('quick camera changes end with one live camera, and a hang-up mid-change le
   // passes: then the assertion below says what it is).
   await a.page.waitForFunction(() => window.__liveTracks.length > 0 && window.__liveTracks.every((t) => t.readyState === 'ended'),
     null, { timeout: h.WAIT_MS }).catch(() => {});
-  assert.deepStrictEqual(await a.page.evaluate(() => window.__liveTracks.map((t) => t.readyState)), ['ended'],
-    'the camera that arrived after the hang-up was stopped');
+  // Every camera that arrived after the hang-up was stopped (on a loaded
+  // machine the change may have asked twice: each answer counts).
+  const states = await a.page.evaluate(() => window.__liveTracks.map((t) => t.readyState));
+  assert.ok(states.length >= 1, 'the slow camera answered');
+  assert.deepStrictEqual(states, states.map(() => 'ended'), 'the camera that arrived after the hang-up was stopped');
 });
 
 test('the remote video goes into picture-in-picture and back', { timeout: h.TEST_MS }, async () => {
