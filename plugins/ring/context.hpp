@@ -21,6 +21,10 @@ struct Outcome {
   bool ok() const { return code == nullptr; }
 };
 
+// The answer to a line message from a connection that is no device.
+inline const Outcome kNotAttached = {"not-attached", "Attach this connection to its line first: "
+                                                     "{\"line-attach\":{\"device\":\"…\",\"secret\":\"…\"}}."};
+
 // Counters on /metrics (duet_ring_*).
 struct Metrics {
   explicit Metrics(const duet::Host &host);

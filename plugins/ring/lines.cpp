@@ -8,8 +8,6 @@ namespace duet::ring {
 
 namespace {
 
-const Outcome kNotAttached = {"not-attached", "Attach this connection to its line first: "
-                                              "{\"line-attach\":{\"device\":\"…\",\"secret\":\"…\"}}."};
 // One answer for an unknown device and a wrong secret: no hint which.
 const Outcome kDeviceUnknown = {"device-unknown", "No device with this id and secret is on a line."};
 

@@ -10,9 +10,6 @@ namespace duet::ring {
 
 namespace {
 
-const Outcome kNotAttached = {"not-attached", "Attach this connection to its line first: "
-                                              "{\"line-attach\":{\"device\":\"…\",\"secret\":\"…\"}}."};
-
 // A ring's notifications share one topic: each replaces the one before it
 // while the push service still holds it.
 std::string topic_of(const std::string &ring_id) { return "ring-" + ring_id; }

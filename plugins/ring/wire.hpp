@@ -30,19 +30,7 @@ public:
     }
   }
   bool ok() const { return body_ != nullptr && !wrong_type_; }
-  std::optional<std::string> text(const char *name) {
-    if (!body_)
-      return std::nullopt;
-    auto it = body_->FindMember(name);
-    if (it == body_->MemberEnd())
-      return std::nullopt;
-    if (!it->value.IsString()) {
-      wrong_type_ = true;
-      return std::nullopt;
-    }
-    return std::string(it->value.GetString(), it->value.GetStringLength());
-  }
-
+  std::optional<std::string> text(const char *name) { return string_in(body_, name); }
   // A string member of an object member: text("keys", "auth").
   std::optional<std::string> text(const char *object, const char *name) {
     if (!body_)
@@ -54,17 +42,25 @@ public:
       wrong_type_ = true;
       return std::nullopt;
     }
-    auto member = it->value.FindMember(name);
-    if (member == it->value.MemberEnd())
-      return std::nullopt;
-    if (!member->value.IsString()) {
-      wrong_type_ = true;
-      return std::nullopt;
-    }
-    return std::string(member->value.GetString(), member->value.GetStringLength());
+    return string_in(&it->value, name);
   }
 
 private:
+  // name's string in the object at value; a member of another type makes
+  // ok() false.
+  std::optional<std::string> string_in(const rapidjson::Value *value, const char *name) {
+    if (!value)
+      return std::nullopt;
+    auto it = value->FindMember(name);
+    if (it == value->MemberEnd())
+      return std::nullopt;
+    if (!it->value.IsString()) {
+      wrong_type_ = true;
+      return std::nullopt;
+    }
+    return std::string(it->value.GetString(), it->value.GetStringLength());
+  }
+
   rapidjson::Document doc_;
   const rapidjson::Value *body_ = nullptr;
   bool wrong_type_ = false;
