@@ -17,6 +17,7 @@ import { createStats } from './stats.js';
 import { createChat } from './chat.js';
 import { createPanels } from './panels.js';
 import { createRing } from './ring.js';
+import { createPush } from './push.js';
 
 let me = '';
 let peerId = '';
@@ -127,6 +128,8 @@ const ring = createRing({
   WebSocket: window.WebSocket,
   url: `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/`,
   AudioContextClass: window.AudioContext || window.webkitAudioContext,
+  push: createPush(),
+  lang: () => document.documentElement.lang || 'en',
 });
 
 function browserProblem() {
@@ -381,6 +384,27 @@ function toggleFullscreen() {
   p.then(() => ui.renderControls(), () => ui.showNotice('err.fullscreen'));
 }
 
+// The installed app opens without a network (sw.js keeps the page): it says
+// so, and looks again every few seconds until the server answers. Not
+// navigator.onLine: a duetd on this machine or LAN works without internet.
+// A HEAD of this page, which the worker lets through to the server.
+let serverCheckTimer = 0;
+async function checkServer() {
+  clearTimeout(serverCheckTimer);
+  let reachable = true;
+  try {
+    await fetch(location.pathname, { method: 'HEAD', cache: 'no-store' });
+  } catch (e) {
+    reachable = false;
+  }
+  if (reachable) {
+    if (ui.notice === 'err.offline') ui.clearNotice();
+    return;
+  }
+  if (!ui.notice || ui.notice === 'err.offline') ui.showNotice('err.offline');
+  serverCheckTimer = setTimeout(checkServer, 5000);
+}
+
 function init() {
   ui.init();
   ring.init();
@@ -402,7 +426,9 @@ function init() {
   $('switch-btn').addEventListener('click', switchCamera);
   $('fs-btn').addEventListener('click', toggleFullscreen);
   $('hangup-btn').addEventListener('click', hangUp);
+  window.addEventListener('offline', checkServer);
   window.addEventListener('online', () => {
+    checkServer();
     signaling.reconnectNow();
     if (peer) peer.restartIce();
   });
@@ -417,6 +443,8 @@ function init() {
   window.addEventListener('pageshow', (ev) => { if (ev.persisted) ring.resume(); });
   const problem = browserProblem();
   if (problem) ui.showNotice(problem);
+  // Only a page sw.js served may have come from its copy, without a server.
+  else if (navigator.serviceWorker && navigator.serviceWorker.controller) checkServer();
   // A call's invite link (?join=1) gets the page ready: one press of Call
   // joins. Never the camera from a link alone: any page could send someone
   // to one, with a partner waiting to watch.

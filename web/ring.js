@@ -5,11 +5,13 @@
 // signaling: the caller's closes once the ring is over (closing it early is
 // the same as Cancel), the device's stays open as a listener between and
 // during calls. An accepted ring ends in two pairing ids, and the call
-// itself is app.js's ordinary one (startCall).
+// itself is app.js's ordinary one (startCall). While no page of the device
+// is open it rings by Web Push (push.js here, sw.js in the background).
 import { backoffDelay } from './signaling.js';
 import { drawQR } from './ui.js';
 
 const RING_QUERY = 'ring';
+const ADD_QUERY = 'add';
 
 // Words for the server's refusals; the rest get the generic protocol notice.
 const CALLER_ERRORS = {
@@ -23,6 +25,9 @@ const CALLER_ERRORS = {
 };
 const DEVICE_ERRORS = {
   'create-rate-limited': 'err.ring.createRateLimited',
+  'code-invalid': 'err.ring.codeInvalid',
+  'join-rate-limited': 'err.ring.joinRateLimited',
+  'too-many-devices': 'err.ring.tooManyDevices',
   'lines-off': 'err.ring.linesOff',
   'name-too-long': 'err.ring.nameTooLong',
   'bad-request': 'err.ring.badName',
@@ -33,6 +38,13 @@ const STOP_REASONS = {
   cancelled: 'ring.stop.cancelled',
   missed: 'ring.stop.missed',
   removed: 'ring.stop.removed',
+};
+// A refused subscription: this device rings only while its page is open.
+const PUSH_ERRORS = {
+  'push-host-refused': 'ring.push.hostRefused',
+  'push-endpoint-invalid': 'ring.push.failed',
+  'push-keys-invalid': 'ring.push.failed',
+  'push-off': 'ring.push.serverOff',
 };
 const ENDED_REASONS = {
   declined: 'ring.ended.declined',
@@ -162,9 +174,19 @@ function createRingSocket({ url, WebSocket, hello, onMessage, onClosed = () => {
 // $, t: ui.js's; store: ui.js's localStorage wrapper; notice(key, params)
 // and clearNotice(): the page's alert line; startCall(local, remote, name):
 // the call with the ids an accepted ring gives, with the other's name.
-export function createRing({ $, t, store, notice, clearNotice, startCall, WebSocket, url, AudioContextClass }) {
+// push: push.js's; lang(): the page's language, for the notifications.
+export function createRing({ $, t, store, notice, clearNotice, startCall, WebSocket, url, AudioContextClass, push, lang }) {
   const tone = createRingTone(AudioContextClass);
-  const lineOf = new URLSearchParams(location.search).get(RING_QUERY) || '';
+  const query = new URLSearchParams(location.search);
+  const lineOf = query.get(RING_QUERY) || '';
+  // Accept on a push notification opens the app with ?answer=RING.
+  let answerRing = lineOf ? '' : query.get('answer') || '';
+  // An "add a device" link (?add=CODE) joins this device to a line.
+  let addCode = lineOf ? '' : query.get(ADD_QUERY) || '';
+  let joining = false;
+  let changed = { key: '', params: {} }; // what the last rename, new link or removal did
+  let pendingRename = '';
+  let lineIdBefore = '';
 
   // The caller: { key, params } of what the card says, and the ring's id.
   let callerState = { key: '', params: {} };
@@ -188,14 +210,22 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
   let incoming = null; // { ring, caller, at }
   let lineInfo = { key: '', params: {} };
   let focusBefore = null;
+  // Ringing while closed: '' (not known yet), 'asking', 'on', or the key of
+  // what the line card says instead.
+  let pushState = '';
+  let permissionAsked = null; // the permission prompt's promise, from the click
+  let fresh = false; // no `line` yet since this socket attached
+
   const lineSocket = createRingSocket({
     url,
     WebSocket,
     keep: true,
     hello: () => {
+      fresh = true;
       const device = store.get('lineDevice');
       const secret = store.get('lineSecret');
       if (device && secret) return { 'line-attach': { device, secret } };
+      if (joining) return { 'line-join': { code: addCode, label: deviceLabel() } };
       return { 'line-create': { name: $('ring-line-name').value.trim(), label: deviceLabel() } };
     },
     onMessage: onLineMessage,
@@ -218,6 +248,18 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     }
   };
 
+  // The name typed in the field inputId, trimmed; or '' once the field says
+  // (errorId, the text key missingKey) that it must not be empty.
+  function typedName(inputId, errorId, missingKey) {
+    const input = $(inputId);
+    const name = input.value.trim();
+    $(errorId).textContent = name ? '' : t(missingKey);
+    $(errorId).hidden = Boolean(name);
+    input.setAttribute('aria-invalid', name ? 'false' : 'true');
+    if (!name) input.focus();
+    return name;
+  }
+
   // ---- the caller ----
 
   function setCaller(key, params = {}) {
@@ -237,16 +279,8 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
 
   function ring(ev) {
     ev.preventDefault();
-    const name = $('ring-caller-name').value.trim();
-    if (!name) {
-      $('ring-caller-error').textContent = t('ring.call.nameMissing');
-      $('ring-caller-error').hidden = false;
-      $('ring-caller-name').setAttribute('aria-invalid', 'true');
-      $('ring-caller-name').focus();
-      return;
-    }
-    $('ring-caller-error').hidden = true;
-    $('ring-caller-name').setAttribute('aria-invalid', 'false');
+    const name = typedName('ring-caller-name', 'ring-caller-error', 'ring.call.nameMissing');
+    if (!name) return;
     store.set('callerName', name);
     clearNotice();
     callerRing = '';
@@ -306,10 +340,15 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
   function renderLine() {
     const on = Boolean(line);
     const starting = !on && lineSocket.active;
-    $('ring-line-off').hidden = on;
+    const join = !on && Boolean(addCode);
+    $('ring-line-h').textContent = t(join ? 'ring.join.heading' : 'ring.line.heading');
+    $('ring-join').hidden = !join;
+    $('ring-line-off').hidden = on || join;
     $('ring-line-on').hidden = !on;
     $('ring-create-btn').disabled = starting;
+    $('ring-join-btn').disabled = starting;
     $('ring-line-status').textContent = starting ? t('ring.line.starting') : '';
+    $('ring-join-status').textContent = starting ? t('ring.line.starting') : '';
     if (!on) return;
     const link = `${location.origin}${location.pathname}?${new URLSearchParams({ [RING_QUERY]: line.line })}`;
     $('ring-line-shown').textContent = t('ring.line.shownAs', { name: line.name });
@@ -323,9 +362,19 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     devices.textContent = '';
     for (const d of line.devices || []) {
       const li = document.createElement('li');
-      li.textContent = d.device === line.device ? t('ring.line.thisDevice', { label: d.label }) : String(d.label);
+      const name = document.createElement('span');
+      name.textContent = d.device === line.device ? t('ring.line.thisDevice', { label: d.label }) : String(d.label);
+      const remove = document.createElement('button');
+      remove.type = 'button';
+      remove.textContent = t('ring.line.remove');
+      remove.setAttribute('aria-label', t('ring.line.removeLabel', { label: d.label }));
+      remove.addEventListener('click', () => removeDevice(d));
+      li.append(name, remove);
       devices.append(li);
     }
+    const status = $('ring-change-status');
+    status.textContent = changed.key ? t(changed.key, changed.params) : '';
+    renderPush();
     const missed = $('ring-missed');
     missed.textContent = '';
     for (const m of line.missed || []) {
@@ -336,39 +385,155 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     $('ring-missed-none').hidden = (line.missed || []).length > 0;
   }
 
+  function renderPush() {
+    let key = push.problem || pushState;
+    if (!key && push.permission === 'denied') key = 'ring.push.denied';
+    if (!key && push.permission === 'default') key = 'ring.push.off';
+    const words = { on: 'ring.push.on', asking: 'ring.push.asking' }[key] || key;
+    $('ring-push-status').textContent = words ? t(words) : '';
+    $('ring-push-btn').hidden = !(key === 'ring.push.off');
+  }
+
+  // What the worker needs to decline a ring or hand on a new subscription.
+  function rememberDevice(pushKey = store.get('linePushKey')) {
+    const device = store.get('lineDevice');
+    const secret = store.get('lineSecret');
+    if (device && secret) push.remember({ device, secret, pushKey, lang: lang() });
+  }
+
+  // Once attached: a device that may notify asks for the server's key and
+  // (re)sends its subscription, so that the line always has the current one.
+  async function syncPush() {
+    if (push.problem) return;
+    if (permissionAsked) await permissionAsked;
+    permissionAsked = null;
+    if (push.permission !== 'granted') {
+      pushState = '';
+      renderPush();
+      return;
+    }
+    pushState = 'asking';
+    renderPush();
+    lineSocket.send({ 'line-push-key': {} });
+  }
+
+  async function subscribe(serverKey) {
+    store.set('linePushKey', serverKey);
+    rememberDevice(serverKey);
+    try {
+      const subscription = await push.subscribe(serverKey);
+      if (!lineSocket.send({ 'line-push': subscription })) pushState = '';
+    } catch (e) {
+      pushState = 'ring.push.failed';
+    }
+    renderPush();
+  }
+
+  function turnOnPush() {
+    permissionAsked = push.askPermission();
+    syncPush();
+  }
+
+  // ?add=CODE: this device joins the line that showed the code.
+  function joinLine(ev) {
+    ev.preventDefault();
+    store.remove('lineDevice');
+    store.remove('lineSecret');
+    clearNotice();
+    if (push.permission === 'default') permissionAsked = push.askPermission();
+    joining = true;
+    lineSocket.start();
+    renderLine();
+  }
+
+  function invite() {
+    lineSocket.send({ 'line-invite': {} });
+  }
+
+  function showInvite({ code, expires_in_s: seconds }) {
+    const link = `${location.origin}${location.pathname}?${new URLSearchParams({ [ADD_QUERY]: code })}`;
+    $('ring-invite').hidden = false;
+    $('ring-invite-link').value = link;
+    $('ring-invite-text').textContent = t('ring.invite.text', { minutes: Math.max(1, Math.round((Number(seconds) || 600) / 60)) });
+    $('ring-invite-status').textContent = '';
+    $('ring-invite-qr').hidden = !drawQR($('ring-invite-qr'), link, 200);
+    $('ring-invite-link').focus();
+    $('ring-invite-link').select();
+  }
+
+  function removeDevice(d) {
+    if (d.device === line.device) {
+      stopLine();
+      return;
+    }
+    changed = { key: 'ring.line.removed', params: { label: d.label } };
+    lineSocket.send({ 'line-remove-device': { device: d.device } });
+    $('ring-invite-btn').focus();
+  }
+
+  function rename(ev) {
+    ev.preventDefault();
+    const name = typedName('ring-rename', 'ring-rename-error', 'ring.line.nameMissing');
+    if (!name) return;
+    pendingRename = name;
+    lineSocket.send({ 'line-rename': { name } });
+  }
+
+  function newLink() {
+    if (!window.confirm(t('ring.change.newLinkConfirm'))) return;
+    lineIdBefore = line.line;
+    lineSocket.send({ 'line-new-link': {} });
+  }
+
+  // A `line` that follows a change of ours says it was made.
+  function noteChange() {
+    if (pendingRename && line.name === pendingRename) {
+      changed = { key: 'ring.change.saved', params: { name: line.name } };
+      store.set('lineName', line.name);
+      pendingRename = '';
+    } else if (lineIdBefore && line.line !== lineIdBefore) {
+      changed = { key: 'ring.change.newLinkDone', params: {} };
+      lineIdBefore = '';
+    }
+  }
+
   // The first press shows the name field (filled in from last time), so
   // that the start page keeps one control for lines until it is wanted.
   function makeLine() {
-    const name = $('ring-line-name').value.trim();
     if ($('ring-line-field').hidden) {
       $('ring-line-field').hidden = false;
       $('ring-line-name').focus();
       return;
     }
-    if (!name) {
-      $('ring-line-error').textContent = t('ring.line.nameMissing');
-      $('ring-line-error').hidden = false;
-      $('ring-line-name').setAttribute('aria-invalid', 'true');
-      $('ring-line-name').focus();
-      return;
-    }
-    $('ring-line-error').hidden = true;
-    $('ring-line-name').setAttribute('aria-invalid', 'false');
+    const name = typedName('ring-line-name', 'ring-line-error', 'ring.line.nameMissing');
+    if (!name) return;
     store.set('lineName', name);
     store.remove('lineDevice');
     store.remove('lineSecret');
     clearNotice();
+    // Asked now, from the press, and never before.
+    if (push.permission === 'default') permissionAsked = push.askPermission();
     lineSocket.start();
     renderLine();
   }
 
-  // Stops ringing on this device and forgets its line (the line itself
-  // stays on the server for the other devices).
+  // Takes this device off its line (the line itself stays on the server for
+  // the other devices) and forgets it: no ringing here, open or closed.
   function stopLine() {
+    if (line) lineSocket.send({ 'line-remove-device': { device: line.device } });
+    forgetLine();
+  }
+
+  function forgetLine() {
     lineSocket.stop();
     store.remove('lineDevice');
     store.remove('lineSecret');
+    store.remove('linePushKey');
+    push.forget();
+    pushState = '';
     line = null;
+    changed = { key: '', params: {} };
+    $('ring-invite').hidden = true;
     closeRingScreen();
     setLineInfo('');
     renderLine();
@@ -379,10 +544,37 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     if ('line-credentials' in msg) {
       store.set('lineDevice', String(msg['line-credentials'].device || ''));
       store.set('lineSecret', String(msg['line-credentials'].secret || ''));
+      rememberDevice();
     } else if ('line' in msg) {
+      const first = !line;
       line = msg.line;
+      noteChange();
+      if (first) $('ring-rename').value = line.name;
+      if (joining) {
+        joining = false;
+        addCode = '';
+        history.replaceState(null, '', location.pathname);
+      }
       renderLine();
+      if (fresh) {
+        fresh = false;
+        rememberDevice();
+        syncPush();
+        if (answerRing) answerFromNotification(answerRing);
+      }
+    } else if ('line-invite' in msg) {
+      showInvite(msg['line-invite']);
+    } else if ('line-push-key' in msg) {
+      subscribe(String(msg['line-push-key'].key || ''));
+    } else if ('line-push' in msg) {
+      pushState = msg['line-push'].push ? 'on' : '';
+      renderPush();
     } else if ('incoming' in msg) {
+      if (incoming && incoming.accepting && incoming.ring === msg.incoming.ring) {
+        incoming.caller = String(msg.incoming.caller || '');
+        $('ring-screen-text').textContent = t('ring.screen.accepting');
+        return;
+      }
       openRingScreen(msg.incoming);
     } else if ('ring-stop' in msg) {
       const stop = msg['ring-stop'];
@@ -402,7 +594,7 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
       setLineInfo('');
       startCall(String(local), String(remote), caller);
     } else if ('line-removed' in msg) {
-      if (line && msg['line-removed'].device === line.device) stopLine();
+      if (line && msg['line-removed'].device === line.device) forgetLine();
     } else if ('error' in msg) {
       onLineError(String((msg.error && msg.error.code) || ''));
     }
@@ -411,8 +603,13 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
   function onLineError(code) {
     if (code === 'device-unknown') {
       // This device was removed from its line, or the line is gone.
-      stopLine();
+      forgetLine();
       setLineInfo('ring.line.forgotten');
+      return;
+    }
+    if (PUSH_ERRORS[code]) {
+      pushState = PUSH_ERRORS[code];
+      renderPush();
       return;
     }
     if (code === 'ring-unknown') {
@@ -422,7 +619,8 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
       return;
     }
     if (!line) {
-      // line-create refused: back to the button.
+      // line-create or line-join refused: back to the button.
+      joining = false;
       lineSocket.stop();
       store.remove('lineDevice');
       store.remove('lineSecret');
@@ -452,6 +650,23 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     focusBefore = null;
   }
 
+  // Accept pressed on a notification: the app opened (or was told) to
+  // answer that ring, which rings here too from the moment it attached.
+  function answerFromNotification(ring) {
+    answerRing = '';
+    history.replaceState(null, '', location.pathname);
+    if (incoming && incoming.ring === ring) {
+      answer(true);
+      return;
+    }
+    incoming = { ring, caller: '', accepting: true };
+    focusBefore = document.activeElement;
+    $('ring-screen-text').textContent = t('ring.screen.accepting');
+    $('ring-screen').hidden = false;
+    $('ring-decline-btn').focus();
+    lineSocket.send({ 'ring-accept': { ring } });
+  }
+
   function answer(accept) {
     if (!incoming) return;
     lineSocket.send({ [accept ? 'ring-accept' : 'ring-decline']: { ring: incoming.ring } });
@@ -460,6 +675,7 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
       closeRingScreen();
       setLineInfo('ring.screen.declined');
     } else {
+      incoming.accepting = true;
       $('ring-screen-text').textContent = t('ring.screen.accepting');
     }
   }
@@ -476,13 +692,13 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     }
   }
 
-  async function copyRingLink() {
+  async function copyText(input, status, done) {
     try {
-      await navigator.clipboard.writeText($('ring-link').value);
-      $('ring-copy-status').textContent = t('ring.line.copied');
+      await navigator.clipboard.writeText(input.value);
+      status.textContent = t(done);
     } catch (e) {
-      $('ring-link').select();
-      $('ring-copy-status').textContent = t('join.invite.copyFailed');
+      input.select();
+      status.textContent = t('join.invite.copyFailed');
     }
   }
 
@@ -500,10 +716,26 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
       $('ring-cancel-btn').addEventListener('click', cancel);
       $('ring-line-off').addEventListener('submit', (ev) => { ev.preventDefault(); makeLine(); });
       $('ring-stop-btn').addEventListener('click', stopLine);
-      $('ring-copy-btn').addEventListener('click', copyRingLink);
+      $('ring-copy-btn').addEventListener('click', () => copyText($('ring-link'), $('ring-copy-status'), 'ring.line.copied'));
       $('ring-accept-btn').addEventListener('click', () => answer(true));
       $('ring-decline-btn').addEventListener('click', () => answer(false));
       $('ring-screen').addEventListener('keydown', onRingKey);
+      $('ring-push-btn').addEventListener('click', turnOnPush);
+      $('ring-join').addEventListener('submit', joinLine);
+      $('ring-invite-btn').addEventListener('click', invite);
+      $('ring-invite-copy-btn').addEventListener('click', () => copyText($('ring-invite-link'), $('ring-invite-status'), 'ring.invite.copied'));
+      $('ring-rename-form').addEventListener('submit', rename);
+      $('ring-new-link-btn').addEventListener('click', newLink);
+      if (!lineOf) push.register();
+      // A page already open when Accept is pressed on a notification.
+      if (navigator.serviceWorker) {
+        navigator.serviceWorker.addEventListener('message', (ev) => {
+          const ring = ev.data && typeof ev.data.answer === 'string' ? ev.data.answer : '';
+          if (!ring || !line) return;
+          if (incoming && incoming.ring === ring) answer(true);
+          else answerFromNotification(ring);
+        });
+      }
       renderCaller();
       renderLine();
       // A device that made a line before rings again after a reload.
@@ -514,6 +746,7 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     },
     // Redraws its texts in the new language.
     render() {
+      rememberDevice();
       renderCaller();
       renderLine();
       renderLineInfo();

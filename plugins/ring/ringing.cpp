@@ -1,5 +1,6 @@
 #include "ringing.hpp"
 
+#include <algorithm>
 #include <utility>
 
 #include "ids.hpp"
@@ -116,7 +117,7 @@ Outcome Ringing::decline(ConnId device, const std::string &ring_id) {
   if (!ring)
     return {"ring-unknown", "This ring is not ringing on this device's line (it may have ended)."};
   ctx_.host.metric_add(ctx_.metrics.declined, 1);
-  end(*ring, "declined", "declined");
+  end(*ring, "declined", "declined", 0, device);
   return {};
 }
 
@@ -181,7 +182,7 @@ void Ringing::no_answer(const std::string &ring_id) {
   }
 }
 
-void Ringing::end(Ring &ring, const char *device_reason, const char *caller_reason, ConnId except) {
+void Ringing::end(Ring &ring, const char *device_reason, const char *caller_reason, ConnId except, ConnId answered) {
   const std::string stop = message("ring-stop", [&](Writer &w) {
     put(w, "ring", ring.id);
     put(w, "reason", device_reason);
@@ -194,8 +195,15 @@ void Ringing::end(Ring &ring, const char *device_reason, const char *caller_reas
                      put(w, "ring", ring.id);
                      put(w, "reason", caller_reason);
                    }));
-  if (pushes_ && !ring.pushed.empty())
-    pushes_->stop(ring.line, ring.pushed, ring.id, device_reason);
+  if (pushes_ && !ring.pushed.empty()) {
+    // The device that answered knows: a push would tell it "elsewhere".
+    const ConnId by = answered ? answered : except;
+    const Attachments::Entry *answerer = by ? ctx_.attached.of(by) : nullptr;
+    std::vector<std::string> others = ring.pushed;
+    if (answerer)
+      others.erase(std::remove(others.begin(), others.end(), answerer->device), others.end());
+    pushes_->stop(ring.line, others, ring.id, device_reason);
+  }
   callers_.erase(ring.caller);
   ring_ids_.erase(ring.id);
   const LineKey line = ring.line;  // a copy: erase frees the node ring lives in

@@ -5,6 +5,7 @@
 const { spawn, execFileSync } = require('node:child_process');
 const dgram = require('node:dgram');
 const fs = require('node:fs');
+const https = require('node:https');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
@@ -20,7 +21,19 @@ const CHROMIUM_FLAGS = [
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
   '--allow-loopback-in-peer-connection',
+  // duetd's self-signed development certificate: without this, Chromium
+  // refuses to register a service worker from it, as it would with a real one.
+  '--ignore-certificate-errors',
 ];
+
+// Stops a process we started, by its PID: signal, then SIGKILL after 5 s.
+async function stopProcess(proc, signal = 'SIGTERM') {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  const done = new Promise((r) => proc.once('exit', r));
+  proc.kill(signal);
+  await Promise.race([done, sleep(5000)]);
+  if (proc.exitCode === null && proc.signalCode === null) { proc.kill('SIGKILL'); await done; }
+}
 
 // Starts duetd on 127.0.0.1 with a fresh state folder; resolves once it logs
 // the address it listens on. port 0 lets the kernel pick.
@@ -47,13 +60,7 @@ function startDuetd({ args = [], port = 0, stateDir } = {}) {
     const server = {
       proc, dir, url: '', port: 0,
       log: () => log,
-      async stop(signal = 'SIGTERM') {
-        if (proc.exitCode !== null || proc.signalCode !== null) return;
-        const done = new Promise((r) => proc.once('exit', r));
-        proc.kill(signal);
-        await Promise.race([done, sleep(5000)]);
-        if (proc.exitCode === null && proc.signalCode === null) { proc.kill('SIGKILL'); await done; }
-      },
+      stop: (signal = 'SIGTERM') => stopProcess(proc, signal),
     };
   });
 }
@@ -70,13 +77,7 @@ function startRedis() {
   proc.stderr.on('data', (c) => { log += c; });
   const redis = {
     proc, dir, url: `unix://${sock}`,
-    async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      const done = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
-      await Promise.race([done, sleep(5000)]);
-      if (proc.exitCode === null && proc.signalCode === null) { proc.kill('SIGKILL'); await done; }
-    },
+    stop: () => stopProcess(proc),
   };
   const ping = () => new Promise((resolve) => {
     const c = net.connect(sock);
@@ -94,6 +95,65 @@ function startRedis() {
       await sleep(50);
     }
   })();
+}
+
+// The tests' own Web Push service (tests/push-service/push_service.js) on
+// 127.0.0.1 with a throwaway certificate: duetd pushes there, the service
+// checks and decrypts each push, and a test hands the plaintext to the
+// service worker (ServiceWorker.deliverPushMessage). Stopped by its PID.
+const PUSH_SERVICE = path.join(REPO, 'tests', 'push-service', 'push_service.js');
+async function startPushService() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'duet-browser-push-'));
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert],
+  { stdio: 'ignore' });
+  const proc = spawn(process.execPath, [PUSH_SERVICE, '--cert', cert, '--key', key],
+    { cwd: path.dirname(PUSH_SERVICE), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stderr.on('data', (c) => { err += c; });
+  const port = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the push service did not listen in 30 s:\n${err}`)), 30000);
+    proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`the push service exited with ${code}:\n${err}`)); });
+    proc.stdout.on('data', (c) => {
+      out += c;
+      const m = /"event":"listening","port":(\d+)/.exec(out);
+      if (m) { clearTimeout(timer); proc.removeAllListeners('exit'); resolve(Number(m[1])); }
+    });
+  });
+  const ca = fs.readFileSync(cert);
+  const request = (method, urlPath, body) => new Promise((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port, method, path: urlPath, ca, headers: { 'content-type': 'application/json' } }, (res) => {
+      let text = '';
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(text)) : reject(new Error(`${method} ${urlPath}: ${res.statusCode} ${text}`))));
+    });
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+  const service = {
+    proc, cert, port,
+    // A subscription as a browser's PushManager would make it: {id, endpoint, keys}.
+    subscribe: (behaviour = 'ok') => request('POST', '/subscribe', { behaviour }),
+    // The pushes that reached subscription id so far, checked and decrypted.
+    async pushes(id) {
+      return (await request('GET', '/log')).filter((e) => e.event === 'push' && e.id === id);
+    },
+    // Waits for the n-th push to id; returns it (its errors must be none).
+    async waitPush(id, n = 1) {
+      const deadline = Date.now() + WAIT_MS;
+      for (;;) {
+        const got = await service.pushes(id);
+        if (got.length >= n) return got[n - 1];
+        if (Date.now() > deadline) throw new Error(`push ${n} to ${id} never came; got ${JSON.stringify(got)}`);
+        await sleep(50);
+      }
+    },
+    stop: () => stopProcess(proc),
+  };
+  return service;
 }
 
 // A coturn of our own (Debian's turnserver) on 127.0.0.1 with the REST-API
@@ -126,13 +186,7 @@ async function startCoturn({ secret, extraConfig = [] }) {
   const turn = {
     proc, dir, port, url: `turn:127.0.0.1:${port}?transport=udp`,
     log: () => log,
-    async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      const done = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
-      await Promise.race([done, sleep(5000)]);
-      if (proc.exitCode === null && proc.signalCode === null) { proc.kill('SIGKILL'); await done; }
-    },
+    stop: () => stopProcess(proc),
   };
   const deadline = Date.now() + 30000;
   for (;;) {
@@ -442,7 +496,7 @@ async function pageProblems(people) {
 
 module.exports = {
   callByInvite, videoSaturation, sentTrack, offersSent, pageProblems,
-  REPO, DUETD, ARTIFACTS, REDIS_SERVER, TURNSERVER, startDuetd, startRedis, startCoturn, selectedPair, launchBrowser, person, join, joinUrl, status, waitStatus,
+  REPO, DUETD, ARTIFACTS, REDIS_SERVER, TURNSERVER, startDuetd, startRedis, startCoturn, startPushService, selectedPair, launchBrowser, person, join, joinUrl, status, waitStatus,
   remoteVideoPlays, info, dropSignaling, waitSocketOpened, waitRenegotiated, received, sleep,
   WAIT_MS, TEST_MS, problems, cspViolations, zbarDecode, artifact,
 };

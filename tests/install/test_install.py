@@ -28,7 +28,8 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(os.path.dirname(HERE))
 UNIT_TEMPLATE = os.path.join(REPO_ROOT, 'tools', 'systemd', 'duetd.service.in')
-WEB_FILES = ['index.html', 'style.css', 'app.js', 'signaling.js', 'peer.js', 'camera.js', 'ui.js', 'i18n.js', 'qr.js']
+WEB_FILES = ['index.html', 'style.css', 'app.js', 'signaling.js', 'peer.js', 'camera.js', 'ui.js', 'i18n.js', 'qr.js',
+             'ring.js', 'push.js', 'sw.js', 'manifest.webmanifest', 'icons/duet-192.png', 'icons/duet-maskable-512.png']
 HEADERS = ['plugin.h', 'plugin.hpp']
 HARDENING = ['DynamicUser=yes', 'StateDirectory=duet', 'ProtectSystem=strict',
              'ProtectHome=yes', 'PrivateTmp=yes', 'NoNewPrivileges=yes',

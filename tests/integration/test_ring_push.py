@@ -114,6 +114,35 @@ class PushDeliveryTest(PushTestBase):
         for secret in (sub['endpoint'], sub['id'], sub['keys']['auth'], sub['keys']['p256dh']):
             self.assertNotIn(secret, self.server.log())
 
+    async def test_the_device_that_answers_a_push_gets_no_push_about_its_answer(self):
+        # Two closed devices, both rung by push. One attaches to answer (as
+        # the service worker does for Decline, or the app opened by Accept):
+        # the other gets the ring's end by push, it gets none.
+        for answer, reason in (('ring-decline', 'declined'), ('ring-accept', 'answered-elsewhere')):
+            with self.subTest(answer=answer):
+                d1, cred1, state = await self.make_line('Dora')
+                d2, cred2, _, _ = await self.join(d1)
+                subs = []
+                for d in (d1, d2):
+                    sub = await asyncio.to_thread(self.push.subscribe, 'ok')
+                    await d.send_json({'line-push': {'endpoint': sub['endpoint'], 'keys': sub['keys']}})
+                    self.assertEqual(await self.recv(d, 'line-push'), {'push': True})
+                    subs.append(sub)
+                await d1.close()
+                await d2.close()
+                caller, ringing = await self.ring(state['line'], 'Eve')
+                for sub in subs:
+                    await self.wait_pushes(1, sub)
+                answering, _ = await self.attach(cred1, 'answering')
+                await self.incoming([answering], ringing['ring'], 'Eve')
+                await answering.send_json({answer: {'ring': ringing['ring']}})
+                events = await self.wait_pushes(2, subs[1])
+                self.assertEqual(plaintext(events[1]), {'ring-stop': {'ring': ringing['ring'], 'reason': reason}})
+                await asyncio.to_thread(self.push.expect_no_push, subs[0]['id'], 1.5)
+                self.assertEqual(len(self.push.pushes(subs[0]['id'])), 1)
+                await caller.close()
+                await answering.close()
+
     async def test_no_answer_replaces_the_ring_with_a_missed_call(self):
         _, _, line, sub = await self.subscribed_line()
         caller, ringing = await self.ring(line, 'Carol')
