@@ -67,6 +67,13 @@ Outcome Pushes::subscribe(ConnId conn, Request &req) {
     return {"push-keys-invalid", "keys.p256dh must be a P-256 public key (65 bytes) and keys.auth 16 bytes, "
                                  "in base64url."};
   ctx_.store.set_subscription({entry->device, *endpoint, *ua_key, *secret}, now_ms());
+  // Said when it matters (a server nobody subscribes on never needs it).
+  if (settings.subject.empty() && !subject_warned_) {
+    subject_warned_ = true;
+    ctx_.host.log(DUET_LOG_WARN, "a device subscribed to pushes: set --ring-push-subject mailto:you@example.org "
+                                 "(or an https: URL), as some push services, Apple's among them, refuse pushes "
+                                 "without it");
+  }
   ctx_.host.send(conn, message("line-push", [&](Writer &w) { put_bool(w, "push", true); }));
   return {};
 }

@@ -53,6 +53,7 @@ private:
   Context &ctx_;
   VapidKey key_;
   PushSender sender_;
+  bool subject_warned_ = false;  // said once, when the first device subscribes
 };
 
 }  // namespace duet::ring

@@ -177,9 +177,6 @@ private:
     duet::ring::PushSettings settings = push_settings_from(host.options());
     if (!enabled)
       return nullptr;
-    if (settings.subject.empty())
-      host.log(DUET_LOG_WARN, "set --ring-push-subject mailto:you@example.org (or an https: URL): some push "
-                              "services, Apple's among them, refuse pushes without it");
     try {
       return std::make_unique<duet::ring::Pushes>(ctx, state_path(host, "vapid-key", "vapid.pem"), std::move(settings));
     } catch (const duet::ring::CryptoError &e) {

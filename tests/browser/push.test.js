@@ -281,6 +281,48 @@ test('the ring\'s end replaces its notification: a missed call with the caller a
   assert.ok(after.find((x) => /発信をやめました/.test(x.title)).silent, 'the end of a ring makes no sound');
 });
 
+test('a subscription the browser replaces while the page is closed reaches the line from the worker', { timeout: h.TEST_MS }, async () => {
+  const first = await push.subscribe();
+  const d = await device('renewed', first);
+  const link = await makeLine(d, 'Kim');
+  await waitText(d.page, '#ring-push-status', /^This device rings even while this page is closed/);
+  await closeApp(d);
+  // The browser's push service dropped the old subscription: the worker's
+  // PushManager now hands out a new one (wrapped here as in the pages), and
+  // the browser fires pushsubscriptionchange, dispatched here in the worker.
+  const second = await push.subscribe();
+  await deliver(d, JSON.stringify({})); // starts the worker
+  const sw = await worker(d);
+  /* global ExtendableEvent */ // the worker's, where this function runs
+  await sw.evaluate((sub) => {
+    PushManager.prototype.subscribe = async () => ({
+      endpoint: sub.endpoint,
+      toJSON: () => ({ endpoint: sub.endpoint, expirationTime: null, keys: sub.keys }),
+    });
+    // What duetd answers the worker, seen as the pages' sockets are.
+    const NativeWebSocket = WebSocket;
+    self.WebSocket = class extends NativeWebSocket {
+      constructor(...args) {
+        super(...args);
+        this.addEventListener('message', (ev) => { if (ev.data.includes('"line-push"')) self.__linePush = ev.data; });
+      }
+    };
+    self.dispatchEvent(new ExtendableEvent('pushsubscriptionchange'));
+  }, second);
+  const answer = await sw.evaluate(async () => {
+    for (let i = 0; i < 300 && !self.__linePush; i++) await new Promise((r) => setTimeout(r, 100));
+    return self.__linePush || '';
+  });
+  assert.strictEqual(answer, '{"line-push":{"push":true}}');
+  // The next ring goes to the new subscription, none to the old.
+  const c = await ring(link, 'Lee');
+  await push.waitPush(second.id, 1);
+  assert.deepStrictEqual(await push.pushes(first.id), []);
+  await c.page.getByRole('button', { name: 'Cancel', exact: true }).click();
+  const plaintext = (await push.pushes(second.id))[0].plaintext;
+  assert.strictEqual(JSON.parse(plaintext).incoming.line, 'Kim');
+});
+
 test('the installed app opens without a network and says so; every file of the page is in its shell', { timeout: h.TEST_MS }, async () => {
   const own = await h.startDuetd();
   let again = null;

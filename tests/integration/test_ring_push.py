@@ -295,6 +295,28 @@ class RefusedAddressTest(PushTestBase):
         return state['line']
 
 
+class SubjectWarningTest(RingClient, DuetTestCase):
+    """No --ring-push-subject: said once, when the first device subscribes."""
+
+    WARNING = 'set --ring-push-subject'
+
+    async def test_the_missing_subject_is_said_once_at_the_first_subscription(self):
+        require_push_service()
+        with PushService() as push:
+            self.server = Server(extra_args=['--plugin-opt', 'ring.push-allow-private=on',
+                                             '--plugin-opt', 'ring.push-ca-file=' + push.ca_file])
+            with self.server:
+                device, _, _ = await self.make_line()
+                self.assertNotIn(self.WARNING, self.server.log(), 'nothing to say before a subscription')
+                for _ in range(2):
+                    sub = await asyncio.to_thread(push.subscribe, 'ok')
+                    await device.send_json({'line-push': {'endpoint': sub['endpoint'], 'keys': sub['keys']}})
+                    self.assertEqual(await self.recv(device, 'line-push'), {'push': True})
+                await eventually(lambda: self.WARNING in self.server.log(), what='the warning')
+                self.assertEqual(self.server.log().count(self.WARNING), 1, self.server.log())
+                stop_checked(self.server)
+
+
 class RestartTest(RingClient, DuetTestCase):
     """The VAPID key and the subscriptions survive a restart."""
 
