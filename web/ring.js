@@ -25,6 +25,8 @@ const CALLER_ERRORS = {
 };
 const DEVICE_ERRORS = {
   'create-rate-limited': 'err.ring.createRateLimited',
+  'lines-full': 'err.ring.linesFull',
+  'change-rate-limited': 'err.ring.changeRateLimited',
   'code-invalid': 'err.ring.codeInvalid',
   'join-rate-limited': 'err.ring.joinRateLimited',
   'too-many-devices': 'err.ring.tooManyDevices',

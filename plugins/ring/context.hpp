@@ -28,8 +28,8 @@ inline const Outcome kNotAttached = {"not-attached", "Attach this connection to 
 // Counters on /metrics (duet_ring_*).
 struct Metrics {
   explicit Metrics(const duet::Host &host);
-  std::int64_t rings, accepted, declined, missed, busy, cancelled, limited_caller, limited_line, lines_created,
-      devices_attached;
+  std::int64_t rings, accepted, declined, missed, busy, cancelled, limited_caller, limited_line, limited_change,
+      limited_full, lines_created, devices_attached;
 };
 
 struct Context {

@@ -30,6 +30,10 @@ Outcome Lines::create(ConnId conn, Request &req, const std::string &address) {
     return o;
   if (!creates_.allow(address, now_ms()))
     return {"create-rate-limited", "Too many lines made from your address: wait an hour."};
+  if (ctx_.store.line_count() >= max_lines_) {
+    ctx_.host.metric_add(ctx_.metrics.limited_full, 1);
+    return {"lines-full", "This server holds as many lines as it may: no new ones for now."};
+  }
   const NewDevice made = new_device(label_or_default(label));
   const Line line = ctx_.store.create_line(new_line_id(), *name, made.device, sha256(made.secret), now_ms());
   ctx_.host.metric_add(ctx_.metrics.lines_created, 1);
@@ -74,12 +78,21 @@ const Attachments::Entry *Lines::attached(ConnId conn, Outcome &out) const {
   return entry;
 }
 
+Outcome Lines::count_change(LineKey line) {
+  if (changes_.allow(std::to_string(line), now_ms()))
+    return {};
+  ctx_.host.metric_add(ctx_.metrics.limited_change, 1);
+  return {"change-rate-limited", "This line changed too often (renames, new links, invites): wait an hour."};
+}
+
 Outcome Lines::change(ConnId conn, const std::function<Outcome(LineKey)> &apply) {
   Outcome out;
   const Attachments::Entry *entry = attached(conn, out);
   if (!entry)
     return out;
   const LineKey line = entry->line;
+  if (out = count_change(line); !out.ok())
+    return out;
   out = apply(line);
   if (out.ok())
     tell_line(line);
@@ -110,6 +123,8 @@ Outcome Lines::invite(ConnId conn, Request &) {
   Outcome out;
   const Attachments::Entry *entry = attached(conn, out);
   if (!entry)
+    return out;
+  if (out = count_change(entry->line); !out.ok())
     return out;
   const std::string code = new_invite_code();
   const std::int64_t now = now_ms();

@@ -17,9 +17,11 @@ namespace duet::ring {
 class Lines {
 public:
   // creates_per_hour: lines one address may make per hour (each is a row
-  // kept until removed: one address may not fill the store).
-  Lines(Context &ctx, Ringing &ringing, std::uint32_t creates_per_hour)
-      : ctx_(ctx), ringing_(ringing), joins_(kJoinsPerMinute, 60000), creates_(creates_per_hour, 3600000) {}
+  // kept until removed: one address may not fill the store); max_lines:
+  // lines the store may hold at all (many addresses may not fill it either).
+  Lines(Context &ctx, Ringing &ringing, std::uint32_t creates_per_hour, std::int64_t max_lines)
+      : ctx_(ctx), ringing_(ringing), max_lines_(max_lines), joins_(kJoinsPerMinute, 60000),
+        creates_(creates_per_hour, 3600000), changes_(kChangesPerHour, 3600000) {}
 
   Outcome create(ConnId conn, Request &req, const std::string &address);
   Outcome attach(ConnId conn, Request &req);
@@ -32,12 +34,16 @@ public:
   void prune(std::int64_t now) {
     joins_.prune(now);
     creates_.prune(now);
+    changes_.prune(now);
   }
 
   static constexpr std::size_t kMaxDevices = 20;
   static constexpr std::int64_t kInviteLifeMs = 10 * 60 * 1000;
   // Invite codes carry 44 bits: a minute's guesses per address stay hopeless.
   static constexpr std::uint32_t kJoinsPerMinute = 20;
+  // Renames, new links and invites of one line: a device (or a stolen
+  // secret) may not churn the store, or the line's other devices.
+  static constexpr std::uint32_t kChangesPerHour = 30;
 
 private:
   // A new device's id and secret (the store keeps the secret's hash).
@@ -55,10 +61,15 @@ private:
   // every device of the line hears the line's new state.
   Outcome change(ConnId conn, const std::function<Outcome(LineKey)> &apply);
 
+  // ok() when the line may change once more this hour.
+  Outcome count_change(LineKey line);
+
   Context &ctx_;
   Ringing &ringing_;
+  std::int64_t max_lines_;
   WindowLimit joins_;    // join attempts per address
   WindowLimit creates_;  // lines made per address
+  WindowLimit changes_;  // renames, new links and invites per line
 };
 
 }  // namespace duet::ring

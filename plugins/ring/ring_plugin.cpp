@@ -33,6 +33,8 @@ const duet_plugin_option_t kOptions[] = {
     duet::option("rings-per-address", "10", "rings one caller address may start per minute", "ring-rate", "N"),
     duet::option("rings-per-line", "20", "rings one line may get per minute", "ring-line-rate", "N"),
     duet::option("lines-per-address", "10", "lines one address may make per hour", "ring-create-rate", "N"),
+    duet::option("max-lines", "100000", "lines the store may hold at all; more are refused (lines-full)",
+                 "ring-max-lines", "N"),
     duet::option("db", "", "the SQLite file of lines and devices (default: ring.db in the state folder)", "ring-db",
                  "FILE"),
     duet::option("vapid-key", "",
@@ -114,7 +116,8 @@ public:
       : Plugin(host), enabled_(lines_enabled(host)), store_(state_path(host, "db", "ring.db")),
         metrics_(host), ctx_{host, store_, attached_, metrics_}, pushes_(make_pushes(host, enabled_, ctx_)),
         ringing_(ctx_, settings_from(host.options()), pushes_.get()),
-        lines_(ctx_, ringing_, static_cast<std::uint32_t>(host.options().integer("lines-per-address", 1, 1000000))),
+        lines_(ctx_, ringing_, static_cast<std::uint32_t>(host.options().integer("lines-per-address", 1, 1000000)),
+               host.options().integer("max-lines", 1, 100000000)),
         prune_(host.start_timer(std::chrono::minutes(1), std::chrono::minutes(1), [this] {
           ringing_.prune(duet::ring::now_ms());
           lines_.prune(duet::ring::now_ms());
@@ -276,6 +279,10 @@ Metrics::Metrics(const duet::Host &host)
       limited_caller(
           host.metric("ring_limited_caller_total", "Rings refused by the per-address limit.", DUET_METRIC_COUNTER)),
       limited_line(host.metric("ring_limited_line_total", "Rings refused by the per-line limit.", DUET_METRIC_COUNTER)),
+      limited_change(host.metric("ring_limited_change_total",
+                                 "Renames, new links and invites refused by the per-line limit.", DUET_METRIC_COUNTER)),
+      limited_full(host.metric("ring_limited_full_total", "Lines refused because the store holds --ring-max-lines.",
+                               DUET_METRIC_COUNTER)),
       lines_created(host.metric("ring_lines_created_total", "Lines made.", DUET_METRIC_COUNTER)),
       devices_attached(
           host.metric("ring_devices_attached", "Devices with the page open, waiting for rings.", DUET_METRIC_GAUGE)) {}

@@ -169,7 +169,8 @@ void Ringing::no_answer(const std::string &ring_id) {
     put(w, "caller", caller);
     put(w, "at", at);
   });
-  const std::vector<std::string> pushed = std::move(ring->pushed);
+  // Taken (left empty): the end below pushes no ring-stop, the missed call replaces it.
+  const std::vector<std::string> pushed = std::exchange(ring->pushed, {});
   end(*ring, "missed", "no-answer");
   for (ConnId device : ctx_.attached.on_line(line))
     ctx_.host.send(device, missed);

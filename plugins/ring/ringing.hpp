@@ -75,8 +75,7 @@ private:
   // Stops every device of the ring's line (but except), tells the caller
   // (when caller_reason) and forgets the ring. The device that answered
   // (answered, else except) gets no push about its own answer.
-  void end(Ring &ring, const char *device_reason, const char *caller_reason, ConnId except = 0,
-           ConnId answered = 0);
+  void end(Ring &ring, const char *device_reason, const char *caller_reason, ConnId except = 0, ConnId answered = 0);
   void no_answer(const std::string &ring_id);
   void connect(Ring &ring, ConnId device);
   void end_call(LineKey line);

@@ -245,6 +245,12 @@ std::optional<Line> Store::line(LineKey key) {
   return Line{s.integer(0), s.text(1), s.text(2)};
 }
 
+std::int64_t Store::line_count() {
+  Stmt s(db(), "SELECT COUNT(*) FROM lines");
+  s.step();
+  return s.integer(0);
+}
+
 std::optional<Line> Store::line_by_id(const std::string &id) {
   Stmt s(db(), "SELECT key, id, name FROM lines WHERE id = ?1");
   s.bind(1, id);

@@ -74,6 +74,7 @@ public:
   std::vector<Device> devices(LineKey line);
 
   std::optional<Line> line(LineKey key);
+  std::int64_t line_count();
   std::optional<Line> line_by_id(const std::string &id);
   void rename(LineKey line, const std::string &name);
   void relink(LineKey line, const std::string &new_id);

@@ -511,6 +511,44 @@ class CreateLimitTest(RingClient, DuetTestCase):
         await self.refused(c, {'line-create': {'name': 'One too many'}}, 'create-rate-limited')
         self.assertEqual(metric(self.server, 'ring_lines_created_total'), 2)
 
+    async def test_the_store_holds_at_most_max_lines(self):
+        tmp = tempfile.mkdtemp(prefix='duet-ring-max-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        self.server = Server(extra_args=['--ring-max-lines', '2', '--ring-db', os.path.join(tmp, 'ring.db')])
+        self.server.__enter__()
+        self.addCleanup(stop_checked, self.server)
+        first, cred, _ = await self.make_line('One')
+        await self.make_line('Two')
+        c = await self.connect('third')
+        await self.refused(c, {'line-create': {'name': 'Three'}}, 'lines-full')
+        self.assertEqual(metric(self.server, 'ring_limited_full_total'), 1)
+        # A line that goes makes room.
+        await first.send_json({'line-remove-device': {'device': cred['device']}})
+        self.assertEqual(await self.recv(first, 'line-removed'), {'device': cred['device']})
+        await c.send_json({'line-create': {'name': 'Three'}})
+        await self.recv(c, 'line-credentials')
+        self.assertEqual(metric(self.server, 'ring_lines_created_total'), 3)
+
+    async def test_renames_new_links_and_invites_of_one_line_are_limited(self):
+        tmp = tempfile.mkdtemp(prefix='duet-ring-changes-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        self.server = Server(extra_args=['--ring-db', os.path.join(tmp, 'ring.db')])
+        self.server.__enter__()
+        self.addCleanup(stop_checked, self.server)
+        device, _, _ = await self.make_line('Churn')
+        changes = [{'line-rename': {'name': 'Name %d' % i}} for i in range(10)] + \
+                  [{'line-new-link': {}} for _ in range(10)] + [{'line-invite': {}} for _ in range(10)]
+        for change in changes:  # 30 an hour
+            await device.send_json(change)
+            await self.recv(device, 'line-invite' if 'line-invite' in change else 'line')
+        for change in ({'line-rename': {'name': 'Again'}}, {'line-new-link': {}}, {'line-invite': {}}):
+            await self.refused(device, change, 'change-rate-limited')
+        self.assertEqual(metric(self.server, 'ring_limited_change_total'), 3)
+        # Another line is not held back by this one.
+        other, _, _ = await self.make_line('Calm')
+        await other.send_json({'line-rename': {'name': 'Still calm'}})
+        self.assertEqual((await self.recv(other, 'line'))['name'], 'Still calm')
+
 
 class LinesOffTest(RingClient, DuetTestCase):
 
