@@ -596,7 +596,11 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
       setLineInfo('');
       startCall(String(local), String(remote), caller);
     } else if ('line-removed' in msg) {
-      if (line && msg['line-removed'].device === line.device) forgetLine();
+      // Another device removed this one.
+      if (line && msg['line-removed'].device === line.device) {
+        forgetLine();
+        setLineInfo('ring.line.forgotten');
+      }
     } else if ('error' in msg) {
       onLineError(String((msg.error && msg.error.code) || ''));
     }

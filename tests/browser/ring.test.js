@@ -197,6 +197,58 @@ test('a device whose credentials the server does not know offers "Let people rin
   await closeAll(d);
 });
 
+test('the line card renames the line, replaces its link, and adds and removes devices, from the keyboard too', { timeout: h.TEST_MS }, async () => {
+  const { d, link } = await makeLine('Kate');
+  // Rename: the caller's page shows the new name while it rings.
+  await d.page.getByText('Change the name or the link').click();
+  await d.page.getByLabel('Name callers see').fill('Aunt Kate');
+  await d.page.getByLabel('Name callers see').press('Enter');
+  await waitText(d.page, '#ring-change-status', /^Saved: callers now see Aunt Kate\.$/);
+  assert.match(await d.page.textContent('#ring-line-shown'), /Callers see: Aunt Kate/);
+  const c = await ring(link, 'Leo');
+  await waitText(c.page, '#ring-call-status', /^Ringing Aunt Kate…$/);
+  await c.page.getByRole('button', { name: 'Cancel', exact: true }).click();
+  await waitRingScreenClosed(d.page);
+
+  // A second device joins with the "add a device" link.
+  await d.page.getByRole('button', { name: 'Add another device', exact: true }).click();
+  await d.page.waitForFunction(() => document.getElementById('ring-invite-link').value !== '', null, { timeout: h.WAIT_MS });
+  assert.match(await d.page.textContent('#ring-invite-text'), /within 10 minutes/);
+  assert.ok(await d.page.isVisible('#ring-invite-qr'), 'the link to add a device has its QR code');
+  const second = await person('second-device');
+  await second.page.goto(await d.page.inputValue('#ring-invite-link'));
+  await second.page.getByRole('button', { name: 'Ring on this device too', exact: true }).click();
+  await second.page.waitForFunction(() => document.getElementById('ring-link').value !== '', null, { timeout: h.WAIT_MS });
+  await d.page.waitForFunction(() => document.querySelectorAll('#ring-devices li').length === 2, null, { timeout: h.WAIT_MS });
+  // The same code does not work twice.
+  const third = await person('third-device');
+  await third.page.goto(await d.page.inputValue('#ring-invite-link'));
+  await third.page.getByRole('button', { name: 'Ring on this device too', exact: true }).click();
+  await waitText(third.page, '#notice', /does not work \(used, expired or mistyped\)/);
+
+  // A new link: after the confirmation, the old one rings nobody.
+  d.page.once('dialog', (dialog) => {
+    assert.match(dialog.message(), /The old one stops working at once/);
+    dialog.accept();
+  });
+  await d.page.getByRole('button', { name: 'Replace the ring link', exact: true }).click();
+  await waitText(d.page, '#ring-change-status', /^New ring link made: the old one rings nobody now\.$/);
+  const fresh = await d.page.inputValue('#ring-link');
+  assert.notStrictEqual(fresh, link);
+  await second.page.waitForFunction((l) => document.getElementById('ring-link').value === l, fresh, { timeout: h.WAIT_MS });
+  await c.page.getByRole('button', { name: 'Call', exact: true }).click();
+  await waitText(c.page, '#notice', /This ring link does not work any more/);
+
+  // Remove the second device, by keyboard: its page forgets the line.
+  const remove = d.page.getByRole('button', { name: /^Remove .* from the ring link$/ }).nth(1);
+  await remove.focus();
+  await d.page.keyboard.press('Enter');
+  await d.page.waitForFunction(() => document.querySelectorAll('#ring-devices li').length === 1, null, { timeout: h.WAIT_MS });
+  await waitText(second.page, '#ring-info', /no longer belongs to a ring link/);
+  assert.ok(await second.page.isVisible('#ring-create-btn'));
+  await closeAll(c, d, second, third);
+});
+
 test('no console errors and no CSP violations on these pages', { timeout: 10000 }, async () => {
   const { csp, errors } = await h.pageProblems(people);
   assert.deepStrictEqual(csp, [], 'CSP violations');
