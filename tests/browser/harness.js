@@ -54,6 +54,8 @@ function startDuetd({ args = [], port = 0, stateDir } = {}) {
         server.url = m[1];
         server.port = Number(m[2]);
         proc.removeAllListeners('exit');
+        // Kept for a failure's post-mortem (tests/browser/run prints the tails).
+        proc.on('exit', () => fs.writeFileSync(artifact(`duetd-${server.port}-${proc.pid}.log`), log));
         resolve(server);
       }
     });
