@@ -24,8 +24,12 @@ const shellUrls = new Set(SHELL.map(scopeUrl));
 
 // ---- the app shell --------------------------------------------------------
 
+// Each file on its own: a web root that lacks one (an operator's own page)
+// still gets a worker, and so its notifications.
 self.addEventListener('install', (event) => {
-  event.waitUntil(caches.open(SHELL_CACHE).then((cache) => cache.addAll(SHELL)).then(() => self.skipWaiting()));
+  event.waitUntil(caches.open(SHELL_CACHE)
+    .then((cache) => Promise.all(SHELL.map((file) => cache.add(file).catch(() => {}))))
+    .then(() => self.skipWaiting()));
 });
 
 self.addEventListener('activate', (event) => {
