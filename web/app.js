@@ -443,8 +443,6 @@ function init() {
   window.addEventListener('pageshow', (ev) => { if (ev.persisted) ring.resume(); });
   const problem = browserProblem();
   if (problem) ui.showNotice(problem);
-  // Only a page sw.js served may have come from its copy, without a server.
-  else if (navigator.serviceWorker && navigator.serviceWorker.controller) checkServer();
   // A call's invite link (?join=1) gets the page ready: one press of Call
   // joins. Never the camera from a link alone: any page could send someone
   // to one, with a partner waiting to watch.
@@ -452,6 +450,8 @@ function init() {
     ui.setJoinInfo('join.invited');
     $('call-btn').focus();
   }
+  // Only a page sw.js served may have come from its copy, without a server.
+  if (!problem && navigator.serviceWorker && navigator.serviceWorker.controller) checkServer();
 }
 
 init();

@@ -4,6 +4,8 @@
 // decides when; this module knows how, and says plainly why it cannot.
 const DEVICE_CACHE = 'duet-device';
 const DEVICE_ENTRY = 'device'; // sw.js reads it under the same name
+const ANSWER_ENTRY = 'answer'; // sw.js writes it when Accept is pressed
+const ANSWER_LIFE_MS = 120000;
 
 // Why this browser cannot ring with its pages closed, or '' if it can.
 export function pushProblem(nav, win) {
@@ -29,9 +31,10 @@ function sameBytes(a, b) {
 }
 
 export function createPush({ nav = navigator, win = window } = {}) {
-  const problem = pushProblem(nav, win);
+  let problem = pushProblem(nav, win);
   let registration = null;
   let registering = null;
+  const entry = (name) => new URL(name, location.href).href;
 
   // The worker also keeps the app shell, so every page registers it; a
   // browser without service workers just has no offline page.
@@ -41,13 +44,17 @@ export function createPush({ nav = navigator, win = window } = {}) {
       registering = nav.serviceWorker.register('sw.js', { type: 'module' })
         .then(() => nav.serviceWorker.ready)
         .then((r) => { registration = r; return r; })
-        .catch(() => null);
+        .catch(() => {
+          // No worker (an older browser refuses module workers): no pushes.
+          problem = problem || 'ring.push.unsupported';
+          return null;
+        });
     }
     return registering;
   }
 
   return {
-    problem,
+    get problem() { return problem; },
     register,
     // 'granted', 'denied', 'default', or '' where there is no push.
     get permission() { return problem ? '' : win.Notification.permission; },
@@ -78,9 +85,32 @@ export function createPush({ nav = navigator, win = window } = {}) {
       if (!win.caches) return;
       try {
         const cache = await win.caches.open(DEVICE_CACHE);
-        await cache.put(new URL(DEVICE_ENTRY, location.href).href, new Response(JSON.stringify(record),
+        await cache.put(entry(DEVICE_ENTRY), new Response(JSON.stringify(record),
           { headers: { 'content-type': 'application/json' } }));
       } catch (e) { /* private mode: no pushes to speak for */ }
+    },
+    // Whether the worker, on a press of Accept, left the token for ring
+    // (used up here): what lets ?answer=RING answer without another press.
+    async takeAnswer(ring) {
+      if (!win.caches) return false;
+      try {
+        const cache = await win.caches.open(DEVICE_CACHE);
+        const response = await cache.match(entry(ANSWER_ENTRY));
+        if (!response) return false;
+        const token = await response.json();
+        await cache.delete(entry(ANSWER_ENTRY));
+        return token.ring === ring && Date.now() - token.at < ANSWER_LIFE_MS;
+      } catch (e) {
+        return false;
+      }
+    },
+    // The page rings (or the ring ended) itself: its notification goes.
+    async closeNotifications(ring) {
+      const r = registration;
+      if (!r || !ring || !r.getNotifications) return;
+      try {
+        for (const n of await r.getNotifications({ tag: `ring-${ring}` })) n.close();
+      } catch (e) { /* nothing to close */ }
     },
     // This device left its line: no more pushes, nothing left behind.
     async forget() {

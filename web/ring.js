@@ -181,8 +181,12 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
   const tone = createRingTone(AudioContextClass);
   const query = new URLSearchParams(location.search);
   const lineOf = query.get(RING_QUERY) || '';
-  // Accept on a push notification opens the app with ?answer=RING.
-  let answerRing = lineOf ? '' : query.get('answer') || '';
+  // Accept on a push notification opens the app with ?answer=RING; the
+  // page answers only if the worker left a token for that ring (a link
+  // alone never starts the camera). answering: the ring this page accepted,
+  // until ring-connect, its end or a refusal.
+  const answerRing = lineOf ? '' : query.get('answer') || '';
+  let answering = '';
   // An "add a device" link (?add=CODE) joins this device to a line.
   let addCode = lineOf ? '' : query.get(ADD_QUERY) || '';
   let joining = false;
@@ -361,6 +365,8 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
       $('ring-qr').hidden = !drawn;
     }
     const devices = $('ring-devices');
+    // A rebuilt list drops the focused button: focus stays in the card.
+    const hadFocus = devices.contains(document.activeElement);
     devices.textContent = '';
     for (const d of line.devices || []) {
       const li = document.createElement('li');
@@ -374,6 +380,7 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
       li.append(name, remove);
       devices.append(li);
     }
+    if (hadFocus) $('ring-invite-btn').focus();
     const status = $('ring-change-status');
     status.textContent = changed.key ? t(changed.key, changed.params) : '';
     renderPush();
@@ -523,10 +530,12 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
   // the other devices) and forgets it: no ringing here, open or closed.
   function stopLine() {
     if (line) lineSocket.send({ 'line-remove-device': { device: line.device } });
-    forgetLine();
+    forgetLine(true);
   }
 
-  function forgetLine() {
+  // focus: the person asked for it, so focus goes back to the button that
+  // makes a line (not when the server says so, e.g. at page load).
+  function forgetLine(focus = false) {
     lineSocket.stop();
     store.remove('lineDevice');
     store.remove('lineSecret');
@@ -534,12 +543,17 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     push.forget();
     pushState = '';
     line = null;
+    answering = '';
+    joining = false;
+    pendingRename = '';
+    lineIdBefore = '';
+    permissionAsked = null;
     changed = { key: '', params: {} };
     $('ring-invite').hidden = true;
     closeRingScreen();
     setLineInfo('');
     renderLine();
-    $('ring-create-btn').focus();
+    if (focus) $('ring-create-btn').focus();
   }
 
   function onLineMessage(msg) {
@@ -562,7 +576,8 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
         fresh = false;
         rememberDevice();
         syncPush();
-        if (answerRing) answerFromNotification(answerRing);
+        // Again after a reconnect: the accept may not have reached the server.
+        if (answering) lineSocket.send({ 'ring-accept': { ring: answering } });
       }
     } else if ('line-invite' in msg) {
       showInvite(msg['line-invite']);
@@ -572,16 +587,18 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
       pushState = msg['line-push'].push ? 'on' : '';
       renderPush();
     } else if ('incoming' in msg) {
-      if (incoming && incoming.accepting && incoming.ring === msg.incoming.ring) {
+      push.closeNotifications(String(msg.incoming.ring || ''));
+      if (incoming && incoming.ring === msg.incoming.ring) {
         incoming.caller = String(msg.incoming.caller || '');
-        $('ring-screen-text').textContent = t('ring.screen.accepting');
         return;
       }
       openRingScreen(msg.incoming);
     } else if ('ring-stop' in msg) {
       const stop = msg['ring-stop'];
+      push.closeNotifications(String(stop.ring || ''));
       if (!incoming || incoming.ring !== stop.ring) return;
       const caller = incoming.caller;
+      answering = '';
       closeRingScreen();
       setLineInfo(STOP_REASONS[stop.reason] || 'ring.stop.cancelled', { caller });
     } else if ('missed' in msg) {
@@ -592,6 +609,7 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     } else if ('ring-connect' in msg) {
       const { local, remote } = msg['ring-connect'];
       const caller = incoming ? incoming.caller : '';
+      answering = '';
       closeRingScreen();
       setLineInfo('');
       startCall(String(local), String(remote), caller);
@@ -620,6 +638,7 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     }
     if (code === 'ring-unknown') {
       // Answered too late: the ring ended on the server meanwhile.
+      answering = '';
       closeRingScreen();
       setLineInfo('ring.stop.gone');
       return;
@@ -643,8 +662,17 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     if ($('ring-screen').hidden) focusBefore = document.activeElement;
     $('ring-screen-text').textContent = t('ring.screen.text', { caller: incoming.caller });
     $('ring-screen').hidden = false;
+    setAccepting(false);
     $('ring-accept-btn').focus();
     tone.start();
+  }
+
+  // While an accept is on its way both buttons rest: a second press would
+  // only hear "ring-unknown", and a Decline could not undo it.
+  function setAccepting(on) {
+    $('ring-accept-btn').disabled = on;
+    $('ring-decline-btn').disabled = on;
+    if (on) $('ring-screen-text').textContent = t('ring.screen.accepting');
   }
 
   function closeRingScreen() {
@@ -656,33 +684,33 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     focusBefore = null;
   }
 
-  // Accept pressed on a notification: the app opened (or was told) to
-  // answer that ring, which rings here too from the moment it attached.
+  // Accept pressed on a notification: this page answers that ring, sent
+  // now if the line is attached, else (and again) when it attaches.
   function answerFromNotification(ring) {
-    answerRing = '';
-    history.replaceState(null, '', location.pathname);
-    if (incoming && incoming.ring === ring) {
-      answer(true);
-      return;
+    if (answering === ring) return;
+    answering = ring;
+    tone.stop();
+    if (!incoming || incoming.ring !== ring) {
+      if ($('ring-screen').hidden) focusBefore = document.activeElement;
+      incoming = { ring, caller: '' };
+      $('ring-screen').hidden = false;
     }
-    incoming = { ring, caller: '', accepting: true };
-    focusBefore = document.activeElement;
-    $('ring-screen-text').textContent = t('ring.screen.accepting');
-    $('ring-screen').hidden = false;
-    $('ring-decline-btn').focus();
-    lineSocket.send({ 'ring-accept': { ring } });
+    setAccepting(true);
+    $('ring-screen').focus();
+    if (line) lineSocket.send({ 'ring-accept': { ring } });
   }
 
   function answer(accept) {
-    if (!incoming) return;
+    if (!incoming || answering) return;
     lineSocket.send({ [accept ? 'ring-accept' : 'ring-decline']: { ring: incoming.ring } });
+    push.closeNotifications(incoming.ring);
     tone.stop();
     if (!accept) {
       closeRingScreen();
       setLineInfo('ring.screen.declined');
     } else {
-      incoming.accepting = true;
-      $('ring-screen-text').textContent = t('ring.screen.accepting');
+      answering = incoming.ring;
+      setAccepting(true);
     }
   }
 
@@ -733,14 +761,18 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
       $('ring-rename-form').addEventListener('submit', rename);
       $('ring-new-link-btn').addEventListener('click', newLink);
       if (!lineOf) push.register();
-      // A page already open when Accept is pressed on a notification.
+      // A page already open when Accept is pressed on a notification: the
+      // worker says so (only the page's own worker can).
       if (navigator.serviceWorker) {
         navigator.serviceWorker.addEventListener('message', (ev) => {
           const ring = ev.data && typeof ev.data.answer === 'string' ? ev.data.answer : '';
-          if (!ring || !line) return;
-          if (incoming && incoming.ring === ring) answer(true);
-          else answerFromNotification(ring);
+          if (ring && store.get('lineDevice')) answerFromNotification(ring);
         });
+      }
+      // Opened by Accept on a notification: only with the worker's token.
+      if (answerRing) {
+        history.replaceState(null, '', location.pathname);
+        push.takeAnswer(answerRing).then((ok) => { if (ok) answerFromNotification(answerRing); });
       }
       renderCaller();
       renderLine();

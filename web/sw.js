@@ -10,6 +10,7 @@ import { format, pickLanguage } from './i18n.js';
 const SHELL_CACHE = 'duet-shell';
 const DEVICE_CACHE = 'duet-device';
 const DEVICE_ENTRY = 'device'; // a URL relative to the scope, never fetched
+const ANSWER_ENTRY = 'answer'; // the token Accept leaves for the page it opens (push.js)
 const SHELL = [
   './', 'index.html', 'style.css', 'manifest.webmanifest', 'favicon.svg',
   'icons/duet-192.png', 'icons/duet-512.png', 'icons/duet-maskable-512.png',
@@ -29,6 +30,7 @@ const shellUrls = new Set(SHELL.map(scopeUrl));
 self.addEventListener('install', (event) => {
   event.waitUntil(caches.open(SHELL_CACHE)
     .then((cache) => Promise.all(SHELL.map((file) => cache.add(file).catch(() => {}))))
+    .catch(() => { /* no cache (storage full, private mode): no offline page, pushes still */ })
     .then(() => self.skipWaiting()));
 });
 
@@ -97,16 +99,19 @@ self.addEventListener('push', (event) => {
 });
 
 async function onPush(msg) {
-  if (!msg || typeof msg !== 'object') return undefined;
   const t = await translator();
-  if (msg.incoming) return showIncoming(t, msg.incoming);
-  if (msg['ring-stop']) return showStopped(t, msg['ring-stop']);
-  if (msg.missed) return showMissed(t, msg.missed);
-  return undefined;
+  if (msg && msg.incoming) return showIncoming(t, msg.incoming);
+  if (msg && msg['ring-stop']) return showStopped(t, msg['ring-stop']);
+  if (msg && msg.missed) return showMissed(t, msg.missed);
+  // A push must show something (else the browser shows its own notice).
+  return self.registration.showNotification(t('app.name'), { tag: 'duet', silent: true, icon: 'icons/duet-192.png' });
 }
 
-function showIncoming(t, { ring, caller, line, at }) {
+async function showIncoming(t, { ring, caller, line, at }) {
   ring = String(ring || '');
+  // Pushes may arrive out of order: a ring that already ended stays ended.
+  const [shown] = await self.registration.getNotifications({ tag: tagOf(ring) });
+  if (shown && shown.data && shown.data.kind !== 'incoming') return undefined;
   return self.registration.showNotification(t('ring.notify.incoming', { caller }), {
     body: t('ring.notify.incomingBody', { line }),
     tag: tagOf(ring),
@@ -170,21 +175,36 @@ self.addEventListener('notificationclick', (event) => {
   const { notification, action } = event;
   notification.close();
   const data = notification.data || {};
+  const accept = data.kind === 'incoming' && action === 'accept';
   event.waitUntil(action === 'decline' && data.kind === 'incoming'
     ? decline(data.ring)
-    : openApp((data.open && (data.open[action] || data.open[''])) || './', data.kind === 'incoming' && action === 'accept' ? data.ring : ''));
+    : openApp((data.open && (data.open[action] || data.open[''])) || './', accept ? data.ring : ''));
 });
 
-// A page of the app already open answers the call itself (it is told to);
-// else a new window opens on the app, with ?answer=R when accepting.
+// A page of the app already open (not a caller's ?ring= page) answers the
+// call itself (it is told to); else a new window opens on the app, with
+// ?answer=R when accepting, and a token that tells that page the press was
+// real (a link alone must never start the camera).
 async function openApp(path, answerRing) {
   const windows = await self.clients.matchAll({ type: 'window' });
-  const app = windows.find((c) => new URL(c.url).pathname === new URL(self.registration.scope).pathname);
+  const app = windows.find((c) => {
+    const url = new URL(c.url);
+    return url.pathname === new URL(self.registration.scope).pathname && !url.searchParams.has('ring');
+  });
   if (app) {
     if (answerRing) app.postMessage({ answer: answerRing });
     return app.focus();
   }
+  if (answerRing) await leaveAnswerToken(answerRing);
   return self.clients.openWindow(scopeUrl(path));
+}
+
+async function leaveAnswerToken(ring) {
+  try {
+    const cache = await caches.open(DEVICE_CACHE);
+    await cache.put(scopeUrl(ANSWER_ENTRY), new Response(JSON.stringify({ ring, at: Date.now() }),
+      { headers: { 'content-type': 'application/json' } }));
+  } catch (e) { /* no token: the page rings and waits for a press */ }
 }
 
 // Decline without opening a window: the worker speaks for the device over a

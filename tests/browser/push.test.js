@@ -11,18 +11,21 @@
 // ServiceWorker.deliverPushMessage, and reads the notifications it shows
 // with registration.getNotifications().
 //
-// No DevTools method clicks a notification. Decline is tested by
-// dispatching a NotificationEvent, built from the notification the worker
-// really showed, in the worker (Playwright's worker.evaluate): the worker's
-// own handler runs and talks to duetd. An event made that way may not open
-// or focus a window, so Accept is tested by opening, in the device's
-// browser, the URL the notification's Accept opens (its data.open.accept,
-// which the handler passes to clients.openWindow), as the click would.
+// No DevTools method clicks a notification. A click is a NotificationEvent,
+// built from the notification the worker really showed, dispatched in the
+// worker (Playwright's worker.evaluate): the worker's own handler runs and
+// talks to duetd. An event made by script may neither open nor focus a
+// window, nor extend the worker's life (waitUntil throws InvalidStateError
+// after the handler's work has started; the worker logs it). So for Accept
+// the handler runs (it leaves the page its token), its clients.openWindow
+// fails, and the test opens, in the device's browser, the URL the
+// notification's Accept opens (its data.open.accept), as the click would.
 'use strict';
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert');
 const fs = require('node:fs');
+const https = require('node:https');
 const path = require('node:path');
 const h = require('./harness.js');
 
@@ -111,10 +114,37 @@ async function ring(link, name) {
   return c;
 }
 
+// Devices with a page open now, from duetd's /metrics.
+async function attachedDevices() {
+  const text = await new Promise((resolve, reject) => {
+    https.get(`${server.url}metrics`, { rejectUnauthorized: false }, (res) => {
+      let body = '';
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+  return Number(/^duet_ring_devices_attached (\d+)/m.exec(text)[1]);
+}
+
 // The device's app page goes away, and its line socket with it (the tab
-// stays, on about:blank, for the DevTools session).
+// stays, on about:blank, for the DevTools session); returns once duetd
+// has seen the socket go, so the next ring pushes.
 async function closeApp(p) {
+  const before = await attachedDevices();
   await p.page.goto('about:blank');
+  const deadline = Date.now() + h.WAIT_MS;
+  while (await attachedDevices() >= before) {
+    assert.ok(Date.now() < deadline, 'duetd never saw the page go');
+    await h.sleep(50);
+  }
+}
+
+// A click on the notification's button `action`, dispatched in the worker.
+async function click(p, action) {
+  /* global NotificationEvent */ // the worker's, where this function runs
+  await (await worker(p)).evaluate((which) => self.registration.getNotifications().then(([n]) => {
+    self.dispatchEvent(new NotificationEvent('notificationclick', { notification: n, action: which }));
+  }), action);
 }
 
 // The device's service worker, running (a push or a click starts it).
@@ -172,9 +202,9 @@ test('the page asks to notify only when "Let people ring me" is pressed, and say
   assert.strictEqual(await d.page.evaluate(() => window.__permissionAsks), 0, 'nothing asked on load');
   await makeLine(d, 'Quiet');
   assert.strictEqual(await d.page.evaluate(() => window.__permissionAsks), 1, 'asked once, on the press');
-  // Headless Chromium answers the prompt itself; whatever it said, the card
-  // says what this device does.
-  await waitText(d.page, '#ring-push-status', /rings only while this page is open|rings even while this page is closed/);
+  // Not granted (headless Chromium answers the prompt itself, "denied" or
+  // no answer): the card says this device rings only while open.
+  await waitText(d.page, '#ring-push-status', /rings only while this page is open/);
 });
 
 test('a closed device rings by push: a notification with Accept and Decline; Decline there tells the caller', { timeout: h.TEST_MS }, async () => {
@@ -197,12 +227,7 @@ test('a closed device rings by push: a notification with Accept and Decline; Dec
 
   // Decline on the notification: the worker tells duetd, no window opens.
   const pages = d.context.pages().length;
-  const sw = await worker(d);
-  /* global NotificationEvent */ // the worker's, where this function runs
-  await sw.evaluate(async () => {
-    const [n] = await self.registration.getNotifications();
-    self.dispatchEvent(new NotificationEvent('notificationclick', { notification: n, action: 'decline' }));
-  });
+  await click(d, 'decline');
   await waitText(c.page, '#ring-call-status', /^Alice declined\.$/);
   await waitNotifications(d, (n) => n.length === 0);
   assert.strictEqual(d.context.pages().length, pages, 'Decline opened no window');
@@ -237,7 +262,24 @@ test('Accept from a notification answers on that device: a call both ways; the o
   const [shown] = await waitNotifications(d1, (n) => n.length === 1);
   assert.strictEqual(shown.title, 'Heidi is calling');
 
-  // What Accept opens, opened in the device's browser as the click would.
+  // The URL alone answers nothing: a page opened on it rings like any
+  // other (and takes the notification down), until a press.
+  const bare = await d1.context.newPage();
+  await bare.goto(new URL(shown.data.open.accept, server.url).href);
+  await bare.getByRole('alertdialog').waitFor({ state: 'visible', timeout: h.WAIT_MS });
+  assert.ok(await bare.isEnabled('#ring-accept-btn'), 'Accept waits for a press');
+  await waitNotifications(d1, (n) => n.length === 0);
+  await h.sleep(500);
+  const sent = await bare.evaluate(() => window.__signals.filter((x) => x.dir === 'out').map((x) => Object.keys(x.msg)[0]));
+  assert.ok(!sent.includes('ring-accept'), `no accept from a link alone: ${sent.join(', ')}`);
+  await bare.close();
+
+  // Accept on the notification (shown again): the worker leaves its token,
+  // and the page opened on the URL answers at once.
+  await deliver(d1, JSON.stringify({ incoming }));
+  await waitNotifications(d1, (n) => n.length === 1);
+  await click(d1, 'accept');
+  await waitNotifications(d1, (n) => n.length === 0);
   const accepted = await d1.context.newPage();
   await accepted.goto(new URL(shown.data.open.accept, server.url).href);
   await h.waitStatus(accepted, 'connected');
@@ -342,6 +384,12 @@ test('the installed app opens without a network and says so; every file of the p
     await p.context.setOffline(false);
     again = await h.startDuetd({ port: own.port, stateDir: own.dir });
     await p.page.waitForFunction(() => document.getElementById('notice').hidden, null, { timeout: h.WAIT_MS });
+    // A page the worker serves is the page: an invite link still gets it
+    // ready for one press of Call.
+    await p.page.goto(`${again.url}?me=ann&peer=ben&join=1`);
+    assert.ok(await p.page.evaluate(() => navigator.serviceWorker.controller !== null), 'served through the worker');
+    await waitText(p.page, '#join-info', /^You are invited to this call/);
+    assert.strictEqual(await p.page.evaluate(() => document.activeElement.id), 'call-btn');
   } finally {
     await own.stop();
     if (again) await again.stop();

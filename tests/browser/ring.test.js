@@ -227,11 +227,13 @@ test('the line card renames the line, replaces its link, and adds and removes de
   await waitText(third.page, '#notice', /does not work \(used, expired or mistyped\)/);
 
   // A new link: after the confirmation, the old one rings nobody.
-  d.page.once('dialog', (dialog) => {
-    assert.match(dialog.message(), /The old one stops working at once/);
-    dialog.accept();
-  });
+  const asked = new Promise((resolve) => d.page.once('dialog', async (dialog) => {
+    const text = dialog.message();
+    await dialog.accept();
+    resolve(text);
+  }));
   await d.page.getByRole('button', { name: 'Replace the ring link', exact: true }).click();
+  assert.match(await asked, /The old one stops working at once/);
   await waitText(d.page, '#ring-change-status', /^New ring link made: the old one rings nobody now\.$/);
   const fresh = await d.page.inputValue('#ring-link');
   assert.notStrictEqual(fresh, link);
