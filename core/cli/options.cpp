@@ -223,14 +223,25 @@ void CliParser::add_worker_options() {
   app.add_option("--worker-count", o.worker_count)->group("")->check(CLI::Range(1u, kMaxWorkers));
 }
 
-// Each flag a bundled plugin's option declares, unless duetd or an earlier
-// plugin already has an option of that name.
+// Each flag a bundled plugin's option declares, unless duetd already has an
+// option of that name. A flag two plugins declare alike (pairing's and
+// ring's --cluster) sets both: one Redis for the calls and the lines.
 void CliParser::add_plugin_flags() {
   for (const PluginFlag &f : plugins.flags) {
     const std::string name = "--" + f.flag;
-    if (f.flag.empty() || app.get_option_no_throw(name) != nullptr)
+    if (f.flag.empty())
       continue;
-    o.shorthands_.push_back({&f, {}, {}});
+    if (CLI::Option *existing = app.get_option_no_throw(name)) {
+      for (CliOptions::ShorthandValues &v : o.shorthands_)
+        if (v.flags.front()->flag == f.flag && v.flags.front()->flags == f.flags) {
+          v.flags.push_back(&f);
+          std::string help = existing->get_description();
+          help.insert(help.rfind(')'), " and " + f.plugin + "." + f.key + "=" + (f.value_name.empty() ? "VALUE" : f.value_name));
+          existing->description(help);
+        }
+      continue;
+    }
+    o.shorthands_.push_back({{&f}, {}, {}});
     CliOptions::ShorthandValues &v = o.shorthands_.back();
     const std::string help = f.help + " (same as --plugin-opt " + f.plugin + "." + f.key + "=" +
                              (f.value_name.empty() ? "VALUE" : f.value_name) + ")";

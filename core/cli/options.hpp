@@ -77,7 +77,7 @@ private:
   friend struct CliParser;
   // Values given to the plugins' shorthand flags, one entry per flag.
   struct ShorthandValues {
-    const PluginFlag *flag;
+    std::vector<const PluginFlag *> flags;  // the options it sets: one, or several declared alike
     std::string one;
     std::vector<std::string> many;
   };

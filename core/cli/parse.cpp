@@ -127,7 +127,8 @@ void CliParser::collect_plugin_opts() {
     for (const auto &item : v.many)
       value += (value.empty() ? "" : ",") + item;
     if (!v.one.empty() || !v.many.empty())
-      shorthands.push_back(v.flag->plugin + "." + v.flag->key + "=" + value);
+      for (const PluginFlag *f : v.flags)
+        shorthands.push_back(f->plugin + "." + f->key + "=" + value);
   }
   o.plugin_opt_specs.insert(o.plugin_opt_specs.begin(), shorthands.begin(), shorthands.end());
   for (const auto &spec : o.plugin_opt_specs) {

@@ -48,6 +48,17 @@ public:
     return it == by_line_.end() ? std::vector<ConnId>() : std::vector<ConnId>(it->second.begin(), it->second.end());
   }
   std::size_t size() const { return by_conn_.size(); }
+  // Whether another connection here is the same device of line.
+  bool open_here(LineKey line, const std::string &device) const {
+    for (ConnId c : on_line(line))
+      if (by_conn_.at(c).device == device)
+        return true;
+    return false;
+  }
+  template <class Fn> void each(Fn fn) const {
+    for (const auto &[conn, entry] : by_conn_)
+      fn(conn, entry);
+  }
 
 private:
   std::unordered_map<ConnId, Entry> by_conn_;

@@ -1,25 +1,20 @@
 // What the parts of the ring plugin share: duetd's host, the store, the
-// attached devices, the metrics, and the answer a handler gives.
+// bus to the other nodes, the attached devices, the metrics, and how a
+// handler answers.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
 #include "attachments.hpp"
 #include "duet/plugin.hpp"
-#include "store.hpp"
+#include "outcome.hpp"
+#include "line_store.hpp"
 
 namespace duet::ring {
-
-// An error for the sender, or ok() when code is null. Both point to
-// string literals: they outlive on_message.
-struct Outcome {
-  const char *code = nullptr;
-  const char *message = nullptr;
-  bool ok() const { return code == nullptr; }
-};
 
 // The answer to a line message from a connection that is no device.
 inline const Outcome kNotAttached = {"not-attached", "Attach this connection to its line first: "
@@ -32,11 +27,20 @@ struct Metrics {
       limited_full, lines_created, devices_attached;
 };
 
+class RingBus;
+
+// How a handler answers its message, at once or after the store replied:
+// ok, or the error its sender gets. Called once.
+using Reply = std::function<void(Outcome)>;
+
 struct Context {
   const duet::Host &host;
-  Store &store;
+  LineStore &store;
+  RingBus &bus;
   Attachments &attached;
   Metrics &metrics;
+  // False once conn has closed: an answer that comes later attaches nothing to it.
+  std::function<bool(ConnId)> live;
 };
 
 // Names (of a line, a device, a caller) are short single-line text.

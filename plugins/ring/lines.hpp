@@ -7,6 +7,8 @@
 #include <functional>
 #include <string>
 
+#include <rapidjson/document.h>
+
 #include "context.hpp"
 #include "limits.hpp"
 #include "ringing.hpp"
@@ -23,13 +25,17 @@ public:
       : ctx_(ctx), ringing_(ringing), max_lines_(max_lines), joins_(kJoinsPerMinute, 60000),
         creates_(creates_per_hour, 3600000), changes_(kChangesPerHour, 3600000) {}
 
-  Outcome create(ConnId conn, Request &req, const std::string &address);
-  Outcome attach(ConnId conn, Request &req);
-  Outcome rename(ConnId conn, Request &req);
-  Outcome new_link(ConnId conn, Request &req);
-  Outcome invite(ConnId conn, Request &req);
-  Outcome join(ConnId conn, Request &req, const std::string &address);
-  Outcome remove_device(ConnId conn, Request &req);
+  void create(ConnId conn, Request &req, const std::string &address, Reply reply);
+  void attach(ConnId conn, Request &req, Reply reply);
+  void rename(ConnId conn, Request &req, Reply reply);
+  void new_link(ConnId conn, Request &req, Reply reply);
+  void invite(ConnId conn, Request &req, Reply reply);
+  void join(ConnId conn, Request &req, const std::string &address, Reply reply);
+  void remove_device(ConnId conn, Request &req, Reply reply);
+  // The connection closed: it is no device any more.
+  void closed(ConnId conn);
+  // An event from the bus; false when it is not a line event.
+  bool on_event(const std::string &kind, const rapidjson::Document &event);
 
   void prune(std::int64_t now) {
     joins_.prune(now);
@@ -53,13 +59,16 @@ private:
   };
   static NewDevice new_device(const std::string &label);
   void attach_as(ConnId conn, LineKey line, const NewDevice &made);
-  // {"line":{...}} to every device of the line attached now.
+  void attach_conn(ConnId conn, LineKey line, const std::string &device);
+  // {"line":{...}} to every device of the line, on every node.
   void tell_line(LineKey line);
-  std::string state(const Line &line, const std::string &device);
+  void on_line_changed(LineKey line);
+  void on_device_removed(LineKey line, const std::string &device);
+  static std::string state(const LineState &line, const std::string &device);
   const Attachments::Entry *attached(ConnId conn, Outcome &out) const;
   // Runs apply on the line conn is attached to; when it succeeds,
   // every device of the line hears the line's new state.
-  Outcome change(ConnId conn, const std::function<Outcome(LineKey)> &apply);
+  void change(ConnId conn, Reply reply, const std::function<void(LineKey, Done)> &apply);
 
   // ok() when the line may change once more this hour.
   Outcome count_change(LineKey line);

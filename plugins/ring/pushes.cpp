@@ -30,11 +30,10 @@ std::optional<std::string> key_bytes(const std::optional<std::string> &text, std
 Pushes::Pushes(Context &ctx, const std::string &key_path, PushSettings settings)
     : ctx_(ctx), key_(VapidKey::load_or_create(key_path)),
       sender_(ctx.host, key_, std::move(settings), [this](const std::string &device, const std::string &endpoint) {
-        try {
-          ctx_.store.remove_subscription(device, endpoint);
-        } catch (const StoreError &e) {
-          ctx_.host.log(DUET_LOG_WARN, std::string("a gone push subscription was not removed: ") + e.what());
-        }
+        ctx_.store.remove_subscription(device, endpoint, [this](Answer<bool> removed) {
+          if (!removed.ok())
+            ctx_.host.log(DUET_LOG_WARN, "a gone push subscription was not removed");
+        });
       }) {}
 
 Outcome Pushes::key(ConnId conn) {
@@ -42,31 +41,44 @@ Outcome Pushes::key(ConnId conn) {
   return {};
 }
 
-Outcome Pushes::subscribe(ConnId conn, Request &req) {
+void Pushes::subscribe(ConnId conn, Request &req, Reply reply) {
   const auto endpoint = req.text("endpoint");
   const auto p256dh = req.text("keys", "p256dh"), auth = req.text("keys", "auth");
   if (!req.ok())
-    return {"bad-request", R"(line-push needs {"line-push":{"endpoint":"https://…","keys":{"p256dh":"…","auth":"…"}}})"
-                           R"( (a PushSubscription's toJSON()), or {"line-push":{}} to stop pushes.)"};
+    return reply({"bad-request", R"(line-push needs {"line-push":{"endpoint":"https://…","keys":{"p256dh":"…","auth":"…"}}})"
+                           R"( (a PushSubscription's toJSON()), or {"line-push":{}} to stop pushes.)"});
   const Attachments::Entry *entry = ctx_.attached.of(conn);
   if (!entry)
-    return kNotAttached;
+    return reply(kNotAttached);
   if (!endpoint) {
-    ctx_.store.remove_subscription(entry->device);
-    ctx_.host.send(conn, message("line-push", [&](Writer &w) { put_bool(w, "push", false); }));
-    return {};
+    ctx_.store.remove_subscription(entry->device, {}, [this, conn, reply](Answer<bool> removed) {
+      if (!removed.ok())
+        return reply(removed.failure);
+      ctx_.host.send(conn, message("line-push", [&](Writer &w) { put_bool(w, "push", false); }));
+      reply({});
+    });
+    return;
   }
   const std::optional<Endpoint> parsed = parse_endpoint(*endpoint);
   if (!parsed)
-    return {"push-endpoint-invalid", "A push endpoint is an https: URL of at most 1024 bytes."};
+    return reply({"push-endpoint-invalid", "A push endpoint is an https: URL of at most 1024 bytes."});
   const PushSettings &settings = sender_.settings();
   if (!host_allowed(parsed->host, settings.hosts) || (!settings.allow_private && refused_literal(parsed->host)))
-    return {"push-host-refused", "This server does not send pushes to that host."};
+    return reply({"push-host-refused", "This server does not send pushes to that host."});
   const auto ua_key = key_bytes(p256dh, 65), secret = key_bytes(auth, 16);
   if (!ua_key || !secret || !valid_p256_public_key(*ua_key))
-    return {"push-keys-invalid", "keys.p256dh must be a P-256 public key (65 bytes) and keys.auth 16 bytes, "
-                                 "in base64url."};
-  ctx_.store.set_subscription({entry->device, *endpoint, *ua_key, *secret}, now_ms());
+    return reply({"push-keys-invalid", "keys.p256dh must be a P-256 public key (65 bytes) and keys.auth 16 bytes, "
+                                       "in base64url."});
+  ctx_.store.set_subscription({entry->device, *endpoint, *ua_key, *secret}, [this, conn, reply](Answer<bool> set) {
+    if (!set.ok())
+      return reply(set.failure);
+    subscribed(conn);
+    reply({});
+  });
+}
+
+void Pushes::subscribed(ConnId conn) {
+  const PushSettings &settings = sender_.settings();
   // Said when it matters (a server nobody subscribes on never needs it).
   if (settings.subject.empty() && !subject_warned_) {
     subject_warned_ = true;
@@ -75,17 +87,14 @@ Outcome Pushes::subscribe(ConnId conn, Request &req) {
                                  "without it");
   }
   ctx_.host.send(conn, message("line-push", [&](Writer &w) { put_bool(w, "push", true); }));
-  return {};
 }
 
-// A ring goes on when the store fails: the open pages still ring.
-std::vector<Subscription> Pushes::subscriptions(LineKey line) {
-  try {
-    return ctx_.store.subscriptions(line);
-  } catch (const StoreError &e) {
-    ctx_.host.log(DUET_LOG_WARN, std::string("no pushes: ") + e.what());
-    return {};
-  }
+void Pushes::with_subscriptions(LineKey line, std::function<void(const std::vector<Subscription> &)> fn) {
+  ctx_.store.subscriptions(line, [this, fn](Answer<std::vector<Subscription>> subs) {
+    if (!subs.ok())
+      ctx_.host.log(DUET_LOG_WARN, "no pushes: the subscriptions could not be read");
+    fn(subs.value);
+  });
 }
 
 void Pushes::push(const Subscription &sub, const std::string &topic, const char *urgency, const std::string &payload,
@@ -110,32 +119,36 @@ void Pushes::push(const Subscription &sub, const std::string &topic, const char 
   sender_.send(std::move(p));
 }
 
-std::vector<std::string> Pushes::ring(const Line &line, const std::string &ring_id, const std::string &caller,
-                                      std::int64_t at_ms, std::chrono::milliseconds ring_time,
-                                      const std::vector<std::string> &attached) {
+void Pushes::ring(const Line &line, const std::string &ring_id, const std::string &caller, std::int64_t at_ms,
+                  std::chrono::milliseconds ring_time, const std::vector<std::string> &open,
+                  std::function<void(std::vector<std::string>)> pushed_to) {
   const std::string payload = message("incoming", [&](Writer &w) {
     put(w, "ring", ring_id);
     put(w, "caller", caller);
     put(w, "at", at_ms);
     put(w, "line", line.name);
   });
-  std::vector<std::string> pushed;
-  for (const Subscription &sub : subscriptions(line.key)) {
-    if (std::find(attached.begin(), attached.end(), sub.device) != attached.end())
-      continue;  // its page rings over the WebSocket
-    push(sub, topic_of(ring_id), "high", payload, at_ms + ring_time.count());
-    pushed.push_back(sub.device);
-  }
-  return pushed;
+  with_subscriptions(line.key, [=](const std::vector<Subscription> &subs) {
+    std::vector<std::string> pushed;
+    for (const Subscription &sub : subs) {
+      if (std::find(open.begin(), open.end(), sub.device) != open.end())
+        continue;  // its page rings over the WebSocket
+      push(sub, topic_of(ring_id), "high", payload, at_ms + ring_time.count());
+      pushed.push_back(sub.device);
+    }
+    pushed_to(std::move(pushed));
+  });
 }
 
 void Pushes::push_to(LineKey line, const std::vector<std::string> &devices, const std::string &topic,
                      const char *urgency, const std::string &payload, std::int64_t expires_ms) {
   if (devices.empty())
     return;
-  for (const Subscription &sub : subscriptions(line))
-    if (std::find(devices.begin(), devices.end(), sub.device) != devices.end())
-      push(sub, topic, urgency, payload, expires_ms);
+  with_subscriptions(line, [=](const std::vector<Subscription> &subs) {
+    for (const Subscription &sub : subs)
+      if (std::find(devices.begin(), devices.end(), sub.device) != devices.end())
+        push(sub, topic, urgency, payload, expires_ms);
+  });
 }
 
 void Pushes::stop(LineKey line, const std::vector<std::string> &devices, const std::string &ring_id,

@@ -3,11 +3,14 @@
 // ring*) and passes everything else; an accepted ring ends in two fresh
 // pairing ids, and the call itself is the pairing plugin's, unchanged.
 #include <cstdlib>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 
+#include "bus.hpp"
 #include "context.hpp"
 #include "duet/command.hpp"
 #include "duet/plugin.hpp"
@@ -21,6 +24,7 @@ namespace {
 
 using duet::ring::ConnId;
 using duet::ring::Outcome;
+using duet::ring::Reply;
 using duet::ring::Request;
 
 const Outcome kNoPush = {"push-off", "This server does not send Web Push messages."};
@@ -114,22 +118,37 @@ public:
 
   explicit Ring(const duet::Host &host)
       : Plugin(host), enabled_(lines_enabled(host)), store_(state_path(host, "db", "ring.db")),
-        metrics_(host), ctx_{host, store_, attached_, metrics_}, pushes_(make_pushes(host, enabled_, ctx_)),
+        lines_store_(store_, [&host](const std::string &why) { host.log(DUET_LOG_ERROR, why); }), bus_(attached_),
+        metrics_(host), ctx_{host, lines_store_, bus_, attached_, metrics_, [this](ConnId c) { return queues_.count(c) > 0; }},
+        pushes_(make_pushes(host, enabled_, ctx_)),
         ringing_(ctx_, settings_from(host.options()), pushes_.get()),
         lines_(ctx_, ringing_, static_cast<std::uint32_t>(host.options().integer("lines-per-address", 1, 1000000)),
                host.options().integer("max-lines", 1, 100000000)),
         prune_(host.start_timer(std::chrono::minutes(1), std::chrono::minutes(1), [this] {
           ringing_.prune(duet::ring::now_ms());
           lines_.prune(duet::ring::now_ms());
-        })) {}
+        })) {
+    bus_.listen([this](std::string_view json) { on_bus(json); });
+  }
 
+  // A connection's ring messages run one at a time, in order: one that
+  // waits for the store holds back the next (a client that pipelines its
+  // line-create and line-rename gets them done in that order).
   duet_verdict_t on_message(ConnId conn, const duet::Message &msg, duet_reject_t &reject) override {
     const auto handler = kHandlers.find(msg.type());
     if (handler == kHandlers.end())
       return DUET_PASS;
-    Outcome out = {"lines-off", "This server does not offer lines and rings."};
-    if (enabled_)
-      out = handle(conn, msg, handler->second);
+    if (!enabled_) {
+      reject = {"lines-off", "This server does not offer lines and rings."};
+      return DUET_REJECT;
+    }
+    Queue &queue = queues_[conn];
+    queue.waiting.push_back({handler->second, std::make_unique<Request>(msg.json(), msg.type())});
+    if (queue.busy)
+      return DUET_HANDLED;
+    // Answered before on_message returns (SQLite, a refusal): the answer
+    // is this message's verdict; later ones are sent as errors.
+    const Outcome out = run_next(conn, true);
     if (out.ok())
       return DUET_HANDLED;
     reject = {out.code, out.message};
@@ -137,11 +156,9 @@ public:
   }
 
   void on_close(ConnId conn, duet_close_reason_t) override {
+    queues_.erase(conn);  // an answer still to come finds it gone
     ringing_.closed(conn);
-    if (attached_.of(conn)) {
-      attached_.detach(conn);
-      host().metric_set(metrics_.devices_attached, static_cast<std::int64_t>(attached_.size()));
-    }
+    lines_.closed(conn);
   }
 
   void on_event(const duet_event_t &event) override {
@@ -162,7 +179,84 @@ public:
   }
 
 private:
-  using Handler = Outcome (Ring::*)(ConnId, Request &);
+  using Handler = void (Ring::*)(ConnId, Request &, Reply);
+  struct Queue {
+    std::deque<std::pair<Handler, std::unique_ptr<Request>>> waiting;
+    bool busy = false;  // the front one runs
+  };
+
+  // Runs conn's next message; when first, and it is answered at once, its
+  // outcome is returned to be on_message's verdict.
+  Outcome run_next(ConnId conn, bool first) {
+    auto it = queues_.find(conn);
+    if (it == queues_.end() || it->second.waiting.empty())
+      return {};
+    it->second.busy = true;
+    auto answer = std::make_shared<std::pair<bool, Outcome>>(false, Outcome{});  // answered, outcome
+    auto inline_answer = std::make_shared<bool>(first);
+    auto reply = [this, conn, answer, inline_answer](Outcome out) {
+      if (answer->first)
+        return;
+      *answer = {true, out};
+      if (!*inline_answer)
+        finished(conn, out);
+    };
+    // Out of the queue while it runs: what it sends may close conn.
+    const Handler handler = it->second.waiting.front().first;
+    const std::unique_ptr<Request> req = std::move(it->second.waiting.front().second);
+    if (!req->ok()) {
+      reply({"bad-request", "A ring message carries an object: {\"TYPE\":{…}}."});
+    } else {
+      try {
+        (this->*handler)(conn, *req, reply);
+      } catch (const std::exception &e) {
+        host().log(DUET_LOG_ERROR, e.what());
+        reply(duet::ring::kStoreFailed);
+      }
+    }
+    *inline_answer = false;
+    if (first && answer->first) {
+      done(conn);
+      return answer->second;
+    }
+    return {};
+  }
+
+  // An answer that came later: an error is sent as one, then the next runs.
+  void finished(ConnId conn, const Outcome &out) {
+    if (!queues_.count(conn))
+      return;  // closed meanwhile
+    if (!out.ok())
+      host().send_error(conn, out.code, out.message);
+    done(conn);
+    while (queues_.count(conn) && !queues_.at(conn).waiting.empty() && !queues_.at(conn).busy) {
+      const Outcome next = run_next(conn, true);  // answered at once: sent here
+      if (!next.ok())
+        host().send_error(conn, next.code, next.message);
+    }
+  }
+
+  void done(ConnId conn) {
+    auto it = queues_.find(conn);
+    if (it == queues_.end())
+      return;
+    it->second.waiting.pop_front();
+    it->second.busy = false;
+  }
+
+  void on_bus(std::string_view json) {
+    rapidjson::Document event;
+    event.Parse(json.data(), json.size());
+    const auto kind = duet::ring::string_member(event, "ev");
+    if (!kind)
+      return;
+    try {
+      if (!ringing_.on_event(*kind, event))
+        lines_.on_event(*kind, event);
+    } catch (const std::exception &e) {
+      host().log(DUET_LOG_ERROR, std::string("a ring event was dropped: ") + e.what());
+    }
+  }
 
   // The file an option names, else file_name in duetd's state folder.
   static std::string state_path(const duet::Host &host, const char *option, const char *file_name) {
@@ -187,51 +281,44 @@ private:
     }
   }
 
-  Outcome handle(ConnId conn, const duet::Message &msg, Handler handler) {
-    Request req(msg.json(), msg.type());
-    if (!req.ok())
-      return {"bad-request", "A ring message carries an object: {\"TYPE\":{…}}."};
-    try {
-      return (this->*handler)(conn, req);
-    } catch (const duet::ring::StoreError &e) {
-      host().log(DUET_LOG_ERROR, e.what());
-      return {"store-failed", "The server could not read or write its lines just now; try again later."};
-    }
-  }
-
   // What the per-address limits count a connection under (an IPv6 /64).
   std::string address(ConnId conn) const {
     duet_conn_info_t info{};
     return host().conn_info(conn, info) ? duet::ring::address_key(info.remote_addr) : std::string();
   }
 
-  Outcome create(ConnId c, Request &r) { return lines_.create(c, r, address(c)); }
-  Outcome attach(ConnId c, Request &r) { return lines_.attach(c, r); }
-  Outcome rename(ConnId c, Request &r) { return lines_.rename(c, r); }
-  Outcome new_link(ConnId c, Request &r) { return lines_.new_link(c, r); }
-  Outcome invite(ConnId c, Request &r) { return lines_.invite(c, r); }
-  Outcome join(ConnId c, Request &r) { return lines_.join(c, r, address(c)); }
-  Outcome remove_device(ConnId c, Request &r) { return lines_.remove_device(c, r); }
+  void create(ConnId c, Request &r, Reply y) { lines_.create(c, r, address(c), std::move(y)); }
+  void attach(ConnId c, Request &r, Reply y) { lines_.attach(c, r, std::move(y)); }
+  void rename(ConnId c, Request &r, Reply y) { lines_.rename(c, r, std::move(y)); }
+  void new_link(ConnId c, Request &r, Reply y) { lines_.new_link(c, r, std::move(y)); }
+  void invite(ConnId c, Request &r, Reply y) { lines_.invite(c, r, std::move(y)); }
+  void join(ConnId c, Request &r, Reply y) { lines_.join(c, r, address(c), std::move(y)); }
+  void remove_device(ConnId c, Request &r, Reply y) { lines_.remove_device(c, r, std::move(y)); }
 
-  Outcome push_key(ConnId c, Request &) { return pushes_ ? pushes_->key(c) : kNoPush; }
-  Outcome push(ConnId c, Request &r) { return pushes_ ? pushes_->subscribe(c, r) : kNoPush; }
+  void push_key(ConnId c, Request &, Reply y) { y(pushes_ ? pushes_->key(c) : kNoPush); }
+  void push(ConnId c, Request &r, Reply y) {
+    if (!pushes_)
+      return y(kNoPush);
+    pushes_->subscribe(c, r, std::move(y));
+  }
 
-  Outcome ring(ConnId c, Request &r) {
+  void ring(ConnId c, Request &r, Reply y) {
     const auto line = r.text("line"), name = r.text("name");
     if (!r.ok() || !line)
-      return {"bad-request", R"(ring needs {"ring":{"line":"the id in the ring link","name":"your name"}}.)"};
+      return y({"bad-request", R"(ring needs {"ring":{"line":"the id in the ring link","name":"your name"}}.)"});
     if (Outcome o = duet::ring::check_name(name, true); !o.ok())
-      return o;
+      return y(o);
     if (line->size() > 128)
-      return {"line-unknown", "No line has this ring link: it may have been replaced or removed."};
-    return ringing_.ring(c, *line, *name, address(c));
+      return y({"line-unknown", "No line has this ring link: it may have been replaced or removed."});
+    ringing_.ring(c, *line, *name, address(c), std::move(y));
   }
   // accept, decline and cancel name the ring they mean.
-  template <Outcome (duet::ring::Ringing::*Fn)(ConnId, const std::string &)> Outcome on_ring(ConnId c, Request &r) {
+  template <void (duet::ring::Ringing::*Fn)(ConnId, const std::string &, Reply)>
+  void on_ring(ConnId c, Request &r, Reply y) {
     const auto id = r.text("ring");
     if (!r.ok() || !id)
-      return {"bad-request", R"(This message needs {"…":{"ring":"the ring's id"}}.)"};
-    return (ringing_.*Fn)(c, *id);
+      return y({"bad-request", R"(This message needs {"…":{"ring":"the ring's id"}}.)"});
+    (ringing_.*Fn)(c, *id, std::move(y));
   }
 
   static const std::unordered_map<std::string_view, Handler> kHandlers;
@@ -239,7 +326,10 @@ private:
   bool enabled_;
   duet::ring::CurlLibrary curl_;
   duet::ring::Store store_;
+  duet::ring::SqliteLines lines_store_;
   duet::ring::Attachments attached_;
+  duet::ring::LocalBus bus_;
+  std::unordered_map<ConnId, Queue> queues_;
   duet::ring::Metrics metrics_;
   duet::ring::Context ctx_;
   std::unique_ptr<duet::ring::Pushes> pushes_;

@@ -76,6 +76,15 @@ inline std::optional<std::string> string_member(const rapidjson::Document &doc, 
   return std::string(it->value.GetString(), it->value.GetStringLength());
 }
 
+inline std::optional<std::int64_t> int64_member(const rapidjson::Document &doc, const char *name) {
+  if (doc.HasParseError() || !doc.IsObject())
+    return std::nullopt;
+  auto it = doc.FindMember(name);
+  if (it == doc.MemberEnd() || !it->value.IsInt64())
+    return std::nullopt;
+  return it->value.GetInt64();
+}
+
 inline void put(Writer &w, const char *key, std::string_view value) {
   w.Key(key);
   w.String(value.data(), static_cast<rapidjson::SizeType>(value.size()));

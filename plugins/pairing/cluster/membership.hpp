@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "duet/plugin.hpp"
-#include "redis_link.hpp"
+#include "common/redis_link.hpp"
 
 namespace duet::cluster {
 
