@@ -224,8 +224,8 @@ void CliParser::add_worker_options() {
 }
 
 // Each flag a bundled plugin's option declares, unless duetd already has an
-// option of that name. A flag two plugins declare alike (pairing's and
-// ring's --cluster) sets both: one Redis for the calls and the lines.
+// option of that name. A flag two plugins declare alike (--cluster: one
+// Redis for all of them) sets both.
 void CliParser::add_plugin_flags() {
   for (const PluginFlag &f : plugins.flags) {
     const std::string name = "--" + f.flag;
@@ -236,7 +236,8 @@ void CliParser::add_plugin_flags() {
         if (v.flags.front()->flag == f.flag && v.flags.front()->flags == f.flags) {
           v.flags.push_back(&f);
           std::string help = existing->get_description();
-          help.insert(help.rfind(')'), " and " + f.plugin + "." + f.key + "=" + (f.value_name.empty() ? "VALUE" : f.value_name));
+          help.insert(help.rfind(')'),
+                      " and " + f.plugin + "." + f.key + "=" + (f.value_name.empty() ? "VALUE" : f.value_name));
           existing->description(help);
         }
       continue;

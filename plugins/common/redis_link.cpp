@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <fstream>
 #include <memory>
 
 #include <hiredis/async.h>
@@ -74,6 +75,16 @@ RedisTarget parse_redis_url(std::string_view url) {
     throw OptionError("--cluster " + std::string(url) + ": the port must be 1-65535");
   t.host = std::string(host);
   return t;
+}
+
+RedisTarget redis_target(const duet::Options &options) {
+  RedisTarget target = parse_redis_url(options.text("cluster"));
+  if (auto file = options.text("cluster-password-file"); !file.empty()) {
+    std::ifstream in{file};
+    if (!in || !std::getline(in, target.password) || target.password.empty())
+      options.fail("cluster-password-file", file, "must hold the Redis password on its first line");
+  }
+  return target;
 }
 
 RedisLink::RedisLink(const duet::Host &host, RedisTarget target, std::string name, Events events)

@@ -28,6 +28,9 @@ struct RedisTarget {
 
 // Parses a --cluster URL; throws OptionError with a sentence on a bad one.
 RedisTarget parse_redis_url(std::string_view url);
+// The target a plugin's cluster and cluster-password-file options name
+// (pairing's and ring's, set together by --cluster).
+RedisTarget redis_target(const duet::Options &options);
 
 class RedisLink {
 public:

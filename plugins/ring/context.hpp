@@ -11,8 +11,8 @@
 
 #include "attachments.hpp"
 #include "duet/plugin.hpp"
-#include "outcome.hpp"
 #include "line_store.hpp"
+#include "outcome.hpp"
 
 namespace duet::ring {
 

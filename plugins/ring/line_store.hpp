@@ -80,8 +80,8 @@ public:
   explicit SqliteLines(Store &store, std::function<void(const std::string &)> log_failure)
       : store_(store), log_failure_(std::move(log_failure)) {}
 
-  void create_line(const std::string &id, const std::string &name, const Device &device,
-                   const std::string &secret_hash, std::int64_t max_lines, Then<std::optional<Line>> then) override;
+  void create_line(const std::string &id, const std::string &name, const Device &device, const std::string &secret_hash,
+                   std::int64_t max_lines, Then<std::optional<Line>> then) override;
   void device(const std::string &device_id, Then<std::optional<DeviceRecord>> then) override;
   void line(LineKey key, Then<std::optional<Line>> then) override;
   void line_by_id(const std::string &id, Then<std::optional<Line>> then) override;
@@ -89,8 +89,8 @@ public:
   void rename(LineKey key, const std::string &name, Done then) override;
   void relink(LineKey key, const std::string &new_id, Done then) override;
   void add_invite(LineKey key, const std::string &code_hash, std::int64_t life_ms, Done then) override;
-  void join(const std::string &code_hash, const Device &device, const std::string &secret_hash,
-            std::size_t max_devices, Then<Joined> then) override;
+  void join(const std::string &code_hash, const Device &device, const std::string &secret_hash, std::size_t max_devices,
+            Then<Joined> then) override;
   void remove_device(LineKey key, const std::string &device_id, Then<Removal> then) override;
   void add_missed(LineKey key, const std::string &caller, std::int64_t at_ms, Done then) override;
   void set_subscription(const Subscription &sub, Done then) override;

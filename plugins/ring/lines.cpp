@@ -21,7 +21,7 @@ std::string label_or_default(const std::optional<std::string> &label) {
 
 Lines::NewDevice Lines::new_device(const std::string &label) { return {{random_hex(8), label}, random_hex(16)}; }
 
-void Lines::create(ConnId conn, Request &req, const std::string &address, Reply reply) {
+void Lines::create(ConnId conn, Request &req, const std::string &address, const Reply &reply) {
   const auto name = req.text("name"), label = req.text("label");
   if (!req.ok())
     return reply(
@@ -80,7 +80,7 @@ void Lines::closed(ConnId conn) {
   ctx_.host.metric_set(ctx_.metrics.devices_attached, static_cast<std::int64_t>(ctx_.attached.size()));
 }
 
-void Lines::attach(ConnId conn, Request &req, Reply reply) {
+void Lines::attach(ConnId conn, Request &req, const Reply &reply) {
   const auto device = req.text("device"), secret = req.text("secret");
   if (!req.ok() || !device || !secret)
     return reply({"bad-request", R"(line-attach needs {"line-attach":{"device":"…","secret":"…"}} with strings.)"});
@@ -120,7 +120,7 @@ Outcome Lines::count_change(LineKey line) {
   return {"change-rate-limited", "This line changed too often (renames, new links, invites): wait an hour."};
 }
 
-void Lines::change(ConnId conn, Reply reply, const std::function<void(LineKey, Done)> &apply) {
+void Lines::change(ConnId conn, const Reply &reply, const std::function<void(LineKey, Done)> &apply) {
   Outcome out;
   const Attachments::Entry *entry = attached(conn, out);
   if (!entry)
@@ -136,7 +136,7 @@ void Lines::change(ConnId conn, Reply reply, const std::function<void(LineKey, D
   });
 }
 
-void Lines::rename(ConnId conn, Request &req, Reply reply) {
+void Lines::rename(ConnId conn, Request &req, const Reply &reply) {
   const auto name = req.text("name");
   if (!req.ok())
     return reply({"bad-request", R"(line-rename needs {"line-rename":{"name":"…"}}.)"});
@@ -147,12 +147,11 @@ void Lines::rename(ConnId conn, Request &req, Reply reply) {
 }
 
 // The old link rings nobody from now on: its id is gone from the store.
-void Lines::new_link(ConnId conn, Request &, Reply reply) {
-  change(conn, reply,
-         [this](LineKey line, Done done) { ctx_.store.relink(line, new_line_id(), std::move(done)); });
+void Lines::new_link(ConnId conn, Request &, const Reply &reply) {
+  change(conn, reply, [this](LineKey line, Done done) { ctx_.store.relink(line, new_line_id(), std::move(done)); });
 }
 
-void Lines::invite(ConnId conn, Request &, Reply reply) {
+void Lines::invite(ConnId conn, Request &, const Reply &reply) {
   Outcome out;
   const Attachments::Entry *entry = attached(conn, out);
   if (!entry)
@@ -171,7 +170,7 @@ void Lines::invite(ConnId conn, Request &, Reply reply) {
   });
 }
 
-void Lines::join(ConnId conn, Request &req, const std::string &address, Reply reply) {
+void Lines::join(ConnId conn, Request &req, const std::string &address, const Reply &reply) {
   const auto code = req.text("code"), label = req.text("label");
   if (!req.ok() || !code)
     return reply({"bad-request", R"(line-join needs {"line-join":{"code":"…","label":"this device"}}.)"});
@@ -199,7 +198,7 @@ void Lines::join(ConnId conn, Request &req, const std::string &address, Reply re
                   });
 }
 
-void Lines::remove_device(ConnId conn, Request &req, Reply reply) {
+void Lines::remove_device(ConnId conn, Request &req, const Reply &reply) {
   Outcome out;
   const Attachments::Entry *entry = attached(conn, out);
   const auto device = req.text("device");

@@ -25,13 +25,13 @@ public:
       : ctx_(ctx), ringing_(ringing), max_lines_(max_lines), joins_(kJoinsPerMinute, 60000),
         creates_(creates_per_hour, 3600000), changes_(kChangesPerHour, 3600000) {}
 
-  void create(ConnId conn, Request &req, const std::string &address, Reply reply);
-  void attach(ConnId conn, Request &req, Reply reply);
-  void rename(ConnId conn, Request &req, Reply reply);
-  void new_link(ConnId conn, Request &req, Reply reply);
-  void invite(ConnId conn, Request &req, Reply reply);
-  void join(ConnId conn, Request &req, const std::string &address, Reply reply);
-  void remove_device(ConnId conn, Request &req, Reply reply);
+  void create(ConnId conn, Request &req, const std::string &address, const Reply &reply);
+  void attach(ConnId conn, Request &req, const Reply &reply);
+  void rename(ConnId conn, Request &req, const Reply &reply);
+  void new_link(ConnId conn, Request &req, const Reply &reply);
+  void invite(ConnId conn, Request &req, const Reply &reply);
+  void join(ConnId conn, Request &req, const std::string &address, const Reply &reply);
+  void remove_device(ConnId conn, Request &req, const Reply &reply);
   // The connection closed: it is no device any more.
   void closed(ConnId conn);
   // An event from the bus; false when it is not a line event.
@@ -68,7 +68,7 @@ private:
   const Attachments::Entry *attached(ConnId conn, Outcome &out) const;
   // Runs apply on the line conn is attached to; when it succeeds,
   // every device of the line hears the line's new state.
-  void change(ConnId conn, Reply reply, const std::function<void(LineKey, Done)> &apply);
+  void change(ConnId conn, const Reply &reply, const std::function<void(LineKey, Done)> &apply);
 
   // ok() when the line may change once more this hour.
   Outcome count_change(LineKey line);

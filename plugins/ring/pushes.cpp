@@ -41,12 +41,13 @@ Outcome Pushes::key(ConnId conn) {
   return {};
 }
 
-void Pushes::subscribe(ConnId conn, Request &req, Reply reply) {
+void Pushes::subscribe(ConnId conn, Request &req, const Reply &reply) {
   const auto endpoint = req.text("endpoint");
   const auto p256dh = req.text("keys", "p256dh"), auth = req.text("keys", "auth");
   if (!req.ok())
-    return reply({"bad-request", R"(line-push needs {"line-push":{"endpoint":"https://…","keys":{"p256dh":"…","auth":"…"}}})"
-                           R"( (a PushSubscription's toJSON()), or {"line-push":{}} to stop pushes.)"});
+    return reply({"bad-request",
+                  R"(line-push needs {"line-push":{"endpoint":"https://…","keys":{"p256dh":"…","auth":"…"}}})"
+                  R"( (a PushSubscription's toJSON()), or {"line-push":{}} to stop pushes.)"});
   const Attachments::Entry *entry = ctx_.attached.of(conn);
   if (!entry)
     return reply(kNotAttached);
@@ -89,8 +90,8 @@ void Pushes::subscribed(ConnId conn) {
   ctx_.host.send(conn, message("line-push", [&](Writer &w) { put_bool(w, "push", true); }));
 }
 
-void Pushes::with_subscriptions(LineKey line, std::function<void(const std::vector<Subscription> &)> fn) {
-  ctx_.store.subscriptions(line, [this, fn](Answer<std::vector<Subscription>> subs) {
+void Pushes::with_subscriptions(LineKey line, const std::function<void(const std::vector<Subscription> &)> &fn) {
+  ctx_.store.subscriptions(line, [this, fn](const Answer<std::vector<Subscription>> &subs) {
     if (!subs.ok())
       ctx_.host.log(DUET_LOG_WARN, "no pushes: the subscriptions could not be read");
     fn(subs.value);
@@ -121,7 +122,7 @@ void Pushes::push(const Subscription &sub, const std::string &topic, const char 
 
 void Pushes::ring(const Line &line, const std::string &ring_id, const std::string &caller, std::int64_t at_ms,
                   std::chrono::milliseconds ring_time, const std::vector<std::string> &open,
-                  std::function<void(std::vector<std::string>)> pushed_to) {
+                  const std::function<void(std::vector<std::string>)> &pushed_to) {
   const std::string payload = message("incoming", [&](Writer &w) {
     put(w, "ring", ring_id);
     put(w, "caller", caller);

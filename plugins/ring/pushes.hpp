@@ -27,13 +27,13 @@ public:
   Outcome key(ConnId conn);
   // {"line-push":SUBSCRIPTION} (PushSubscription.toJSON()): this device's
   // subscription, replacing its last; {"line-push":{}} removes it.
-  void subscribe(ConnId conn, Request &req, Reply reply);
+  void subscribe(ConnId conn, Request &req, const Reply &reply);
 
   // A ring for every device of line with a subscription and no open page
   // (not in open); pushed gets the devices pushed to.
   void ring(const Line &line, const std::string &ring_id, const std::string &caller, std::int64_t at_ms,
             std::chrono::milliseconds ring_time, const std::vector<std::string> &open,
-            std::function<void(std::vector<std::string>)> pushed);
+            const std::function<void(std::vector<std::string>)> &pushed);
   // The ring ended without this device: its notification goes.
   void stop(LineKey line, const std::vector<std::string> &devices, const std::string &ring_id, const char *reason);
   void missed(LineKey line, const std::vector<std::string> &devices, const std::string &ring_id,
@@ -47,7 +47,7 @@ public:
 private:
   // fn with the line's subscriptions; a store that fails means no pushes
   // (the open pages still ring).
-  void with_subscriptions(LineKey line, std::function<void(const std::vector<Subscription> &)> fn);
+  void with_subscriptions(LineKey line, const std::function<void(const std::vector<Subscription> &)> &fn);
   void subscribed(ConnId conn);  // answers, and asks for a push subject once
   void push(const Subscription &sub, const std::string &topic, const char *urgency, const std::string &payload,
             std::int64_t expires_ms);

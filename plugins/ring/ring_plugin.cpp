@@ -16,6 +16,10 @@
 #include "duet/plugin.hpp"
 #include "lines.hpp"
 #include "pushes.hpp"
+#if DUET_WITH_CLUSTER
+#include "redis_bus.hpp"
+#include "redis_store.hpp"
+#endif
 #include "ringing.hpp"
 #include "vapid_command.hpp"
 #include "wire.hpp"
@@ -39,8 +43,13 @@ const duet_plugin_option_t kOptions[] = {
     duet::option("lines-per-address", "10", "lines one address may make per hour", "ring-create-rate", "N"),
     duet::option("max-lines", "100000", "lines the store may hold at all; more are refused (lines-full)",
                  "ring-max-lines", "N"),
-    duet::option("db", "", "the SQLite file of lines and devices (default: ring.db in the state folder)", "ring-db",
-                 "FILE"),
+    duet::option("db", "",
+                 "the SQLite file of lines and devices (default: ring.db in the state folder; unused with --cluster)",
+                 "ring-db", "FILE"),
+    // Declared as pairing declares them: --cluster sets both (one Redis).
+    duet::option("cluster", "", "the Redis that lines, devices and rings share across nodes", "cluster", "URL"),
+    duet::option("cluster-password-file", "", "file holding the Redis password (instead of one in the URL)",
+                 "cluster-password-file", "FILE", DUET_OPTION_FILE),
     duet::option("vapid-key", "",
                  "the Web Push (VAPID) private key, made on first run (default: vapid.pem in the state folder); "
                  "keep it: subscriptions are made for its public half",
@@ -96,17 +105,50 @@ duet::ring::RingSettings settings_from(const duet::Options &options) {
           static_cast<std::uint32_t>(options.integer("rings-per-line", 1, 1000000))};
 }
 
-// Lines live in one process's memory and store: with workers, a device and
-// its caller could sit in different processes, so lines are off there.
+// Without --cluster, lines live in one process's store: with workers, a
+// device and its caller could sit in different processes, so lines are off.
 bool lines_enabled(const duet::Host &host) {
   if (!host.options().boolean("lines"))
     return false;
   const auto node = host.node_info();
-  if (node && node->worker_count > 1) {
-    host.log(DUET_LOG_WARN, "lines are off: they need a single duetd process (--workers 1)");
+  if (node && node->worker_count > 1 && host.options().text("cluster").empty()) {
+    host.log(DUET_LOG_WARN, "lines are off: without --cluster they need a single duetd process (--workers 1)");
     return false;
   }
   return true;
+}
+
+// Where lines live and how ring events travel: this process (SQLite and
+// LocalBus) or, with --cluster, Redis for both.
+struct Backend {
+#if DUET_WITH_CLUSTER
+  std::unique_ptr<duet::cluster::RedisLink> link;
+#endif
+  std::unique_ptr<duet::ring::LineStore> store;
+  std::unique_ptr<duet::ring::RingBus> bus;
+};
+
+Backend make_backend(const duet::Host &host, duet::ring::Store &sqlite, const duet::ring::Attachments &attached) {
+  Backend b;
+  const std::string url = host.options().text("cluster");
+  if (url.empty()) {
+    b.store = std::make_unique<duet::ring::SqliteLines>(
+        sqlite, [&host](const std::string &why) { host.log(DUET_LOG_ERROR, why); });
+    b.bus = std::make_unique<duet::ring::LocalBus>(attached);
+    return b;
+  }
+#if DUET_WITH_CLUSTER
+  const duet::cluster::RedisTarget target = duet::cluster::redis_target(host.options());
+  const auto node = host.node_info();
+  b.link = std::make_unique<duet::cluster::RedisLink>(host, target, "ring", duet::cluster::RedisLink::Events{});
+  b.store = std::make_unique<duet::ring::RedisLines>(host, *b.link);
+  b.bus = std::make_unique<duet::ring::RedisBus>(host, *b.link, target, attached,
+                                                 node ? std::string(node->node_id) : std::string("node"));
+  b.link->start();
+  return b;
+#else
+  host.options().fail("cluster", url, "this duetd was built without cluster support (hiredis missing at build time)");
+#endif
 }
 
 class Ring : public duet::Plugin {
@@ -118,17 +160,17 @@ public:
 
   explicit Ring(const duet::Host &host)
       : Plugin(host), enabled_(lines_enabled(host)), store_(state_path(host, "db", "ring.db")),
-        lines_store_(store_, [&host](const std::string &why) { host.log(DUET_LOG_ERROR, why); }), bus_(attached_),
-        metrics_(host), ctx_{host, lines_store_, bus_, attached_, metrics_, [this](ConnId c) { return queues_.count(c) > 0; }},
-        pushes_(make_pushes(host, enabled_, ctx_)),
-        ringing_(ctx_, settings_from(host.options()), pushes_.get()),
+        backend_(make_backend(host, store_, attached_)),
+        metrics_(host), ctx_{host,      *backend_.store, *backend_.bus,
+                             attached_, metrics_,        [this](ConnId c) { return queues_.count(c) > 0; }},
+        pushes_(make_pushes(host, enabled_, ctx_)), ringing_(ctx_, settings_from(host.options()), pushes_.get()),
         lines_(ctx_, ringing_, static_cast<std::uint32_t>(host.options().integer("lines-per-address", 1, 1000000)),
                host.options().integer("max-lines", 1, 100000000)),
         prune_(host.start_timer(std::chrono::minutes(1), std::chrono::minutes(1), [this] {
           ringing_.prune(duet::ring::now_ms());
           lines_.prune(duet::ring::now_ms());
         })) {
-    bus_.listen([this](std::string_view json) { on_bus(json); });
+    backend_.bus->listen([this](std::string_view json) { on_bus(json); });
   }
 
   // A connection's ring messages run one at a time, in order: one that
@@ -179,7 +221,7 @@ public:
   }
 
 private:
-  using Handler = void (Ring::*)(ConnId, Request &, Reply);
+  using Handler = void (Ring::*)(ConnId, Request &, const Reply &);
   struct Queue {
     std::deque<std::pair<Handler, std::unique_ptr<Request>>> waiting;
     bool busy = false;  // the front one runs
@@ -287,22 +329,22 @@ private:
     return host().conn_info(conn, info) ? duet::ring::address_key(info.remote_addr) : std::string();
   }
 
-  void create(ConnId c, Request &r, Reply y) { lines_.create(c, r, address(c), std::move(y)); }
-  void attach(ConnId c, Request &r, Reply y) { lines_.attach(c, r, std::move(y)); }
-  void rename(ConnId c, Request &r, Reply y) { lines_.rename(c, r, std::move(y)); }
-  void new_link(ConnId c, Request &r, Reply y) { lines_.new_link(c, r, std::move(y)); }
-  void invite(ConnId c, Request &r, Reply y) { lines_.invite(c, r, std::move(y)); }
-  void join(ConnId c, Request &r, Reply y) { lines_.join(c, r, address(c), std::move(y)); }
-  void remove_device(ConnId c, Request &r, Reply y) { lines_.remove_device(c, r, std::move(y)); }
+  void create(ConnId c, Request &r, const Reply &y) { lines_.create(c, r, address(c), y); }
+  void attach(ConnId c, Request &r, const Reply &y) { lines_.attach(c, r, y); }
+  void rename(ConnId c, Request &r, const Reply &y) { lines_.rename(c, r, y); }
+  void new_link(ConnId c, Request &r, const Reply &y) { lines_.new_link(c, r, y); }
+  void invite(ConnId c, Request &r, const Reply &y) { lines_.invite(c, r, y); }
+  void join(ConnId c, Request &r, const Reply &y) { lines_.join(c, r, address(c), y); }
+  void remove_device(ConnId c, Request &r, const Reply &y) { lines_.remove_device(c, r, y); }
 
-  void push_key(ConnId c, Request &, Reply y) { y(pushes_ ? pushes_->key(c) : kNoPush); }
-  void push(ConnId c, Request &r, Reply y) {
+  void push_key(ConnId c, Request &, const Reply &y) { y(pushes_ ? pushes_->key(c) : kNoPush); }
+  void push(ConnId c, Request &r, const Reply &y) {
     if (!pushes_)
       return y(kNoPush);
-    pushes_->subscribe(c, r, std::move(y));
+    pushes_->subscribe(c, r, y);
   }
 
-  void ring(ConnId c, Request &r, Reply y) {
+  void ring(ConnId c, Request &r, const Reply &y) {
     const auto line = r.text("line"), name = r.text("name");
     if (!r.ok() || !line)
       return y({"bad-request", R"(ring needs {"ring":{"line":"the id in the ring link","name":"your name"}}.)"});
@@ -310,25 +352,24 @@ private:
       return y(o);
     if (line->size() > 128)
       return y({"line-unknown", "No line has this ring link: it may have been replaced or removed."});
-    ringing_.ring(c, *line, *name, address(c), std::move(y));
+    ringing_.ring(c, *line, *name, address(c), y);
   }
   // accept, decline and cancel name the ring they mean.
-  template <void (duet::ring::Ringing::*Fn)(ConnId, const std::string &, Reply)>
-  void on_ring(ConnId c, Request &r, Reply y) {
+  template <void (duet::ring::Ringing::*Fn)(ConnId, const std::string &, const Reply &)>
+  void on_ring(ConnId c, Request &r, const Reply &y) {
     const auto id = r.text("ring");
     if (!r.ok() || !id)
       return y({"bad-request", R"(This message needs {"…":{"ring":"the ring's id"}}.)"});
-    (ringing_.*Fn)(c, *id, std::move(y));
+    (ringing_.*Fn)(c, *id, y);
   }
 
   static const std::unordered_map<std::string_view, Handler> kHandlers;
 
   bool enabled_;
   duet::ring::CurlLibrary curl_;
-  duet::ring::Store store_;
-  duet::ring::SqliteLines lines_store_;
+  duet::ring::Store store_;  // opened on first use: never with --cluster
   duet::ring::Attachments attached_;
-  duet::ring::LocalBus bus_;
+  Backend backend_;
   std::unordered_map<ConnId, Queue> queues_;
   duet::ring::Metrics metrics_;
   duet::ring::Context ctx_;

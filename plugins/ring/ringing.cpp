@@ -31,6 +31,11 @@ std::string text_of(const rapidjson::Document &event, const char *name) {
   return string_member(event, name).value_or(std::string());
 }
 
+bool accepted(const rapidjson::Document &event) {
+  auto it = event.FindMember("accept");
+  return it != event.MemberEnd() && it->value.IsBool() && it->value.GetBool();
+}
+
 std::string connect_message(const std::string &ring_id, const std::string &local, const std::string &remote) {
   return message("ring-connect", [&](Writer &w) {
     put(w, "ring", ring_id);
@@ -42,7 +47,7 @@ std::string connect_message(const std::string &ring_id, const std::string &local
 }  // namespace
 
 void Ringing::ring(ConnId caller, const std::string &line_id, const std::string &name, const std::string &address,
-                   Reply reply) {
+                   const Reply &reply) {
   if (callers_.count(caller))
     return reply({"already-ringing", "This connection is already ringing a line: cancel that ring first."});
   // Before the lookup: guessing line ids costs the guesser its own limit.
@@ -108,7 +113,7 @@ void Ringing::start(ConnId caller, const Line &line, const std::string &ring_id,
   if (!pushes_)
     return;
   // Pushes go to the devices with no page open on any node.
-  ctx_.bus.open_devices(line.key, [this, line, ring_id, name, at](Answer<std::vector<std::string>> open) {
+  ctx_.bus.open_devices(line.key, [this, line, ring_id, name, at](const Answer<std::vector<std::string>> &open) {
     if (!open.ok() || !rings_.count(ring_id))
       return;  // the open pages still ring
     pushes_->ring(line, ring_id, name, at, ring_time_, open.value, [this, ring_id](std::vector<std::string> pushed) {
@@ -133,7 +138,7 @@ void Ringing::attached(ConnId device, LineKey line) {
     ring_device(device, it->second, shown_.at(it->second));
 }
 
-void Ringing::cancel(ConnId caller, const std::string &ring_id, Reply reply) {
+void Ringing::cancel(ConnId caller, const std::string &ring_id, const Reply &reply) {
   auto it = rings_.find(ring_id);
   if (it == rings_.end() || it->second.caller != caller)
     return reply({"ring-unknown", "No ring of yours with this id is ringing (it may have ended)."});
@@ -142,15 +147,15 @@ void Ringing::cancel(ConnId caller, const std::string &ring_id, Reply reply) {
   reply({});
 }
 
-void Ringing::accept(ConnId device, const std::string &ring_id, Reply reply) {
-  answer(device, ring_id, true, std::move(reply));
+void Ringing::accept(ConnId device, const std::string &ring_id, const Reply &reply) {
+  answer(device, ring_id, true, reply);
 }
 
-void Ringing::decline(ConnId device, const std::string &ring_id, Reply reply) {
-  answer(device, ring_id, false, std::move(reply));
+void Ringing::decline(ConnId device, const std::string &ring_id, const Reply &reply) {
+  answer(device, ring_id, false, reply);
 }
 
-void Ringing::answer(ConnId device, const std::string &ring_id, bool accepted, Reply reply) {
+void Ringing::answer(ConnId device, const std::string &ring_id, bool accepted, const Reply &reply) {
   auto it = shown_.find(ring_id);
   const Attachments::Entry *entry = ctx_.attached.of(device);
   if (it == shown_.end() || !entry || entry->line != it->second.line)
@@ -239,8 +244,8 @@ void Ringing::no_answer(const std::string &ring_id) {
     pushes_->missed(line, pushed, ring_id, caller, at);
 }
 
-void Ringing::end(const std::string &ring_id, const char *device_reason, const char *caller_reason,
-                  const Answerer &by, bool keep_mark) {
+void Ringing::end(const std::string &ring_id, const char *device_reason, const char *caller_reason, const Answerer &by,
+                  bool keep_mark) {
   auto it = rings_.find(ring_id);
   if (it == rings_.end())
     return;
@@ -330,7 +335,7 @@ bool Ringing::on_event(const std::string &kind, const rapidjson::Document &event
     on_missed(event);
   } else if (kind == "answer") {
     if (text_of(event, "to") == me)
-      answered(text_of(event, "ring"), event["accept"].IsBool() && event["accept"].GetBool(),
+      answered(text_of(event, "ring"), accepted(event),
                {text_of(event, "node"), static_cast<ConnId>(int64_member(event, "conn").value_or(0)),
                 text_of(event, "device")});
   } else if (kind == "connect") {

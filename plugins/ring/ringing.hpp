@@ -47,10 +47,10 @@ public:
 
   // {"ring":{"line":ID,"name":CALLER}} from caller, whose address is address.
   void ring(ConnId caller, const std::string &line_id, const std::string &name, const std::string &address,
-            Reply reply);
-  void cancel(ConnId caller, const std::string &ring_id, Reply reply);
-  void accept(ConnId device, const std::string &ring_id, Reply reply);
-  void decline(ConnId device, const std::string &ring_id, Reply reply);
+            const Reply &reply);
+  void cancel(ConnId caller, const std::string &ring_id, const Reply &reply);
+  void accept(ConnId device, const std::string &ring_id, const Reply &reply);
+  void decline(ConnId device, const std::string &ring_id, const Reply &reply);
 
   // A device attached while its line rings: it rings too.
   void attached(ConnId device, LineKey line);
@@ -104,13 +104,13 @@ private:
   void start(ConnId caller, const Line &line, const std::string &ring_id, const std::string &name);
   void ring_device(ConnId device, const std::string &ring_id, const Shown &shown);
   // A device's answer goes to the ring's owner.
-  void answer(ConnId device, const std::string &ring_id, bool accepted, Reply reply);
+  void answer(ConnId device, const std::string &ring_id, bool accepted, const Reply &reply);
   void answered(const std::string &ring_id, bool accepted, const Answerer &by);
   // Stops every device of the ring's line (but the answerer's connection),
   // tells the caller (when caller_reason) and forgets the ring. The
   // answering device gets no push about its own answer.
-  void end(const std::string &ring_id, const char *device_reason, const char *caller_reason,
-           const Answerer &by = {}, bool keep_mark = false);
+  void end(const std::string &ring_id, const char *device_reason, const char *caller_reason, const Answerer &by = {},
+           bool keep_mark = false);
   void no_answer(const std::string &ring_id);
   void connect(const std::string &ring_id, const Answerer &by);
   void end_call(LineKey line);
@@ -127,11 +127,11 @@ private:
   Pushes *pushes_;
   std::chrono::milliseconds ring_time_;
   WindowLimit per_address_, per_line_;
-  std::unordered_map<std::string, Ring> rings_;         // owned, by ring id
-  std::unordered_map<ConnId, std::string> callers_;     // a caller's one ring
-  std::unordered_map<std::string, Shown> shown_;        // shown here, by ring id
-  std::unordered_map<LineKey, std::string> shown_on_;   // line -> the ring shown
-  std::unordered_map<LineKey, Call> calls_;             // owned calls, by line
+  std::unordered_map<std::string, Ring> rings_;        // owned, by ring id
+  std::unordered_map<ConnId, std::string> callers_;    // a caller's one ring
+  std::unordered_map<std::string, Shown> shown_;       // shown here, by ring id
+  std::unordered_map<LineKey, std::string> shown_on_;  // line -> the ring shown
+  std::unordered_map<LineKey, Call> calls_;            // owned calls, by line
   std::unordered_map<std::string, LineKey> call_ids_;  // pairing id -> line
 };
 

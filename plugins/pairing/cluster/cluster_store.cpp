@@ -1,6 +1,5 @@
 #include "cluster_store.hpp"
 
-#include <fstream>
 #include <map>
 #include <memory>
 #include <set>
@@ -191,12 +190,7 @@ namespace duet::pairing {
 std::unique_ptr<PairingStore> make_cluster_store(const duet::Host &host, const StoreConfig &config,
                                                  LocalActions &local) {
   const duet::Options options = host.options();
-  cluster::Settings settings{cluster::parse_redis_url(options.text("cluster")), {}};
-  if (auto file = options.text("cluster-password-file"); !file.empty()) {
-    std::ifstream in{file};
-    if (!in || !std::getline(in, settings.target.password) || settings.target.password.empty())
-      options.fail("cluster-password-file", file, "must hold the Redis password on its first line");
-  }
+  cluster::Settings settings{cluster::redis_target(options), {}};
   return std::make_unique<cluster::ClusterStore>(host, std::move(settings), config, local);
 }
 

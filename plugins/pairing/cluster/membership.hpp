@@ -13,8 +13,8 @@
 #include <string_view>
 #include <vector>
 
-#include "duet/plugin.hpp"
 #include "common/redis_link.hpp"
+#include "duet/plugin.hpp"
 
 namespace duet::cluster {
 
