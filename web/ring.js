@@ -22,6 +22,8 @@ const CALLER_ERRORS = {
   'lines-off': 'err.ring.linesOff',
   'name-too-long': 'err.ring.nameTooLong',
   'bad-request': 'err.ring.badName',
+  'cluster-unavailable': 'err.ring.tryAgain',
+  'store-failed': 'err.ring.tryAgain',
 };
 const DEVICE_ERRORS = {
   'create-rate-limited': 'err.ring.createRateLimited',
@@ -33,6 +35,8 @@ const DEVICE_ERRORS = {
   'lines-off': 'err.ring.linesOff',
   'name-too-long': 'err.ring.nameTooLong',
   'bad-request': 'err.ring.badName',
+  'cluster-unavailable': 'err.ring.tryAgain',
+  'store-failed': 'err.ring.tryAgain',
 };
 const STOP_REASONS = {
   'answered-elsewhere': 'ring.stop.answered',
@@ -127,7 +131,8 @@ function createRingSocket({ url, WebSocket, hello, onMessage, onClosed = () => {
     sock.onopen = () => {
       if (sock !== ws) return;
       attempt = 0;
-      send(hello());
+      const first = hello(); // null: nothing to say (the page stops this socket)
+      if (first) send(first);
     };
     sock.onmessage = (ev) => {
       if (sock !== ws) return;
@@ -192,7 +197,10 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
   let joining = false;
   let changed = { key: '', params: {} }; // what the last rename, new link or removal did
   let pendingRename = '';
+  let pendingRemoval = null; // { device, label } until the line no longer lists it
   let lineIdBefore = '';
+  // A line-create or line-join went out and its answer has not come.
+  let requested = false;
 
   // The caller: { key, params } of what the card says, and the ring's id.
   let callerState = { key: '', params: {} };
@@ -231,6 +239,13 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
       const device = store.get('lineDevice');
       const secret = store.get('lineSecret');
       if (device && secret) return { 'line-attach': { device, secret } };
+      if (requested) {
+        // The socket went before the answer: the line may have been made (or
+        // the code used). Sent again, it would make a second line.
+        setTimeout(interrupted);
+        return null;
+      }
+      requested = true;
       if (joining) return { 'line-join': { code: addCode, label: deviceLabel() } };
       return { 'line-create': { name: $('ring-line-name').value.trim(), label: deviceLabel() } };
     },
@@ -244,6 +259,12 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     const browser = /Edg\//.test(ua) ? 'Edge' : /Firefox\//.test(ua) ? 'Firefox' : /Chrome\//.test(ua) ? 'Chrome' : /Safari\//.test(ua) ? 'Safari' : 'Browser';
     const system = /Android/.test(ua) ? 'Android' : /iPhone|iPad/.test(ua) ? 'iOS' : /Mac OS X/.test(ua) ? 'macOS' : /Windows/.test(ua) ? 'Windows' : /Linux/.test(ua) ? 'Linux' : '';
     return system ? `${browser} on ${system}` : browser;
+  }
+
+  // A live region announces every change of its text: set it only when it
+  // changes, so that a render does not say the same thing again.
+  function setText(el, text) {
+    if (el.textContent !== text) el.textContent = text;
   }
 
   const formatTime = (ms) => {
@@ -276,7 +297,7 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
   function renderCaller() {
     const ringing = Boolean(callerRing) || callerSocket.active;
     const el = $('ring-call-status');
-    el.textContent = callerState.key ? t(callerState.key, callerState.params) : '';
+    setText(el, callerState.key ? t(callerState.key, callerState.params) : '');
     el.hidden = !callerState.key;
     $('ring-call-btn').hidden = ringing;
     $('ring-cancel-btn').hidden = !ringing;
@@ -339,7 +360,7 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
 
   function renderLineInfo() {
     const el = $('ring-info');
-    el.textContent = lineInfo.key ? t(lineInfo.key, lineInfo.params) : '';
+    setText(el, lineInfo.key ? t(lineInfo.key, lineInfo.params) : '');
     el.hidden = !lineInfo.key;
   }
 
@@ -353,8 +374,8 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     $('ring-line-on').hidden = !on;
     $('ring-create-btn').disabled = starting;
     $('ring-join-btn').disabled = starting;
-    $('ring-line-status').textContent = starting ? t('ring.line.starting') : '';
-    $('ring-join-status').textContent = starting ? t('ring.line.starting') : '';
+    setText($('ring-line-status'), starting ? t('ring.line.starting') : '');
+    setText($('ring-join-status'), starting ? t('ring.line.starting') : '');
     if (!on) return;
     const link = `${location.origin}${location.pathname}?${new URLSearchParams({ [RING_QUERY]: line.line })}`;
     $('ring-line-shown').textContent = t('ring.line.shownAs', { name: line.name });
@@ -381,8 +402,7 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
       devices.append(li);
     }
     if (hadFocus) $('ring-invite-btn').focus();
-    const status = $('ring-change-status');
-    status.textContent = changed.key ? t(changed.key, changed.params) : '';
+    setText($('ring-change-status'), changed.key ? t(changed.key, changed.params) : '');
     renderPush();
     const missed = $('ring-missed');
     missed.textContent = '';
@@ -399,7 +419,7 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     if (!key && push.permission === 'denied') key = 'ring.push.denied';
     if (!key && push.permission === 'default') key = 'ring.push.off';
     const words = { on: 'ring.push.on', asking: 'ring.push.asking' }[key] || key;
-    $('ring-push-status').textContent = words ? t(words) : '';
+    setText($('ring-push-status'), words ? t(words) : '');
     $('ring-push-btn').hidden = !(key === 'ring.push.off');
   }
 
@@ -475,8 +495,9 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
       stopLine();
       return;
     }
-    changed = { key: 'ring.line.removed', params: { label: d.label } };
-    lineSocket.send({ 'line-remove-device': { device: d.device } });
+    // Said once the line no longer lists it (noteChange), not before.
+    if (lineSocket.send({ 'line-remove-device': { device: d.device } })) pendingRemoval = { device: d.device, label: d.label };
+    else notice('err.ring.tryAgain');
     $('ring-invite-btn').focus();
   }
 
@@ -496,6 +517,10 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
 
   // A `line` that follows a change of ours says it was made.
   function noteChange() {
+    if (pendingRemoval && !(line.devices || []).some((x) => x.device === pendingRemoval.device)) {
+      changed = { key: 'ring.line.removed', params: { label: pendingRemoval.label } };
+      pendingRemoval = null;
+    }
     if (pendingRename && line.name === pendingRename) {
       changed = { key: 'ring.change.saved', params: { name: line.name } };
       store.set('lineName', line.name);
@@ -529,8 +554,35 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
   // Takes this device off its line (the line itself stays on the server for
   // the other devices) and forgets it: no ringing here, open or closed.
   function stopLine() {
-    if (line) lineSocket.send({ 'line-remove-device': { device: line.device } });
+    const device = store.get('lineDevice');
+    const secret = store.get('lineSecret');
+    if (line && !lineSocket.send({ 'line-remove-device': { device: line.device } }) && device && secret) removeLater(device, secret);
     forgetLine(true);
+  }
+
+  // The line's socket is down (reconnecting): a socket of its own removes
+  // this device once the server is back, so that no stale device stays on
+  // the line. It goes at the first answer.
+  function removeLater(device, secret) {
+    const once = createRingSocket({
+      url,
+      WebSocket,
+      keep: true,
+      hello: () => ({ 'line-attach': { device, secret } }),
+      onMessage: (msg) => {
+        if ('line' in msg) once.send({ 'line-remove-device': { device } });
+        else if ('line-removed' in msg || 'error' in msg) once.stop();
+      },
+    });
+    once.start();
+  }
+
+  // The socket went while a line was being made or joined: back to the
+  // button, saying so (press again; a used code needs a new link).
+  function interrupted() {
+    const wasJoining = joining;
+    forgetLine();
+    notice(wasJoining ? 'err.ring.joinInterrupted' : 'err.ring.createInterrupted');
   }
 
   // focus: the person asked for it, so focus goes back to the button that
@@ -545,7 +597,9 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     line = null;
     answering = '';
     joining = false;
+    requested = false;
     pendingRename = '';
+    pendingRemoval = null;
     lineIdBefore = '';
     permissionAsked = null;
     changed = { key: '', params: {} };
@@ -558,6 +612,7 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
 
   function onLineMessage(msg) {
     if ('line-credentials' in msg) {
+      requested = false;
       store.set('lineDevice', String(msg['line-credentials'].device || ''));
       store.set('lineSecret', String(msg['line-credentials'].secret || ''));
       rememberDevice();
@@ -625,6 +680,11 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
   }
 
   function onLineError(code) {
+    if (code === 'device-unknown' && pendingRemoval) {
+      // The device this one removed was gone already.
+      pendingRemoval = null;
+      return;
+    }
     if (code === 'device-unknown') {
       // This device was removed from its line, or the line is gone.
       forgetLine();
@@ -646,6 +706,7 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
     if (!line) {
       // line-create or line-join refused: back to the button.
       joining = false;
+      requested = false;
       lineSocket.stop();
       store.remove('lineDevice');
       store.remove('lineSecret');

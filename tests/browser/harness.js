@@ -490,6 +490,30 @@ async function offersSent(page) {
 
 // The console errors and CSP violations of these people's pages, for each
 // file's closing "no console errors" test.
+// Waits until the element at selector is shown and its text matches re.
+async function waitText(page, selector, re) {
+  await page.waitForFunction(([s, src]) => {
+    const el = document.querySelector(s);
+    return el && !el.hidden && new RegExp(src).test(el.textContent);
+  }, [selector, re.source], { timeout: WAIT_MS }).catch(async () => {
+    throw new Error(`${selector} never matched ${re}; it says "${await page.textContent(selector).catch(() => '?')}"`);
+  });
+}
+
+// A series' value on duetd's /metrics (the first sample of that name).
+async function metric(server, name) {
+  const text = await new Promise((resolve, reject) => {
+    https.get(`${server.url}metrics`, { rejectUnauthorized: false }, (res) => {
+      let body = '';
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => resolve(body));
+    }).on('error', reject);
+  });
+  const found = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text);
+  if (!found) throw new Error(`no ${name} on /metrics`);
+  return Number(found[1]);
+}
+
 async function pageProblems(people) {
   const csp = [];
   for (const p of people) csp.push(...(await cspViolations(p.page).catch(() => [])));
@@ -500,5 +524,5 @@ module.exports = {
   callByInvite, videoSaturation, sentTrack, offersSent, pageProblems,
   REPO, DUETD, ARTIFACTS, REDIS_SERVER, TURNSERVER, startDuetd, startRedis, startCoturn, startPushService, selectedPair, launchBrowser, person, join, joinUrl, status, waitStatus,
   remoteVideoPlays, info, dropSignaling, waitSocketOpened, waitRenegotiated, received, sleep,
-  WAIT_MS, TEST_MS, problems, cspViolations, zbarDecode, artifact,
+  WAIT_MS, TEST_MS, problems, cspViolations, zbarDecode, artifact, waitText, metric,
 };

@@ -25,7 +25,6 @@
 const { test, before, after } = require('node:test');
 const assert = require('node:assert');
 const fs = require('node:fs');
-const https = require('node:https');
 const path = require('node:path');
 const h = require('./harness.js');
 
@@ -96,35 +95,18 @@ async function makeLine(p, name) {
   return p.page.inputValue('#ring-link');
 }
 
-async function waitText(page, selector, re) {
-  await page.waitForFunction(([s, src]) => {
-    const el = document.querySelector(s);
-    return el && !el.hidden && new RegExp(src).test(el.textContent);
-  }, [selector, re.source], { timeout: h.WAIT_MS }).catch(async () => {
-    throw new Error(`${selector} never matched ${re}; it says "${await page.textContent(selector).catch(() => '?')}"`);
-  });
-}
 
 async function ring(link, name) {
   const c = await caller(name);
   await c.page.goto(link);
   await c.page.getByLabel('Your name', { exact: true }).fill(name);
   await c.page.getByRole('button', { name: 'Call', exact: true }).click();
-  await waitText(c.page, '#ring-call-status', /^Ringing /);
+  await h.waitText(c.page, '#ring-call-status', /^Ringing /);
   return c;
 }
 
 // Devices with a page open now, from duetd's /metrics.
-async function attachedDevices() {
-  const text = await new Promise((resolve, reject) => {
-    https.get(`${server.url}metrics`, { rejectUnauthorized: false }, (res) => {
-      let body = '';
-      res.on('data', (c) => { body += c; });
-      res.on('end', () => resolve(body));
-    }).on('error', reject);
-  });
-  return Number(/^duet_ring_devices_attached (\d+)/m.exec(text)[1]);
-}
+const attachedDevices = () => h.metric(server, 'duet_ring_devices_attached');
 
 // The device's app page goes away, and its line socket with it (the tab
 // stays, on about:blank, for the DevTools session); returns once duetd
@@ -204,14 +186,14 @@ test('the page asks to notify only when "Let people ring me" is pressed, and say
   assert.strictEqual(await d.page.evaluate(() => window.__permissionAsks), 1, 'asked once, on the press');
   // Not granted (headless Chromium answers the prompt itself, "denied" or
   // no answer): the card says this device rings only while open.
-  await waitText(d.page, '#ring-push-status', /rings only while this page is open/);
+  await h.waitText(d.page, '#ring-push-status', /rings only while this page is open/);
 });
 
 test('a closed device rings by push: a notification with Accept and Decline; Decline there tells the caller', { timeout: h.TEST_MS }, async () => {
   const sub = await push.subscribe();
   const d = await device('closed', sub);
   const link = await makeLine(d, 'Alice');
-  await waitText(d.page, '#ring-push-status', /^This device rings even while this page is closed/);
+  await h.waitText(d.page, '#ring-push-status', /^This device rings even while this page is closed/);
   assert.strictEqual(await d.page.evaluate(() => window.__permissionAsks), 0, 'already granted: not asked again');
   await closeApp(d);
 
@@ -228,7 +210,7 @@ test('a closed device rings by push: a notification with Accept and Decline; Dec
   // Decline on the notification: the worker tells duetd, no window opens.
   const pages = d.context.pages().length;
   await click(d, 'decline');
-  await waitText(c.page, '#ring-call-status', /^Alice declined\.$/);
+  await h.waitText(c.page, '#ring-call-status', /^Alice declined\.$/);
   await waitNotifications(d, (n) => n.length === 0);
   assert.strictEqual(d.context.pages().length, pages, 'Decline opened no window');
 });
@@ -237,7 +219,7 @@ test('Accept from a notification answers on that device: a call both ways; the o
   const sub = await push.subscribe();
   const d1 = await device('phone', sub, { viewport: { width: 360, height: 740 } });
   const link = await makeLine(d1, 'Grace');
-  await waitText(d1.page, '#ring-push-status', /^This device rings even while this page is closed/);
+  await h.waitText(d1.page, '#ring-push-status', /^This device rings even while this page is closed/);
 
   // A second device joins through the "add a device" link the first shows.
   await d1.page.getByRole('button', { name: 'Add another device', exact: true }).click();
@@ -288,7 +270,7 @@ test('Accept from a notification answers on that device: a call both ways; the o
   assert.match(await c.page.textContent('#status'), /^Connected with Grace · /);
   await h.remoteVideoPlays(accepted, 'phone');
   await h.remoteVideoPlays(c.page, 'caller');
-  await waitText(d2.page, '#ring-info', /^Answered on another device\.$/);
+  await h.waitText(d2.page, '#ring-info', /^Answered on another device\.$/);
   assert.ok(await d2.page.isHidden('#ring-screen'));
   assert.ok(!(await accepted.evaluate(() => location.search.includes('answer='))), 'the answer left the address');
   await accepted.close();
@@ -298,7 +280,7 @@ test('the ring\'s end replaces its notification: a missed call with the caller a
   const sub = await push.subscribe();
   const d = await device('missing', sub, { locale: 'ja-JP' });
   const link = await makeLine(d, 'Ivan');
-  await waitText(d.page, '#ring-push-status', /ページを閉じていても/);
+  await h.waitText(d.page, '#ring-push-status', /ページを閉じていても/);
   await closeApp(d);
 
   const c = await ring(link, 'Judy');
@@ -311,7 +293,7 @@ test('the ring\'s end replaces its notification: a missed call with the caller a
   assert.strictEqual(shown.title, 'Judy さんからの不在着信');
   assert.match(shown.body, /\d{1,2}:\d{2}/, 'the time of the call');
   assert.deepStrictEqual(shown.actions, [], 'nothing to answer any more');
-  await waitText(c.page, '#ring-call-status', /^No answer\.$/);
+  await h.waitText(c.page, '#ring-call-status', /^No answer\.$/);
 
   // A caller who hangs up first: the ring becomes "… hung up", quietly.
   await c.page.getByRole('button', { name: 'Call', exact: true }).click();
@@ -327,7 +309,7 @@ test('a subscription the browser replaces while the page is closed reaches the l
   const first = await push.subscribe();
   const d = await device('renewed', first);
   const link = await makeLine(d, 'Kim');
-  await waitText(d.page, '#ring-push-status', /^This device rings even while this page is closed/);
+  await h.waitText(d.page, '#ring-push-status', /^This device rings even while this page is closed/);
   await closeApp(d);
   // The browser's push service dropped the old subscription: the worker's
   // PushManager now hands out a new one (wrapped here as in the pages), and
@@ -377,7 +359,7 @@ test('the installed app opens without a network and says so; every file of the p
     await own.stop();
     await p.context.setOffline(true);
     await p.page.reload();
-    await waitText(p.page, '#notice', /^No connection to the server: this is the page kept from your last visit/);
+    await h.waitText(p.page, '#notice', /^No connection to the server: this is the page kept from your last visit/);
     assert.ok(await p.page.isVisible('#join-form'), 'the start page is there');
     assert.strictEqual(await p.page.title(), 'duet — video calls');
     // The network and the server come back: the page notices by itself.
@@ -388,7 +370,7 @@ test('the installed app opens without a network and says so; every file of the p
     // ready for one press of Call.
     await p.page.goto(`${again.url}?me=ann&peer=ben&join=1`);
     assert.ok(await p.page.evaluate(() => navigator.serviceWorker.controller !== null), 'served through the worker');
-    await waitText(p.page, '#join-info', /^You are invited to this call/);
+    await h.waitText(p.page, '#join-info', /^You are invited to this call/);
     assert.strictEqual(await p.page.evaluate(() => document.activeElement.id), 'call-btn');
   } finally {
     await own.stop();

@@ -37,9 +37,9 @@ async function closeAll(...ps) {
 
 // A device page that pressed "Let people ring me" under `name`; resolves
 // with the ring link it shows.
-async function makeLine(name, options) {
+async function makeLine(name, options, page = null) {
   n++;
-  const d = await person(`device${n}`, options);
+  const d = page || await person(`device${n}`, options);
   await d.page.goto(server.url);
   const button = d.page.getByRole('button', { name: 'Let people ring me', exact: true });
   // The first press shows the name field and moves focus there.
@@ -71,14 +71,6 @@ async function waitRingScreenClosed(page) {
   await page.waitForSelector('#ring-screen', { state: 'hidden', timeout: h.WAIT_MS });
 }
 
-async function waitText(page, selector, re) {
-  await page.waitForFunction(([s, src]) => {
-    const el = document.querySelector(s);
-    return el && !el.hidden && new RegExp(src).test(el.textContent);
-  }, [selector, re.source], { timeout: h.WAIT_MS }).catch(async () => {
-    throw new Error(`${selector} never matched ${re}; it says "${await page.textContent(selector)}"`);
-  });
-}
 
 test('a caller rings a line through its link, the device accepts, and both are in a call', { timeout: h.TEST_MS }, async () => {
   const phone = { viewport: { width: 360, height: 740 } };
@@ -94,7 +86,7 @@ test('a caller rings a line through its link, the device accepts, and both are i
 
   const c = await ring(link, 'Bob');
   assert.ok(await c.page.isHidden('#join-form'), 'the ring link shows the ring card, not the join form');
-  await waitText(c.page, '#ring-call-status', /^Ringing Alice…$/);
+  await h.waitText(c.page, '#ring-call-status', /^Ringing Alice…$/);
   assert.ok(await c.page.isVisible('#ring-cancel-btn'), 'a ringing caller can cancel');
   await c.page.screenshot({ path: h.artifact('ring-caller-1280.png') });
 
@@ -125,7 +117,7 @@ test('Decline stops the ring: the caller reads that it was declined, and Escape 
   await waitRingScreen(d.page, 'Dan');
   await d.page.getByRole('button', { name: 'Decline', exact: true }).click();
   await waitRingScreenClosed(d.page);
-  await waitText(c.page, '#ring-call-status', /^Carol declined\.$/);
+  await h.waitText(c.page, '#ring-call-status', /^Carol declined\.$/);
   assert.ok(await c.page.isVisible('#ring-call-btn'), 'the caller can call again');
   assert.match(await d.page.textContent('#ring-info'), /You declined the call/);
 
@@ -133,7 +125,7 @@ test('Decline stops the ring: the caller reads that it was declined, and Escape 
   await waitRingScreen(d.page, 'Dan');
   await d.page.keyboard.press('Escape');
   await waitRingScreenClosed(d.page);
-  await waitText(c.page, '#ring-call-status', /^Carol declined\.$/);
+  await h.waitText(c.page, '#ring-call-status', /^Carol declined\.$/);
   assert.ok(await c.page.isVisible('#join'), 'no call was started');
   assert.strictEqual(await d.page.evaluate(() => window.__peers.length), 0, 'the device opened no call');
   await closeAll(c, d);
@@ -142,12 +134,12 @@ test('Decline stops the ring: the caller reads that it was declined, and Escape 
 test('the caller cancels: the ring screen closes and says the caller hung up', { timeout: h.TEST_MS }, async () => {
   const { d, link } = await makeLine('Erin');
   const c = await ring(link, 'Frank');
-  await waitText(c.page, '#ring-call-status', /^Ringing Erin…$/);
+  await h.waitText(c.page, '#ring-call-status', /^Ringing Erin…$/);
   await waitRingScreen(d.page, 'Frank');
   await c.page.getByRole('button', { name: 'Cancel', exact: true }).click();
-  await waitText(c.page, '#ring-call-status', /^Call cancelled\.$/);
+  await h.waitText(c.page, '#ring-call-status', /^Call cancelled\.$/);
   await waitRingScreenClosed(d.page);
-  await waitText(d.page, '#ring-info', /^Frank hung up\.$/);
+  await h.waitText(d.page, '#ring-info', /^Frank hung up\.$/);
   await closeAll(c, d);
 });
 
@@ -155,16 +147,16 @@ test('nobody answers: the caller hears "No answer", the device lists a missed ca
   const { d, link } = await makeLine('Grace');
   const c = await ring(link, 'Heidi');
   await waitRingScreen(d.page, 'Heidi');
-  await waitText(c.page, '#ring-call-status', /^No answer\.$/);
+  await h.waitText(c.page, '#ring-call-status', /^No answer\.$/);
   await waitRingScreenClosed(d.page);
-  await waitText(d.page, '#ring-info', /^Missed call from Heidi\.$/);
-  await waitText(d.page, '#ring-missed', /^Heidi · /);
+  await h.waitText(d.page, '#ring-info', /^Missed call from Heidi\.$/);
+  await h.waitText(d.page, '#ring-missed', /^Heidi · /);
   assert.ok(await d.page.isHidden('#ring-missed-none'));
 
   await d.page.reload();
   await d.page.waitForFunction(() => document.getElementById('ring-link').value !== '', null, { timeout: h.WAIT_MS });
   assert.strictEqual(await d.page.inputValue('#ring-link'), link, 'the device attached to its line again');
-  await waitText(d.page, '#ring-missed', /^Heidi · /);
+  await h.waitText(d.page, '#ring-missed', /^Heidi · /);
   const sent = await d.page.evaluate(() => window.__signals.filter((x) => x.dir === 'out').map((x) => Object.keys(x.msg)[0]));
   assert.ok(sent.includes('line-attach') && !sent.includes('line-create'), `after the reload: ${sent.join(', ')}`);
   // Still rings after the reload.
@@ -177,7 +169,7 @@ test('nobody answers: the caller hears "No answer", the device lists a missed ca
 
 test('a ring link that no line has any more says so in plain words', { timeout: h.TEST_MS }, async () => {
   const c = await ring(`${server.url}?ring=amber-fox-river-tulip-k7m2q9x`, 'Ivan');
-  await waitText(c.page, '#notice', /This ring link does not work any more: ask for a new one/);
+  await h.waitText(c.page, '#notice', /This ring link does not work any more: ask for a new one/);
   assert.ok(await c.page.isVisible('#ring-call-btn'));
   assert.ok(await c.page.isHidden('#ring-cancel-btn'));
   await closeAll(c);
@@ -191,7 +183,7 @@ test('a device whose credentials the server does not know offers "Let people rin
     localStorage.setItem('duet.lineSecret', 'no-such-secret');
   });
   await d.page.reload();
-  await waitText(d.page, '#ring-info', /no longer belongs to a ring link/);
+  await h.waitText(d.page, '#ring-info', /no longer belongs to a ring link/);
   assert.ok(await d.page.isVisible('#ring-create-btn'));
   assert.strictEqual(await d.page.evaluate(() => localStorage.getItem('duet.lineDevice')), null, 'the credentials are forgotten');
   await closeAll(d);
@@ -203,10 +195,10 @@ test('the line card renames the line, replaces its link, and adds and removes de
   await d.page.getByText('Change the name or the link').click();
   await d.page.getByLabel('Name callers see').fill('Aunt Kate');
   await d.page.getByLabel('Name callers see').press('Enter');
-  await waitText(d.page, '#ring-change-status', /^Saved: callers now see Aunt Kate\.$/);
+  await h.waitText(d.page, '#ring-change-status', /^Saved: callers now see Aunt Kate\.$/);
   assert.match(await d.page.textContent('#ring-line-shown'), /Callers see: Aunt Kate/);
   const c = await ring(link, 'Leo');
-  await waitText(c.page, '#ring-call-status', /^Ringing Aunt Kate…$/);
+  await h.waitText(c.page, '#ring-call-status', /^Ringing Aunt Kate…$/);
   await c.page.getByRole('button', { name: 'Cancel', exact: true }).click();
   await waitRingScreenClosed(d.page);
 
@@ -224,7 +216,7 @@ test('the line card renames the line, replaces its link, and adds and removes de
   const third = await person('third-device');
   await third.page.goto(await d.page.inputValue('#ring-invite-link'));
   await third.page.getByRole('button', { name: 'Ring on this device too', exact: true }).click();
-  await waitText(third.page, '#notice', /does not work \(used, expired or mistyped\)/);
+  await h.waitText(third.page, '#notice', /does not work \(used, expired or mistyped\)/);
 
   // A new link: after the confirmation, the old one rings nobody.
   const asked = new Promise((resolve) => d.page.once('dialog', async (dialog) => {
@@ -234,21 +226,137 @@ test('the line card renames the line, replaces its link, and adds and removes de
   }));
   await d.page.getByRole('button', { name: 'Replace the ring link', exact: true }).click();
   assert.match(await asked, /The old one stops working at once/);
-  await waitText(d.page, '#ring-change-status', /^New ring link made: the old one rings nobody now\.$/);
+  await h.waitText(d.page, '#ring-change-status', /^New ring link made: the old one rings nobody now\.$/);
   const fresh = await d.page.inputValue('#ring-link');
   assert.notStrictEqual(fresh, link);
   await second.page.waitForFunction((l) => document.getElementById('ring-link').value === l, fresh, { timeout: h.WAIT_MS });
   await c.page.getByRole('button', { name: 'Call', exact: true }).click();
-  await waitText(c.page, '#notice', /This ring link does not work any more/);
+  await h.waitText(c.page, '#notice', /This ring link does not work any more/);
 
   // Remove the second device, by keyboard: its page forgets the line.
   const remove = d.page.getByRole('button', { name: /^Remove .* from the ring link$/ }).nth(1);
   await remove.focus();
   await d.page.keyboard.press('Enter');
   await d.page.waitForFunction(() => document.querySelectorAll('#ring-devices li').length === 1, null, { timeout: h.WAIT_MS });
-  await waitText(second.page, '#ring-info', /no longer belongs to a ring link/);
+  await h.waitText(second.page, '#ring-info', /no longer belongs to a ring link/);
   assert.ok(await second.page.isVisible('#ring-create-btn'));
   await closeAll(c, d, second, third);
+});
+
+// A second device joins d's line through its "add a device" link.
+async function addDevice(d) {
+  await d.page.getByRole('button', { name: 'Add another device', exact: true }).click();
+  await d.page.waitForFunction(() => document.getElementById('ring-invite-link').value !== '', null, { timeout: h.WAIT_MS });
+  const second = await person(`device${++n}`);
+  await second.page.goto(await d.page.inputValue('#ring-invite-link'));
+  await second.page.getByRole('button', { name: 'Ring on this device too', exact: true }).click();
+  await second.page.waitForFunction(() => document.getElementById('ring-link').value !== '', null, { timeout: h.WAIT_MS });
+  await d.page.waitForFunction(() => document.querySelectorAll('#ring-devices li').length === 2, null, { timeout: h.WAIT_MS });
+  return second;
+}
+
+// The page's WebSockets through a relay of the test's own (Playwright's
+// routeWebSocket), so that the test can cut them as a network would:
+// relay.drop(match) closes the socket when the server sends a message
+// that matches; relay.down = true refuses new sockets and closes the open
+// one; relay.rewrite(fn) changes what the page sends.
+async function relayed(p) {
+  const relay = { down: false, dropOn: null, rewrite: (m) => m, open: new Set() };
+  await p.page.routeWebSocket(/.*/, (ws) => {
+    if (relay.down) {
+      ws.close();
+      return;
+    }
+    const upstream = ws.connectToServer();
+    relay.open.add(ws);
+    ws.onMessage((m) => upstream.send(relay.rewrite(m)));
+    upstream.onMessage((m) => {
+      if (relay.dropOn && relay.dropOn.test(String(m))) {
+        relay.dropOn = null;
+        ws.close();
+        upstream.close();
+        return;
+      }
+      ws.send(m);
+    });
+    ws.onClose(() => { relay.open.delete(ws); upstream.close(); });
+    upstream.onClose(() => ws.close());
+  });
+  relay.cut = () => { for (const ws of relay.open) ws.close(); };
+  return relay;
+}
+
+test('the connection drops while the line is being made: no second line, and the page says so', { timeout: h.TEST_MS }, async () => {
+  const d = await person(`device${++n}`);
+  const relay = await relayed(d);
+  const made = await h.metric(server, 'duet_ring_lines_created_total');
+  // The server makes the line; its answer never reaches the page.
+  relay.dropOn = /line-credentials/;
+  await d.page.goto(server.url);
+  const button = d.page.getByRole('button', { name: 'Let people ring me', exact: true });
+  await button.click();
+  await d.page.getByLabel('Your name, as callers see it').fill('Nell');
+  await button.click();
+  await h.waitText(d.page, '#notice', /^The connection dropped while the ring link was being made: press the button again\.$/);
+  assert.ok(await d.page.isVisible('#ring-create-btn'), 'back at the button');
+  assert.strictEqual(await h.metric(server, 'duet_ring_lines_created_total'), made + 1, 'the reconnect made no second line');
+  // Pressed again, it works.
+  await button.click();
+  await d.page.waitForFunction(() => document.getElementById('ring-link').value !== '', null, { timeout: h.WAIT_MS });
+  await closeAll(d);
+});
+
+test('"Stop ringing on this device" while the connection is down takes the device off the line once it is back', { timeout: h.TEST_MS }, async () => {
+  const d = await person(`device${++n}`);
+  const relay = await relayed(d);
+  await makeLine('Olga', {}, d);
+  const second = await addDevice(d);
+  relay.down = true;
+  relay.cut();
+  await d.page.getByRole('button', { name: 'Stop ringing on this device', exact: true }).click();
+  assert.ok(await d.page.isVisible('#ring-create-btn'), 'this page forgot the line at once');
+  await h.sleep(500);
+  assert.strictEqual(await second.page.locator('#ring-devices li').count(), 2, 'the server could not hear it yet');
+  relay.down = false;
+  await second.page.waitForFunction(() => document.querySelectorAll('#ring-devices li').length === 1, null, { timeout: h.WAIT_MS });
+  await closeAll(d, second);
+});
+
+test('removing a device the server no longer has keeps this line, and "removed" is said only once it is', { timeout: h.TEST_MS }, async () => {
+  const d = await person(`device${++n}`);
+  const relay = await relayed(d);
+  await makeLine('Pia', {}, d);
+  const second = await addDevice(d);
+  // A status said again is announced again: a render that changes nothing leaves it alone.
+  await d.page.getByText('Change the name or the link').click();
+  await d.page.getByLabel('Name callers see').fill('Aunt Pia');
+  await d.page.getByLabel('Name callers see').press('Enter');
+  await h.waitText(d.page, '#ring-change-status', /^Saved: callers now see Aunt Pia\.$/);
+  await d.page.evaluate(() => {
+    window.__statusChanges = 0;
+    new MutationObserver((list) => { window.__statusChanges += list.length; })
+      .observe(document.getElementById('ring-change-status'), { childList: true, characterData: true, subtree: true });
+  });
+  await second.page.getByText('Change the name or the link').click();
+  await second.page.getByLabel('Name callers see').fill('Aunt Pia');
+  await second.page.getByLabel('Name callers see').press('Enter');
+  await h.waitText(second.page, '#ring-change-status', /^Saved/);
+  await h.sleep(300); // d's page has had the same line again, and rendered it
+  assert.strictEqual(await d.page.evaluate(() => window.__statusChanges), 0, 'the status was set again');
+
+  // As if the other device had gone already: the removal names one the server does not know.
+  relay.rewrite = (m) => String(m).replace(/("line-remove-device":\{"device":")[0-9a-f]+/, '$1ffffffffffffffff');
+  await d.page.getByRole('button', { name: /^Remove .* from the ring link$/ }).nth(1).click();
+  await h.sleep(500);
+  assert.ok(await d.page.isVisible('#ring-link'), 'this device keeps its line');
+  assert.doesNotMatch(await d.page.textContent('#ring-change-status'), /was removed/);
+  assert.ok(await d.page.isHidden('#ring-info'), 'nothing says this device left its line');
+  // For real now: said once the line no longer lists it.
+  relay.rewrite = (m) => m;
+  await d.page.getByRole('button', { name: /^Remove .* from the ring link$/ }).nth(1).click();
+  await h.waitText(d.page, '#ring-change-status', /was removed: it no longer rings\.$/);
+  assert.strictEqual(await d.page.locator('#ring-devices li').count(), 1);
+  await closeAll(d, second);
 });
 
 test('no console errors and no CSP violations on these pages', { timeout: 10000 }, async () => {

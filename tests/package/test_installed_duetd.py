@@ -112,6 +112,9 @@ class InstalledDuetdTest(SharedServerTestCase):
         alice = await self.connect('alice')
         bob = await self.connect('bob')
         await alice.open(alice_id, bob_id)
+        # Handled before bob's open is sent: two opens on two sockets may be
+        # read in either order (under qemu on a busy machine bob's came first).
+        await alice.synced()
         await bob.open(bob_id, alice_id)
         self.assertEqual(await alice.recv_json(5), {'start': 'answer'})
         self.assertEqual(await bob.recv_json(5), {'start': 'offer'})
