@@ -207,6 +207,23 @@ VapidKey VapidKey::load_or_create(const std::string &path) {
   return VapidKey(key.release());
 }
 
+VapidKey VapidKey::from_pem(std::string_view pem) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> in(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
+  Pkey key(in ? PEM_read_bio_PrivateKey(in.get(), nullptr, nullptr, nullptr) : nullptr);
+  if (!key || EVP_PKEY_get_base_id(key.get()) != EVP_PKEY_EC || EVP_PKEY_get_bits(key.get()) != 256)
+    fail("the shared VAPID key is not a P-256 private key in PEM");
+  return VapidKey(key.release());
+}
+
+std::string VapidKey::pem() const {
+  std::unique_ptr<BIO, decltype(&BIO_free)> out(BIO_new(BIO_s_mem()), &BIO_free);
+  if (!out || PEM_write_bio_PrivateKey(out.get(), key_.get(), nullptr, nullptr, 0, nullptr, nullptr) != 1)
+    fail("cannot write the VAPID key as PEM");
+  char *data = nullptr;
+  const long size = BIO_get_mem_data(out.get(), &data);
+  return std::string(data, static_cast<std::size_t>(size));
+}
+
 std::string VapidKey::authorization(const std::string &audience, const std::string &subject,
                                     std::int64_t expires_unix) const {
   // audience and subject are checked URLs (no quotes or backslashes).

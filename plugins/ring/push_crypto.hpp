@@ -27,6 +27,10 @@ public:
   // written whole or not at all; of two processes making it at once, one
   // wins and both use its key).
   static VapidKey load_or_create(const std::string &path);
+  // The key in PEM text (as the file holds it), and back: how the nodes of
+  // a cluster share one key through Redis.
+  static VapidKey from_pem(std::string_view pem);
+  std::string pem() const;
 
   // The public key as browsers take it (applicationServerKey): the
   // uncompressed P-256 point, 65 bytes, in base64url.

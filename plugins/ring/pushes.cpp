@@ -27,8 +27,8 @@ std::optional<std::string> key_bytes(const std::optional<std::string> &text, std
 
 }  // namespace
 
-Pushes::Pushes(Context &ctx, const std::string &key_path, PushSettings settings)
-    : ctx_(ctx), key_(VapidKey::load_or_create(key_path)),
+Pushes::Pushes(Context &ctx, VapidKey key, PushSettings settings)
+    : ctx_(ctx), key_(std::move(key)),
       sender_(ctx.host, key_, std::move(settings), [this](const std::string &device, const std::string &endpoint) {
         ctx_.store.remove_subscription(device, endpoint, [this](Answer<bool> removed) {
           if (!removed.ok())

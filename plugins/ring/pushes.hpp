@@ -20,8 +20,9 @@ namespace duet::ring {
 
 class Pushes {
 public:
-  // key_path: the VAPID key file, made on first use.
-  Pushes(Context &ctx, const std::string &key_path, PushSettings settings);
+  // key: the VAPID key pushes are signed with (vapid_command.hpp's file,
+  // or a cluster's shared one).
+  Pushes(Context &ctx, VapidKey key, PushSettings settings);
 
   // {"line-push-key":{}}: answers the key to subscribe with.
   Outcome key(ConnId conn);

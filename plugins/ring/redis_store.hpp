@@ -10,6 +10,7 @@
 //   invite:H -> K           an "add this device" code's hash (expires)
 //   missed:K list           its latest missed calls (JSON), newest first
 //   sub:D {endpoint,p256dh,auth}  a device's push subscription
+//   vapid-key               the cluster's VAPID private key (redis_vapid.hpp)
 // (bus.hpp's RedisBus adds busy:K and open:K.)
 #pragma once
 

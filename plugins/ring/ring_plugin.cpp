@@ -19,6 +19,7 @@
 #if DUET_WITH_CLUSTER
 #include "redis_bus.hpp"
 #include "redis_store.hpp"
+#include "redis_vapid.hpp"
 #endif
 #include "ringing.hpp"
 #include "vapid_command.hpp"
@@ -317,7 +318,22 @@ private:
     if (!enabled)
       return nullptr;
     try {
-      return std::make_unique<duet::ring::Pushes>(ctx, state_path(host, "vapid-key", "vapid.pem"), std::move(settings));
+      duet::ring::VapidKey key = duet::ring::VapidKey::load_or_create(state_path(host, "vapid-key", "vapid.pem"));
+#if DUET_WITH_CLUSTER
+      // A subscription is made for one public key: every node must sign
+      // with it, or a push from another node than the subscriber's is refused.
+      if (!host.options().text("cluster").empty()) {
+        std::string why;
+        if (auto shared = duet::ring::cluster_vapid_key(duet::cluster::redis_target(host.options()), key.pem(), why))
+          key = duet::ring::VapidKey::from_pem(*shared);
+        else
+          host.log(DUET_LOG_ERROR, "the cluster's VAPID key could not be read from Redis (" + why +
+                                       "): this node signs pushes with its own key until it restarts with Redis up, "
+                                       "and push services refuse those for devices that subscribed on other nodes "
+                                       "(give every node the same --ring-vapid-key to avoid this)");
+      }
+#endif
+      return std::make_unique<duet::ring::Pushes>(ctx, std::move(key), std::move(settings));
     } catch (const duet::ring::CryptoError &e) {
       throw duet::EnvironmentError(e.what());
     }

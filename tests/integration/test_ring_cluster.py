@@ -22,9 +22,11 @@ import time
 import unittest
 
 from duet_harness import eventually
+from push_harness import PushService, require_push_service
 from test_cluster import NODE_DEATH_LIMIT, RECV, SETTLE, ClusterCase, FreshClusterCase
 from test_metrics import healthz
 from test_ring import LINE_ID, RingClient
+from test_ring_push import plaintext
 
 # Rings, lines and joins all come from 127.0.0.1 here: limits for the
 # Internet would refuse the tests' own traffic. (Joins with a code stay at
@@ -371,6 +373,43 @@ class NoAnswerAcrossNodesTest(ClusterRingClient, ClusterCase):
 # ---------------------------------------------------------------------------
 # Failures: a node killed, Redis gone (a fresh cluster each)
 # ---------------------------------------------------------------------------
+
+class PushAcrossNodesTest(ClusterRingClient, FreshClusterCase):
+    """A browser subscribes for the public key its own node gave it; the
+    push may come from any node. Checked with the tests' own push service
+    (tests/push-service): the JWT verifies with the key in the push's
+    Authorization header, which must be the one the device subscribed for."""
+
+    def setUp(self):
+        require_push_service()
+        self.push = PushService()
+        self.push.__enter__()
+        self.addCleanup(self.push.close)
+        super().setUp()
+
+    async def test_a_subscription_made_on_a_node_that_dies_gets_its_push_from_another_signed_with_its_key(self):
+        self.start_cluster(2, RING_ARGS + ['--plugin-opt', 'ring.push-allow-private=on',
+                                           '--ring-push-subject', 'mailto:ops@example.org',
+                                           '--plugin-opt', 'ring.push-ca-file=' + self.push.ca_file])
+        keys = []
+        for i in (0, 1):
+            asker = await self.connect_on(i, 'key')
+            await asker.send_json({'line-push-key': {}})
+            keys.append((await self.recv(asker, 'line-push-key'))['key'])
+        self.assertEqual(keys[0], keys[1], 'every node gives the one key of the cluster')
+        device, cred, state = await self.make_line_on(1, 'Alice')
+        sub = await asyncio.to_thread(self.push.subscribe, 'ok')
+        await device.send_json({'line-push': {'endpoint': sub['endpoint'], 'keys': sub['keys']}})
+        self.assertEqual(await self.recv(device, 'line-push'), {'push': True})
+        await device.close()
+        self.cluster.kill_node(1)
+        caller, ringing = await self.ring_on(0, state['line'], 'Bob')
+        event, = await asyncio.to_thread(self.push.wait_pushes, 1, sub['id'], 30)
+        self.assertEqual(event['errors'], [])
+        self.assertEqual(event['vapid_key'], keys[1], 'signed with the key the device subscribed for')
+        self.assertEqual(plaintext(event)['incoming']['caller'], 'Bob')
+        self.assertEqual(plaintext(event)['incoming']['ring'], ringing['ring'])
+
 
 class NodeKilledRingTest(ClusterRingClient, FreshClusterCase):
 
