@@ -1,17 +1,8 @@
 #include "line_store.hpp"
 
-#include <chrono>
+#include "context.hpp"
 
 namespace duet::ring {
-
-namespace {
-
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-}  // namespace
 
 template <class T, class Work> void SqliteLines::answer(const Then<T> &then, Work work) {
   Answer<T> a;
@@ -29,7 +20,7 @@ void SqliteLines::create_line(const std::string &id, const std::string &name, co
   answer(then, [&]() -> std::optional<Line> {
     if (store_.line_count() >= max_lines)
       return std::nullopt;
-    return store_.create_line(id, name, device, secret_hash, wall_ms());
+    return store_.create_line(id, name, device, secret_hash, now_ms());
   });
 }
 
@@ -70,7 +61,7 @@ void SqliteLines::relink(LineKey key, const std::string &new_id, Done then) {
 
 void SqliteLines::add_invite(LineKey key, const std::string &code_hash, std::int64_t life_ms, Done then) {
   answer(then, [&] {
-    const std::int64_t now = wall_ms();
+    const std::int64_t now = now_ms();
     store_.add_invite(key, code_hash, now, now + life_ms);
     return true;
   });
@@ -79,7 +70,7 @@ void SqliteLines::add_invite(LineKey key, const std::string &code_hash, std::int
 void SqliteLines::join(const std::string &code_hash, const Device &device, const std::string &secret_hash,
                        std::size_t max_devices, Then<Joined> then) {
   answer(then, [&]() -> Joined {
-    const std::int64_t now = wall_ms();
+    const std::int64_t now = now_ms();
     const std::optional<LineKey> line = store_.invite_line(code_hash, now);
     if (!line)
       return {JoinResult::code_invalid, 0};
@@ -108,7 +99,7 @@ void SqliteLines::add_missed(LineKey key, const std::string &caller, std::int64_
 
 void SqliteLines::set_subscription(const Subscription &sub, Done then) {
   answer(then, [&] {
-    store_.set_subscription(sub, wall_ms());
+    store_.set_subscription(sub, now_ms());
     return true;
   });
 }

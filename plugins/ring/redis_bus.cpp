@@ -1,5 +1,7 @@
 #include "redis_bus.hpp"
 
+#include "context.hpp"
+
 #include <utility>
 
 #include <hiredis/hiredis.h>
@@ -24,11 +26,6 @@ return redis.call('DEL', KEYS[1]))";
 constexpr const char *kOpen = R"(
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 return redis.call('ZRANGE', KEYS[1], 0, -1))";
-
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 void ignore(const redisReply *) {}
 
@@ -63,11 +60,7 @@ void RedisBus::claim(LineKey line, const std::string &holder, std::chrono::milli
       a.failure = kClusterUnavailable;
     else
       a.value = r->type == REDIS_REPLY_STATUS;  // OK; nil when held
-    try {
-      then(a);
-    } catch (const std::exception &e) {
-      host_.log(DUET_LOG_ERROR, std::string("ring: ") + e.what());
-    }
+    hand_on(host_, then, a);
   };
   if (!commands_.command("SET", {key("busy", line), holder, "NX", "PX", std::to_string(ttl.count())}, answer))
     answer(nullptr);
@@ -93,18 +86,14 @@ void RedisBus::open_devices(LineKey line, Then<std::vector<std::string>> then) {
         if (r->element[i]->type == REDIS_REPLY_STRING)
           a.value.emplace_back(r->element[i]->str, r->element[i]->len);
     }
-    try {
-      then(std::move(a));
-    } catch (const std::exception &e) {
-      host_.log(DUET_LOG_ERROR, std::string("ring: ") + e.what());
-    }
+    hand_on(host_, then, std::move(a));
   };
-  if (!commands_.command("EVAL", {kOpen, "1", key("open", line), std::to_string(wall_ms())}, answer))
+  if (!commands_.command("EVAL", {kOpen, "1", key("open", line), std::to_string(now_ms())}, answer))
     answer(nullptr);
 }
 
 void RedisBus::device_opened(LineKey line, const std::string &device) {
-  const std::int64_t until = wall_ms() + std::chrono::milliseconds(kOpenLife).count();
+  const std::int64_t until = now_ms() + std::chrono::milliseconds(kOpenLife).count();
   commands_.command("ZADD", {key("open", line), std::to_string(until), device}, ignore);
 }
 

@@ -1,6 +1,7 @@
 #include "redis_store.hpp"
 
-#include <chrono>
+#include "context.hpp"
+
 #include <string_view>
 #include <utility>
 
@@ -122,11 +123,6 @@ for _, d in ipairs(redis.call('ZRANGE', p..'devs:'..ARGV[2], 0, -1)) do
 end
 return out)";
 
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
 std::string text(const redisReply *r) {
   return r && r->type == REDIS_REPLY_STRING ? std::string(r->str, r->len) : std::string();
 }
@@ -189,11 +185,7 @@ void RedisLines::eval(const char *script, std::vector<std::string> args, Then<T>
       host_.log(DUET_LOG_ERROR, "ring: an unexpected reply from Redis");
       a.failure = kStoreFailed;
     }
-    try {
-      then(std::move(a));
-    } catch (const std::exception &e) {  // never through hiredis's C frames
-      host_.log(DUET_LOG_ERROR, std::string("ring: ") + e.what());
-    }
+    hand_on(host_, then, std::move(a));
   };
   if (!link_.command("EVAL", args, answer))
     answer(nullptr);
@@ -201,7 +193,7 @@ void RedisLines::eval(const char *script, std::vector<std::string> args, Then<T>
 
 void RedisLines::create_line(const std::string &id, const std::string &name, const Device &device,
                              const std::string &secret_hash, std::int64_t max_lines, Then<std::optional<Line>> then) {
-  eval(kCreate, {std::to_string(max_lines), id, name, device.id, secret_hash, device.label, std::to_string(wall_ms())},
+  eval(kCreate, {std::to_string(max_lines), id, name, device.id, secret_hash, device.label, std::to_string(now_ms())},
        std::move(then), [id, name](const redisReply *r) -> std::optional<std::optional<Line>> {
          const auto key = number(r);
          if (!key)
@@ -270,7 +262,7 @@ void RedisLines::add_invite(LineKey key, const std::string &code_hash, std::int6
 
 void RedisLines::join(const std::string &code_hash, const Device &device, const std::string &secret_hash,
                       std::size_t max_devices, Then<Joined> then) {
-  eval(kJoin, {code_hash, device.id, secret_hash, device.label, std::to_string(max_devices), std::to_string(wall_ms())},
+  eval(kJoin, {code_hash, device.id, secret_hash, device.label, std::to_string(max_devices), std::to_string(now_ms())},
        std::move(then), [](const redisReply *r) -> std::optional<Joined> {
          if (!is_array(r, 2))
            return std::nullopt;

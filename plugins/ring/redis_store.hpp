@@ -24,6 +24,16 @@ namespace duet::ring {
 
 inline constexpr const char *kRedisPrefix = "duet:ring:";
 
+// Hands a reply's answer on from a hiredis callback: what then throws is
+// logged, never thrown through hiredis's C frames.
+template <class T> void hand_on(const duet::Host &host, const Then<T> &then, Answer<T> a) {
+  try {
+    then(std::move(a));
+  } catch (const std::exception &e) {
+    host.log(DUET_LOG_ERROR, std::string("ring: ") + e.what());
+  }
+}
+
 class RedisLines : public LineStore {
 public:
   RedisLines(const duet::Host &host, duet::cluster::RedisLink &link) : host_(host), link_(link) {}
