@@ -136,19 +136,47 @@ async function worker(p) {
 }
 
 // Hands a push's plaintext to the device's service worker, as the browser's
-// push service would.
+// push service would, and returns once the worker's handler has finished
+// with it (its notification stored and shown). Notifications are read only
+// after that: a getNotifications() that runs while a showNotification() is
+// still being stored takes the stored notification for one the person
+// closed, deletes it, and it is never listed again (Chromium; beside busy
+// loops 11 of 30 notifications were lost to a loop of getNotifications(),
+// none of 30 without it).
 async function deliver(p, plaintext) {
   const cdp = await p.context.newCDPSession(p.page);
   const registered = new Promise((resolve) => {
     cdp.on('ServiceWorker.workerRegistrationUpdated', ({ registrations }) => {
       const r = registrations.find((x) => !x.isDeleted && x.scopeURL.startsWith(origin()));
-      if (r) resolve(r.registrationId);
+      if (r) resolve(r);
     });
   });
   await cdp.send('ServiceWorker.enable');
-  const registrationId = await registered;
+  const { registrationId, scopeURL } = await registered;
+  // Running before the push, so its handler's end can be counted.
+  await cdp.send('ServiceWorker.startWorker', { scopeURL });
+  const w = await worker(p);
+  /* global ExtendableEvent */ // the worker's, where these functions run
+  const handled = await w.evaluate(() => {
+    if (self.__pushesHandled === undefined) {
+      self.__pushesHandled = 0;
+      const waitUntil = ExtendableEvent.prototype.waitUntil;
+      ExtendableEvent.prototype.waitUntil = function counted(work) {
+        const done = () => { self.__pushesHandled++; };
+        if (this.type === 'push') Promise.resolve(work).then(done, done);
+        return waitUntil.call(this, work);
+      };
+    }
+    return self.__pushesHandled;
+  });
   await cdp.send('ServiceWorker.deliverPushMessage', { origin: origin(), registrationId, data: plaintext });
   await cdp.detach();
+  const finished = await w.evaluate(async ({ handled, ms }) => {
+    const deadline = Date.now() + ms;
+    while (self.__pushesHandled <= handled && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    return self.__pushesHandled > handled;
+  }, { handled, ms: h.WAIT_MS });
+  assert.ok(finished, 'the worker handled the push');
 }
 
 async function notifications(p) {
@@ -317,7 +345,6 @@ test('a subscription the browser replaces while the page is closed reaches the l
   const second = await push.subscribe();
   await deliver(d, JSON.stringify({})); // starts the worker
   const sw = await worker(d);
-  /* global ExtendableEvent */ // the worker's, where this function runs
   await sw.evaluate((sub) => {
     PushManager.prototype.subscribe = async () => ({
       endpoint: sub.endpoint,
