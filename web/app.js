@@ -4,8 +4,9 @@
 // report into what the page says, and the server's refusals into notices.
 // The extras of a call each have their module: screen.js (screen sharing),
 // devices.js (device choice), stats.js (connection panel), chat.js (text
-// chat over the data channel), panels.js (their side panels), names.js
-// (ids for "New call"), ring.js (ring links: calling one, and being rung).
+// chat over the data channel), verification.js (the safety code, from
+// verify.js), panels.js (their side panels), names.js (ids for "New call"),
+// ring.js (ring links: calling one, and being rung).
 import { createSignaling } from './signaling.js';
 import { createPeer } from './peer.js';
 import { createCamera, cameraProblem } from './camera.js';
@@ -15,6 +16,7 @@ import { createScreenShare, canShareScreen } from './screen.js';
 import { createDevices } from './devices.js';
 import { createStats } from './stats.js';
 import { createChat } from './chat.js';
+import { createVerification } from './verification.js';
 import { createPanels } from './panels.js';
 import { createRing } from './ring.js';
 import { createPush } from './push.js';
@@ -72,7 +74,8 @@ const chat = createChat({
   send: (text) => Boolean(peer && peer.sendChat(text)),
   onUnread: () => renderChatButton(),
 });
-const panels = createPanels($, ['devices', 'stats', 'chat'], (name, open) => {
+const verification = createVerification({ $, t, peerName: () => peerName || peerId, hangUp: () => hangUp() });
+const panels = createPanels($, ['devices', 'stats', 'verify', 'chat'], (name, open) => {
   if (name === 'chat') {
     chat.setOpen(open);
     renderChatButton();
@@ -217,6 +220,8 @@ const peerEvents = {
   },
   connected() { ui.setStatus(signaling.isOpen() ? 'status.connected' : 'status.reconnecting'); },
   chat(text) { chat.received(text); },
+  channel(open) { if (open) verification.working(); },
+  verify(result) { verification.result(result); },
   reconnecting() { ui.setStatus('status.reconnecting'); },
   failed(reasonKey) { ui.setStatus('status.failed', { reasonKey }); },
   gone() {
@@ -229,7 +234,10 @@ const peerEvents = {
     const stream = ev.streams[0] || new MediaStream([ev.track]);
     if (remote.srcObject !== stream) remote.srcObject = stream;
   },
-  closed() { $('remote').srcObject = null; },
+  closed() {
+    $('remote').srcObject = null;
+    verification.reset(); // a new connection, a new code
+  },
 };
 
 function onServerMessage(msg) {
@@ -407,6 +415,7 @@ async function checkServer() {
 
 function init() {
   ui.init();
+  verification.render();
   ring.init();
   $('join-form').addEventListener('submit', startCall);
   $('new-call-btn').addEventListener('click', newCall);
@@ -419,6 +428,7 @@ function init() {
     chat.render();
     stats.render();
     if (devices) devices.render();
+    verification.render();
     ring.render();
   });
   $('mic-btn').addEventListener('click', () => { camera.toggleMic(); ui.renderControls(); });

@@ -3,8 +3,12 @@
 // ICE restarts when the network path breaks, and the data channel that
 // tells whether the partner is still there while signaling is away (and
 // carries the chat: peer to peer, never through the server).
+// It also runs the call's safety code exchange (verify.js) over that
+// channel, once per connection.
 // RTCPeerConnection, timers and the way out to signaling come in as
 // parameters so that Node can drive this module with fakes.
+
+import { createVerifier } from './verify.js';
 
 export const ICE_RESTART_TRIES = 3;
 export const ICE_RESTART_WAIT_MS = 10000;
@@ -28,14 +32,18 @@ export function cleanIceServers(list) {
 //   closed()                the connection was closed; nothing is received any more
 //   chat(text)              the partner sent a chat message
 //   channel(open)           the data channel opened (true) or went away (false)
+//   verify(result)          this connection's safety code ({ code }) or why
+//                           there is none ({ problem, suspicious }): verify.js
 export function createPeer({
   RTCPeerConnection, timers = globalThis, now = Date.now, signal, remote, localStream, on = {},
+  crypto = globalThis.crypto,
 }) {
   const emit = (name, arg) => { if (on[name]) on[name](arg); };
   let iceServers = [];
   let relayOnly = false;
   let pc = null;
   let dc = null;
+  let verifier = null; // the safety code exchange on dc
   let role = '';
   let pendingIce = [];
   let makingOffer = false;
@@ -89,15 +97,31 @@ export function createPeer({
   }
 
   function watchChannel(channel) {
+    const conn = pc;
     dc = channel;
-    channel.onopen = () => { if (channel === dc) emit('channel', true); };
-    if (channel.readyState === 'open') emit('channel', true);
+    verifier = crypto && crypto.subtle ? createVerifier({
+      crypto,
+      timers,
+      send: (msg) => { if (channel === dc && channel.readyState === 'open') channel.send(JSON.stringify(msg)); },
+      on: { result: (r) => { if (channel === dc) emit('verify', r); } },
+    }) : null;
+    const mine = verifier;
+    const opened = () => {
+      if (channel !== dc) return;
+      emit('channel', true);
+      // DTLS is up: the descriptions it was set up with are the current ones.
+      if (mine) mine.start(conn.currentLocalDescription || conn.localDescription, conn.currentRemoteDescription || conn.remoteDescription);
+      else emit('verify', { problem: 'verify.problem.unsupported', suspicious: false });
+    };
+    channel.onopen = opened;
+    if (channel.readyState === 'open') opened();
     channel.onmessage = (ev) => {
       let msg = null;
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
       if (!msg || channel !== dc) return;
       if (msg.bye) partnerGone();
       else if (typeof msg.chat === 'string') emit('chat', msg.chat);
+      else if (msg.verify && mine) mine.receive(msg.verify);
     };
     channel.onclose = () => {
       if (channel === dc) partnerGone();
@@ -111,6 +135,8 @@ export function createPeer({
     const channel = dc;
     pc = null;
     dc = null;
+    if (verifier) verifier.stop();
+    verifier = null;
     pendingIce = [];
     connectedAt = 0;
     if (channel) { channel.onopen = null; channel.onclose = null; channel.onmessage = null; try { channel.close(); } catch (e) { /* closed */ } }

@@ -214,6 +214,7 @@ export function createUI({ view }) {
     $('pip-btn').hidden = !v.canPip;
     setButton('devices-btn', 'ctl.devices');
     setButton('stats-btn', 'ctl.stats');
+    setButton('verify-btn', 'ctl.verify');
     $('local-wrap').classList.toggle('screen', Boolean(v.sharing));
     $('switch-btn').hidden = v.cameras < 2;
     $('fs-btn').hidden = !document.fullscreenEnabled;
