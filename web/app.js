@@ -17,6 +17,7 @@ import { createDevices } from './devices.js';
 import { createStats } from './stats.js';
 import { createChat } from './chat.js';
 import { createVerification } from './verification.js';
+import { loadCertificate, forgetCertificate, createRemembered, fingerprintText } from './identity.js';
 import { createPanels } from './panels.js';
 import { createRing } from './ring.js';
 import { createPush } from './push.js';
@@ -74,7 +75,23 @@ const chat = createChat({
   send: (text) => Boolean(peer && peer.sendChat(text)),
   onUnread: () => renderChatButton(),
 });
-const verification = createVerification({ $, t, peerName: () => peerName || peerId, hangUp: () => hangUp() });
+// This browser's kept DTLS certificate (a promise; null where it cannot be
+// kept), and the partners' devices verified on earlier calls.
+const identity = { indexedDB: window.indexedDB, RTCPeerConnection: window.RTCPeerConnection };
+let certificate = loadCertificate(identity);
+const remembered = createRemembered(store);
+let verified = null; // this connection's verify.js result, while it has a code
+const verification = createVerification({
+  $,
+  t,
+  peerName: () => peerName || peerId,
+  hangUp: () => hangUp(),
+  // Remembered only for a partner whose certificate is kept too (else its
+  // next call would look changed), and by a chosen id (a ring call's ids are
+  // for that call only).
+  onMatch: () => { if (verified && verified.remoteStable && !peerName) remembered.remember(peerId, fingerprintText(verified.remoteFp)); },
+  onChanged: () => panels.show('verify'),
+});
 const panels = createPanels($, ['devices', 'stats', 'verify', 'chat'], (name, open) => {
   if (name === 'chat') {
     chat.setOpen(open);
@@ -189,6 +206,7 @@ async function joinAs(names, { remember = true, shown = '' } = {}) {
     ui.showNotice(cameraProblem(e), { detail: (e && (e.message || e.name)) || '?' });
     return;
   }
+  const kept = await certificate;
   if (started !== session) {
     // Hung up while the browser asked for the camera.
     camera.stop();
@@ -204,6 +222,7 @@ async function joinAs(names, { remember = true, shown = '' } = {}) {
     remote: peerId,
     localStream: stream,
     on: peerEvents,
+    certificate: kept,
   });
   tickTimer = setInterval(ui.tick, 1000);
   chat.clear();
@@ -221,7 +240,11 @@ const peerEvents = {
   connected() { ui.setStatus(signaling.isOpen() ? 'status.connected' : 'status.reconnecting'); },
   chat(text) { chat.received(text); },
   channel(open) { if (open) verification.working(); },
-  verify(result) { verification.result(result); },
+  verify(result) {
+    verified = result.code ? result : null;
+    const seen = verified && !peerName ? remembered.check(peerId, fingerprintText(verified.remoteFp)) : '';
+    verification.result(result, seen);
+  },
   reconnecting() { ui.setStatus('status.reconnecting'); },
   failed(reasonKey) { ui.setStatus('status.failed', { reasonKey }); },
   gone() {
@@ -236,6 +259,7 @@ const peerEvents = {
   },
   closed() {
     $('remote').srcObject = null;
+    verified = null;
     verification.reset(); // a new connection, a new code
   },
 };
@@ -423,6 +447,11 @@ function init() {
   $('pip-btn').addEventListener('click', togglePictureInPicture);
   for (const ev of ['enterpictureinpicture', 'leavepictureinpicture']) $('remote').addEventListener(ev, () => ui.renderControls());
   ui.onStatus(renderCallInvite);
+  ui.onForget(() => {
+    remembered.forget();
+    // A new certificate from the next call on: nothing links it to this one.
+    certificate = forgetCertificate(identity).then(() => loadCertificate(identity));
+  });
   ui.onLanguage(() => {
     renderChatButton();
     chat.render();

@@ -32,11 +32,12 @@ export function cleanIceServers(list) {
 //   closed()                the connection was closed; nothing is received any more
 //   chat(text)              the partner sent a chat message
 //   channel(open)           the data channel opened (true) or went away (false)
-//   verify(result)          this connection's safety code ({ code }) or why
-//                           there is none ({ problem, suspicious }): verify.js
+//   verify(result)          this connection's safety code ({ code, remoteFp,
+//                           remoteStable }) or why there is none ({ problem,
+//                           suspicious }): verify.js
 export function createPeer({
   RTCPeerConnection, timers = globalThis, now = Date.now, signal, remote, localStream, on = {},
-  crypto = globalThis.crypto,
+  crypto = globalThis.crypto, certificate = null,
 }) {
   const emit = (name, arg) => { if (on[name]) on[name](arg); };
   let iceServers = [];
@@ -44,6 +45,7 @@ export function createPeer({
   let pc = null;
   let dc = null;
   let verifier = null; // the safety code exchange on dc
+  let verifyWaiting = null; // verifier, when dc opened before the answer came
   let role = '';
   let pendingIce = [];
   let makingOffer = false;
@@ -67,7 +69,10 @@ export function createPeer({
   }
 
   function open() {
-    const conn = new RTCPeerConnection(relayOnly ? { iceServers, iceTransportPolicy: 'relay' } : { iceServers });
+    // This browser's kept certificate (identity.js), so that its fingerprint
+    // is the one a partner verified before.
+    const certificates = certificate ? { certificates: [certificate] } : {};
+    const conn = new RTCPeerConnection(relayOnly ? { iceServers, iceTransportPolicy: 'relay', ...certificates } : { iceServers, ...certificates });
     pc = conn;
     pendingIce = [];
     makingOffer = false;
@@ -102,6 +107,7 @@ export function createPeer({
     verifier = crypto && crypto.subtle ? createVerifier({
       crypto,
       timers,
+      stable: Boolean(certificate),
       send: (msg) => { if (channel === dc && channel.readyState === 'open') channel.send(JSON.stringify(msg)); },
       on: { result: (r) => { if (channel === dc) emit('verify', r); } },
     }) : null;
@@ -109,9 +115,12 @@ export function createPeer({
     const opened = () => {
       if (channel !== dc) return;
       emit('channel', true);
-      // DTLS is up: the descriptions it was set up with are the current ones.
-      if (mine) mine.start(conn.currentLocalDescription || conn.localDescription, conn.currentRemoteDescription || conn.remoteDescription);
-      else emit('verify', { problem: 'verify.problem.unsupported', suspicious: false });
+      if (!mine) {
+        emit('verify', { problem: 'verify.problem.unsupported', suspicious: false });
+        return;
+      }
+      verifyWaiting = mine;
+      startVerify(conn);
     };
     channel.onopen = opened;
     if (channel.readyState === 'open') opened();
@@ -128,6 +137,18 @@ export function createPeer({
     };
   }
 
+  // The exchange starts once the connection has both descriptions: the
+  // channel can open before the partner's answer has come through signaling
+  // (DTLS runs on the direct path and checks the fingerprint once it has it).
+  function startVerify(conn) {
+    if (!verifyWaiting || conn !== pc) return;
+    const local = conn.currentLocalDescription || conn.localDescription;
+    const remote = conn.currentRemoteDescription || conn.remoteDescription;
+    if (!local || !remote) return;
+    verifyWaiting.start(local, remote);
+    verifyWaiting = null;
+  }
+
   function close() {
     timers.clearTimeout(restartTimer);
     timers.clearTimeout(disconnectedTimer);
@@ -137,6 +158,7 @@ export function createPeer({
     dc = null;
     if (verifier) verifier.stop();
     verifier = null;
+    verifyWaiting = null;
     pendingIce = [];
     connectedAt = 0;
     if (channel) { channel.onopen = null; channel.onclose = null; channel.onmessage = null; try { channel.close(); } catch (e) { /* closed */ } }
@@ -222,6 +244,7 @@ export function createPeer({
       }
     }
     emit('negotiated', { connected: isConnected() });
+    startVerify(current);
     if (pendingRestart && current.signalingState === 'stable') makeOffer(true);
   }
 

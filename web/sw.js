@@ -15,7 +15,8 @@ const SHELL = [
   './', 'index.html', 'style.css', 'manifest.webmanifest', 'favicon.svg',
   'icons/duet-192.png', 'icons/duet-512.png', 'icons/duet-maskable-512.png',
   'app.js', 'camera.js', 'chat.js', 'devices.js', 'i18n.js', 'names.js', 'panels.js', 'peer.js',
-  'push.js', 'qr.js', 'ring.js', 'screen.js', 'signaling.js', 'stats.js', 'ui.js', 'verification.js', 'verify.js',
+  'identity.js', 'push.js', 'qr.js', 'ring.js', 'screen.js', 'signaling.js', 'stats.js', 'ui.js', 'verification.js',
+  'verify.js',
 ];
 const SOCKET_MS = 10000; // a Decline that cannot reach the server in this time gives up
 const tagOf = (ring) => `ring-${ring}`;

@@ -72,6 +72,7 @@ export function createUI({ view }) {
   let showValidation = false;
   let callInvite = ''; // the link shown on the call screen while waiting
   const languageListeners = [];
+  const forgetListeners = [];
   const statusListeners = [];
 
   const t = (key, params) => format(lang, key, params);
@@ -187,6 +188,7 @@ export function createUI({ view }) {
     showValidation = false;
     renderValidation(false);
     renderInvite();
+    for (const fn of forgetListeners) fn();
     joinInfo = 'join.forgotten';
     renderJoinInfo();
     $('me').focus();
@@ -302,6 +304,8 @@ export function createUI({ view }) {
     t,
     // fn() runs after each change of language, to redraw what it owns.
     onLanguage(fn) { languageListeners.push(fn); },
+    // "Forget my name on this device" was pressed.
+    onForget(fn) { forgetListeners.push(fn); },
     // Fills the form with names chosen elsewhere ("New call").
     fillNames(me, peer) {
       $('me').value = me;

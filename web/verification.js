@@ -2,7 +2,9 @@
 // panel with the code and "They match" / "They differ", the "Verified"
 // badge, and the code's line in the connection panel. The state belongs to
 // one peer connection: a new one starts over and clears the mark; an ICE
-// restart keeps both (same DTLS session).
+// restart keeps both (same DTLS session). A partner's device verified on an
+// earlier call (identity.js) is recognised at once, and one whose
+// certificate changed is said before anything else.
 
 // Digits one by one for screen readers ("6 1 5 1, 4 6 3 9"), as people
 // read them aloud.
@@ -11,9 +13,11 @@ export function spokenCode(code) {
 }
 
 // $: getElementById; t: the page's texts; peerName(): who the call is
-// with; hangUp(): ends the call.
-export function createVerification({ $, t, peerName, hangUp }) {
-  let state = ''; // '', working, ready, verified, differ, failed
+// with; hangUp(): ends the call; onMatch(): "They match" was pressed;
+// onChanged(): a verified partner came back with another certificate.
+export function createVerification({ $, t, peerName, hangUp, onMatch = () => {}, onChanged = () => {} }) {
+  let state = ''; // '', working, ready, changed, verified, differ, failed
+  let recognised = false; // verified on an earlier call, not compared in this one
   let code = '';
   let problem = '';
   let suspicious = false; // the partner broke the exchange: maybe someone in the middle
@@ -25,7 +29,8 @@ export function createVerification({ $, t, peerName, hangUp }) {
     let words = '';
     if (state === 'working') words = t('verify.state.working');
     else if (state === 'ready') words = t('verify.state.ready', { name });
-    else if (state === 'verified') words = t('verify.state.verified', { name });
+    else if (state === 'changed') words = t('verify.state.changed', { name });
+    else if (state === 'verified') words = t(recognised ? 'verify.state.recognised' : 'verify.state.verified', { name });
     else if (state === 'differ') words = t('verify.state.differ');
     else if (state === 'failed') words = t('verify.state.failed', { problem: t(problem) });
     else words = t('verify.state.none');
@@ -35,11 +40,12 @@ export function createVerification({ $, t, peerName, hangUp }) {
     codeEl.hidden = !code;
     if (code) codeEl.setAttribute('aria-label', t('verify.codeSpoken', { digits: spokenCode(code) }));
     $('verify-how').textContent = t('verify.how', { name });
-    $('verify-answer').hidden = state !== 'ready';
-    $('verify-hangup').hidden = state !== 'differ' && !(state === 'failed' && problem && suspicious);
+    $('verify-answer').hidden = state !== 'ready' && state !== 'changed';
+    $('verify-hangup').hidden = state !== 'differ' && !(state === 'failed' && suspicious);
     $('verified-badge').hidden = state !== 'verified';
+    $('verified-badge-text').textContent = t(recognised ? 'verify.badgeDevice' : 'verify.badge');
     $('verify-btn').classList.toggle('verified', state === 'verified');
-    $('verify-btn').classList.toggle('warn', state === 'differ' || (state === 'failed' && suspicious));
+    $('verify-btn').classList.toggle('warn', state === 'differ' || state === 'changed' || (state === 'failed' && suspicious));
     const line = $('stats-safety');
     line.hidden = !state;
     $('stats-safety-value').textContent = code
@@ -47,14 +53,17 @@ export function createVerification({ $, t, peerName, hangUp }) {
       : t(state === 'failed' ? 'verify.short.failed' : 'verify.short.working');
   }
 
+  const comparing = () => state === 'ready' || state === 'changed';
   $('verify-match').addEventListener('click', () => {
-    if (state !== 'ready') return;
+    if (!comparing()) return;
     state = 'verified';
+    recognised = false;
+    onMatch();
     render();
     $('verify-state').focus();
   });
   $('verify-differ').addEventListener('click', () => {
-    if (state !== 'ready') return;
+    if (!comparing()) return;
     state = 'differ';
     render();
     $('verify-hangup').focus();
@@ -68,11 +77,14 @@ export function createVerification({ $, t, peerName, hangUp }) {
       state = 'working';
       render();
     },
-    // verify.js's result for this connection.
-    result(r) {
+    // verify.js's result for this connection; seen: what this device
+    // remembers of the partner's certificate ('same', 'changed' or '').
+    result(r, seen = '') {
       if (r.code) {
-        state = 'ready';
         code = r.code;
+        recognised = seen === 'same';
+        state = { same: 'verified', changed: 'changed' }[seen] || 'ready';
+        if (state === 'changed') onChanged();
       } else {
         state = r.problem === 'verify.problem.closed' ? '' : 'failed';
         problem = r.problem;
@@ -83,6 +95,7 @@ export function createVerification({ $, t, peerName, hangUp }) {
     // The connection is gone: a new one gets a new code, unverified.
     reset() {
       state = '';
+      recognised = false;
       code = '';
       problem = '';
       suspicious = false;

@@ -118,15 +118,19 @@ export async function deriveCode(subtle, { clientFp, serverFp, clientNonce, serv
 
 // One exchange, for one peer connection. send(msg) puts a message on the
 // data channel; on.result(r) is called once, with { code, localFp,
-// remoteFp } or { problem, suspicious } (suspicious: the partner broke the
-// protocol, as a forwarder in the middle does; else the call merely cannot
-// be verified). crypto: { subtle, getRandomValues }.
-export function createVerifier({ crypto, send, timers = globalThis, on = {} }) {
+// remoteFp, remoteStable } or { problem, suspicious } (suspicious: the
+// partner broke the protocol, as a forwarder in the middle does; else the
+// call merely cannot be verified). crypto: { subtle, getRandomValues }.
+// stable: this side's certificate is kept from call to call (identity.js),
+// said with the commitment so that the partner may remember it; the code
+// does not depend on it.
+export function createVerifier({ crypto, send, timers = globalThis, on = {}, stable = false }) {
   const { subtle } = crypto;
   let own = null; // { fp, nonce, commit }
   let remoteFp = null;
   let role = '';
   let theirCommit = null;
+  let theirStable = false;
   let theirNonce = null;
   let revealed = false;
   let result = null;
@@ -158,7 +162,7 @@ export function createVerifier({ crypto, send, timers = globalThis, on = {} }) {
     const code = await deriveCode(subtle, {
       clientFp: client.fp, serverFp: server.fp, clientNonce: client.nonce, serverNonce: server.nonce,
     });
-    finish({ code, localFp: own.fp, remoteFp });
+    finish({ code, localFp: own.fp, remoteFp, remoteStable: theirStable });
   }
 
   async function handle(v) {
@@ -171,6 +175,7 @@ export function createVerifier({ crypto, send, timers = globalThis, on = {} }) {
       if (theirCommit) return fail('verify.problem.twice');
       if (equalBytes(commit, own.commit)) return fail('verify.problem.repeated');
       theirCommit = commit;
+      theirStable = v.stable === true;
       timers.clearTimeout(answerTimer);
       reveal();
     } else if ('nonce' in v) {
@@ -205,7 +210,7 @@ export function createVerifier({ crypto, send, timers = globalThis, on = {} }) {
         remoteFp = theirs.fp;
         const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
         own = { fp: mine.fp, nonce, commit: await commitment(subtle, mine.fp, nonce) };
-        send({ verify: { v: VERIFY_VERSION, commit: toBase64Url(own.commit) } });
+        send({ verify: { v: VERIFY_VERSION, commit: toBase64Url(own.commit), ...(stable ? { stable: true } : {}) } });
         for (const v of early.splice(0)) await handle(v);
         if (!theirCommit && !result) {
           answerTimer = timers.setTimeout(() => finish({ problem: 'verify.problem.noAnswer', suspicious: false }), PARTNER_ANSWER_MS);

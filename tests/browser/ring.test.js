@@ -14,8 +14,9 @@ const people = [];
 let n = 0;
 
 before(async () => {
-  // A short ring time, so that "no answer" comes within the test.
-  server = await h.startDuetd({ args: ['--ring-time', '5'] });
+  // A short ring time, so that "no answer" comes within the test; long
+  // enough for a test's steps before Accept on a busy machine.
+  server = await h.startDuetd({ args: ['--ring-time', '12'] });
   browser = await h.launchBrowser();
 });
 

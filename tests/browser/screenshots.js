@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Makes the README's screenshots of the web client: the join page, a call
-// with the connection panel open, the chat, and ringing (a line's card, a
+// with the connection panel open, the chat, the safety code, and ringing (a line's card, a
 // caller ringing, the ring screen, a missed call), each at desktop size
 // (1280×800) and phone size (360×740), into tests/browser/screenshots/.
 // Run by hand (not part of the suite), as root, from the repository top:
@@ -74,6 +74,9 @@ async function main() {
       await a.page.fill('#chat-input', 'Got them, thanks. <b>tags</b> stay text.');
       await a.page.press('#chat-input', 'Enter');
       await a.page.screenshot({ path: path.join(OUT, `chat-${size}.png`) });
+      await a.page.click('#verify-btn');
+      await a.page.waitForFunction(() => document.getElementById('verify-state').dataset.state === 'ready', null, { timeout: h.WAIT_MS });
+      await a.page.screenshot({ path: path.join(OUT, `verify-${size}.png`) });
       await a.close();
       await b.close();
       await ringShots(server, browser, size, viewport);

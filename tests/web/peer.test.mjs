@@ -22,7 +22,7 @@ function setup() {
   };
   const events = [];
   const on = {};
-  for (const name of ['connecting', 'negotiated', 'connected', 'reconnecting', 'failed', 'gone', 'track', 'closed']) {
+  for (const name of ['connecting', 'negotiated', 'connected', 'reconnecting', 'failed', 'gone', 'track', 'closed', 'verify']) {
     on[name] = (arg) => events.push(arg === undefined ? name : [name, arg]);
   }
   const peer = createPeer({
@@ -192,6 +192,21 @@ test('a new start while the data channel is open keeps the call (the server rest
   assert.equal(peer.start('answer'), false, 'without the channel it starts over');
   assert.equal(connections.length, 2);
   assert.ok(connections[0].closed);
+});
+
+test('the safety code exchange waits for the answer when the channel opens first (DTLS runs ahead of signaling)', async () => {
+  const { events, last, peer } = setup();
+  peer.start('offer');
+  await settle();
+  const channel = last().channels[0];
+  channel.readyState = 'open';
+  channel.onopen();
+  await settle();
+  assert.deepEqual(events.filter((e) => e[0] === 'verify'), [], 'not started without the answer');
+  await peer.onSdp({ type: 'answer', sdp: 'their answer' });
+  await settle();
+  // The fakes' descriptions name no fingerprint: the exchange ran, with both.
+  assert.deepEqual(events.filter((e) => e[0] === 'verify'), [['verify', { problem: 'verify.problem.noFingerprint', suspicious: false }]]);
 });
 
 test('the partner\'s "bye" on the data channel ends the call at once', async () => {
