@@ -176,7 +176,6 @@ export function createVerifier({ crypto, send, timers = globalThis, on = {}, sta
       if (equalBytes(commit, own.commit)) return fail('verify.problem.repeated');
       theirCommit = commit;
       theirStable = v.stable === true;
-      timers.clearTimeout(answerTimer);
       reveal();
     } else if ('nonce' in v) {
       const nonce = fromBase64Url(v.nonce, NONCE_BYTES);
@@ -211,16 +210,22 @@ export function createVerifier({ crypto, send, timers = globalThis, on = {}, sta
         const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
         own = { fp: mine.fp, nonce, commit: await commitment(subtle, mine.fp, nonce) };
         send({ verify: { v: VERIFY_VERSION, commit: toBase64Url(own.commit), ...(stable ? { stable: true } : {}) } });
+        // Until its nonce has come: a partner that commits and then goes
+        // quiet leaves no code "being worked out" for ever either.
+        answerTimer = timers.setTimeout(() => finish({ problem: 'verify.problem.noAnswer', suspicious: false }), PARTNER_ANSWER_MS);
         for (const v of early.splice(0)) await handle(v);
-        if (!theirCommit && !result) {
-          answerTimer = timers.setTimeout(() => finish({ problem: 'verify.problem.noAnswer', suspicious: false }), PARTNER_ANSWER_MS);
-        }
       }).catch(unsupported);
     },
     // A {verify} message from the data channel. The partner's may come
     // before our own start (its channel opened first): kept until then.
     receive(v) {
-      queue = queue.then(() => (own || result ? handle(v) : early.push(v))).catch(unsupported);
+      queue = queue.then(() => {
+        if (own || result) return handle(v);
+        // An honest partner sends one message before it has ours: its commit.
+        if (early.length >= 1) return fail('verify.problem.twice');
+        early.push(v);
+        return undefined;
+      }).catch(unsupported);
     },
     stop() {
       timers.clearTimeout(answerTimer);

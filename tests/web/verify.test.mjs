@@ -207,6 +207,13 @@ test('refused, with a reason: a reveal before the commitment, a reveal that does
   await idle(a);
   assert.deepEqual(a.result, { problem: 'verify.problem.twice', suspicious: true });
 
+  // More than a commitment before this side has started: not a partner's way.
+  const early = side('early', fakeClock());
+  early.verifier.receive({ v: 1, commit: toBase64Url(filled(9)) });
+  early.verifier.receive({ v: 1, nonce });
+  await idle(early);
+  assert.deepEqual(early.result, { problem: 'verify.problem.twice', suspicious: true });
+
   ({ a } = await alone());
   a.verifier.receive({ v: 1, commit: 'short' });
   await idle(a);
@@ -224,6 +231,14 @@ test('a partner that never answers, or a description without a sha-256 fingerpri
   assert.equal(a.result, null);
   clock.advance(1);
   assert.deepEqual(a.result, { problem: 'verify.problem.noAnswer', suspicious: false });
+
+  // One that commits and then goes quiet.
+  const quiet = await alone();
+  quiet.a.verifier.receive({ v: 1, commit: toBase64Url(filled(9)) });
+  await idle(quiet.a);
+  assert.equal(quiet.a.sent.length, 2, 'revealed to the commitment');
+  quiet.clock.advance(PARTNER_ANSWER_MS);
+  assert.deepEqual(quiet.a.result, { problem: 'verify.problem.noAnswer', suspicious: false });
 
   const b = side('b', fakeClock());
   const d = descriptions({ seenByA: `${FP_B}`.replace(/^../, 'ZZ') });
