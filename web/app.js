@@ -237,7 +237,10 @@ const peerEvents = {
   negotiated({ connected }) {
     if (!connected && ui.status !== 'status.reconnecting') ui.setStatus('status.connectingCall');
   },
-  connected() { ui.setStatus(signaling.isOpen() ? 'status.connected' : 'status.reconnecting'); },
+  connected() {
+    ui.setStatus(signaling.isOpen() ? 'status.connected' : 'status.reconnecting');
+    verification.working();
+  },
   chat(text) { chat.received(text); },
   channel(open) { if (open) verification.working(); },
   verify(result) {

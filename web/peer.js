@@ -8,7 +8,7 @@
 // RTCPeerConnection, timers and the way out to signaling come in as
 // parameters so that Node can drive this module with fakes.
 
-import { createVerifier } from './verify.js';
+import { createVerifier, PARTNER_ANSWER_MS } from './verify.js';
 
 export const ICE_RESTART_TRIES = 3;
 export const ICE_RESTART_WAIT_MS = 10000;
@@ -53,6 +53,7 @@ export function createPeer({
   let restartTries = 0;
   let restartTimer = 0;
   let disconnectedTimer = 0;
+  let channelTimer = 0; // a partner without a data channel (the tutorial's page)
   let connectedAt = 0;
   let videoTrack = null; // what replaceVideoTrack put in place of the camera's
 
@@ -152,6 +153,8 @@ export function createPeer({
   function close() {
     timers.clearTimeout(restartTimer);
     timers.clearTimeout(disconnectedTimer);
+    timers.clearTimeout(channelTimer);
+    channelTimer = 0;
     const conn = pc;
     const channel = dc;
     pc = null;
@@ -264,6 +267,12 @@ export function createPeer({
       timers.clearTimeout(disconnectedTimer);
       restartTries = 0;
       if (!connectedAt) connectedAt = now();
+      if (!dc && !channelTimer) {
+        const conn = pc;
+        channelTimer = timers.setTimeout(() => {
+          if (conn === pc && !dc) emit('verify', { problem: 'verify.problem.noAnswer', suspicious: false });
+        }, PARTNER_ANSWER_MS);
+      }
       emit('connected');
     } else if (state === 'disconnected') {
       timers.clearTimeout(disconnectedTimer);

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPeer, cleanIceServers, ICE_RESTART_WAIT_MS, DISCONNECTED_GRACE_MS } from '../../web/peer.js';
 import { fakeClock, fakePeerConnection, settle, FakeChannel } from './fakes.mjs';
+import { PARTNER_ANSWER_MS } from '../../web/verify.js';
 
 const stream = {
   tracks: [{ kind: 'audio' }, { kind: 'video' }],
@@ -207,6 +208,18 @@ test('the safety code exchange waits for the answer when the channel opens first
   await settle();
   // The fakes' descriptions name no fingerprint: the exchange ran, with both.
   assert.deepEqual(events.filter((e) => e[0] === 'verify'), [['verify', { problem: 'verify.problem.noFingerprint', suspicious: false }]]);
+});
+
+test('a partner whose offer brings no data channel (the tutorial\'s page) cannot be verified, said once connected', async () => {
+  const { clock, events, last, peer } = setup();
+  peer.start('answer');
+  await settle();
+  await peer.onSdp({ type: 'offer', sdp: 'their offer without m=application' });
+  last().iceState('connected');
+  clock.advance(PARTNER_ANSWER_MS - 1);
+  assert.deepEqual(events.filter((e) => e[0] === 'verify'), []);
+  clock.advance(1);
+  assert.deepEqual(events.filter((e) => e[0] === 'verify'), [['verify', { problem: 'verify.problem.noAnswer', suspicious: false }]]);
 });
 
 test('the partner\'s "bye" on the data channel ends the call at once', async () => {
