@@ -569,6 +569,49 @@ test('mallory in the middle of a call between devices verified before: both are 
   await closeAll(a, b, mallory);
 });
 
+test('an ICE restart keeps the code and the mark; a new connection brings a new code and clears it', { timeout: h.TEST_MS }, async () => {
+  n++;
+  const a = await person(`gina${n}`);
+  const b = await person(`hal${n}`);
+  const ids = [`gina-${n}`, `hal-${n}`];
+  await callAgain(a, b, ids);
+  await a.page.click('#verify-btn');
+  await a.page.click('#verify-match');
+  const code = await a.page.textContent('#verify-code');
+  const connections = () => a.page.evaluate(() => window.__peers.length);
+  const before = await connections();
+  const localUfrag = () => a.page.evaluate(() => /a=ice-ufrag:(\S+)/.exec(window.__peers[window.__peers.length - 1].pc.localDescription.sdp)[1]);
+  const ufrag = await localUfrag();
+
+  // The network changed: gina's page restarts ICE on the same connection.
+  const offers = await h.offersSent(a.page);
+  await a.page.evaluate(() => window.dispatchEvent(new Event('online')));
+  await a.page.waitForFunction((n) => {
+    const log = window.__signals;
+    const outs = log.filter((x) => x.dir === 'out' && x.msg.sdp && x.msg.sdp.type === 'offer');
+    if (outs.length <= n) return false;
+    const answered = log.slice(log.lastIndexOf(outs[outs.length - 1]) + 1).some((x) => x.dir === 'in' && x.msg.sdp && x.msg.sdp.type === 'answer');
+    const { pc } = window.__peers[window.__peers.length - 1];
+    return answered && pc.signalingState === 'stable' && pc.connectionState === 'connected';
+  }, offers, { timeout: h.WAIT_MS });
+  assert.notStrictEqual(await localUfrag(), ufrag, 'an ICE restart: new ICE credentials');
+  assert.strictEqual(await connections(), before, 'the same connection');
+  assert.strictEqual(await verifyState(a), 'verified');
+  assert.strictEqual(await a.page.textContent('#verify-code'), code);
+  assert.ok(await a.page.isVisible('#verified-badge'));
+
+  // hal's page goes and comes back: a new connection. What gina's device
+  // remembers of hal is dropped first, so that only the mark is seen.
+  await a.page.evaluate(() => localStorage.removeItem('duet.verifiedDevices'));
+  await b.page.reload();
+  await b.page.click('#call-btn');
+  await a.page.waitForFunction((c) => window.__peers.length > c, before, { timeout: h.WAIT_MS });
+  await a.page.waitForFunction(() => document.getElementById('verify-state').dataset.state === 'ready', null, { timeout: h.WAIT_MS });
+  assert.notStrictEqual(await a.page.textContent('#verify-code'), code, 'a new code (1 in 10^8 that it is the same by chance)');
+  assert.ok(await a.page.isHidden('#verified-badge'), 'the mark is gone');
+  await closeAll(a, b);
+});
+
 test('no console errors and no CSP violations on these pages', { timeout: 10000 }, async () => {
   const { csp, errors } = await h.pageProblems(people);
   assert.deepStrictEqual(csp, [], 'CSP violations');
