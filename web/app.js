@@ -315,7 +315,9 @@ function onServerError(err) {
     case 'partner-away':
       return; // passing trouble: the close, resume or next start sorts it out
     default:
-      ui.showNotice('err.protocol', { code: code || '?' });
+      // Every refused call token (a JWT's auth-bad-signature, auth-wrong-audience, …).
+      if (code.startsWith('auth-')) stopAfterRefusal('err.auth');
+      else ui.showNotice('err.protocol', { code: code || '?' });
   }
 }
 

@@ -9,13 +9,15 @@
 
 #include "auth_token.hpp"
 #include "duet/command.hpp"
+#include "jwt.hpp"
 
 namespace duet::auth {
 
 namespace {
 
 const char kUsage[] = "Usage: duetd token --auth-secret FILE --id ID [--peer ID] [--ttl DURATION]\n"
-                      "Prints a call token for servers run with --auth-secret FILE, then exits.\n"
+                      "Prints a call token for servers run with --auth-secret FILE, then exits: an HS256 JWT\n"
+                      "with sub (the id), peer (when given), iat and exp, as any JWT library makes it.\n"
                       "  --auth-secret FILE  file holding the server's secret\n"
                       "  --id ID             the local id the token lets its holder open as\n"
                       "  --peer ID           bind the token to this peer id too\n"
@@ -48,7 +50,7 @@ int token_body(const duet::CommandArgs &args, const duet::CommandIo &io) {
     throw duet::UsageError("--auth-secret " + path + ": expected " + kSecretAdvice);
   const auto now =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
-  io.print(mint(secret, id, peer, now.count() + ttl) + "\n");
+  io.print(mint_hs256(secret, id, peer, now.count(), now.count() + ttl) + "\n");
   return 0;
 }
 

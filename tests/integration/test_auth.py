@@ -13,6 +13,8 @@ import tempfile
 import time
 import unittest
 
+import jwt
+
 from duet_harness import WAIT, DuetTestCase, Server, run_duetd, unique_id
 
 SECRET = 'a-secret-of-at-least-sixteen-bytes'
@@ -111,17 +113,28 @@ class TokenCommandTest(unittest.TestCase):
             f.write(SECRET)
 
     def test_duetd_token_prints_a_token_bound_to_the_id_peer_and_expiry(self):
+        # An HS256 JWT, checked with PyJWT (not duetd's code) and the secret.
+        before = int(time.time())
         proc = run_duetd(['token', '--auth-secret', self.secret_file, '--id', 'alice', '--peer', 'bob',
                           '--ttl', '30m'])
+        after = int(time.time()) + 1
         self.assertEqual(proc.returncode, 0, proc.stderr)
         token = proc.stdout.strip()
-        signed, mac = token.rsplit('.', 1)
-        expected = b64url(hmac.new(SECRET.encode(), signed.encode(), hashlib.sha256).digest())
-        self.assertEqual(mac, expected)
-        payload = base64.urlsafe_b64decode(signed[3:] + '=' * (-len(signed[3:]) % 4)).decode()
-        expiry, ident, peer = payload.split('\n')
-        self.assertEqual((ident, peer), ('alice', 'bob'))
-        self.assertAlmostEqual(int(expiry), time.time() + 1800, delta=10)
+        self.assertEqual(jwt.get_unverified_header(token)['alg'], 'HS256')
+        claims = jwt.decode(token, SECRET, algorithms=['HS256'], options={'require': ['sub', 'exp', 'iat']})
+        self.assertEqual((claims['sub'], claims['peer']), ('alice', 'bob'))
+        # Bounded by the clock around the command, however long it took.
+        self.assertTrue(before <= claims['iat'] <= after, (before, claims['iat'], after))
+        self.assertTrue(before + 1800 <= claims['exp'] <= after + 1800, (before, claims['exp'], after))
+        self.assertEqual(claims['exp'] - claims['iat'], 1800)
+        with self.assertRaises(jwt.InvalidSignatureError):
+            jwt.decode(token, SECRET + 'x', algorithms=['HS256'])
+        # Without --peer the token has no peer claim.
+        proc = run_duetd(['token', '--auth-secret', self.secret_file, '--id', 'carol'])
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        claims = jwt.decode(proc.stdout.strip(), SECRET, algorithms=['HS256'])
+        self.assertEqual(claims['sub'], 'carol')
+        self.assertNotIn('peer', claims)
 
     def test_bad_token_arguments_exit_2(self):
         for args in (['--id', 'a', '--ttl', 'soon'], ['--id', ''], ['--ttl', '1h'],
