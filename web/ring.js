@@ -424,10 +424,10 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
   }
 
   // What the worker needs to decline a ring or hand on a new subscription.
-  function rememberDevice(pushKey = store.get('linePushKey')) {
+  async function rememberDevice(pushKey = store.get('linePushKey')) {
     const device = store.get('lineDevice');
     const secret = store.get('lineSecret');
-    if (device && secret) push.remember({ device, secret, pushKey, lang: lang() });
+    if (device && secret) await push.remember({ device, secret, pushKey, lang: lang() });
   }
 
   // Once attached: a device that may notify asks for the server's key and
@@ -448,7 +448,9 @@ export function createRing({ $, t, store, notice, clearNotice, startCall, WebSoc
 
   async function subscribe(serverKey) {
     store.set('linePushKey', serverKey);
-    rememberDevice(serverKey);
+    // Stored before the line learns the subscription (and the page says
+    // pushes work): a page closed at once must leave the worker what it needs.
+    await rememberDevice(serverKey);
     try {
       const subscription = await push.subscribe(serverKey);
       if (!lineSocket.send({ 'line-push': subscription })) pushState = '';

@@ -18,7 +18,7 @@ const SHELL = [
   'identity.js', 'push.js', 'qr.js', 'ring.js', 'screen.js', 'signaling.js', 'stats.js', 'ui.js', 'verification.js',
   'verify.js',
 ];
-const SOCKET_MS = 10000; // a Decline that cannot reach the server in this time gives up
+const SOCKET_MS = 30000; // a Decline (or a new subscription) that cannot reach the server in this time gives up
 const tagOf = (ring) => `ring-${ring}`;
 
 const scopeUrl = (path) => new URL(path, self.registration.scope).href;

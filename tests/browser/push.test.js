@@ -370,21 +370,34 @@ test('a subscription the browser replaces while the page is closed reaches the l
       endpoint: sub.endpoint,
       toJSON: () => ({ endpoint: sub.endpoint, expirationTime: null, keys: sub.keys }),
     });
-    // What duetd answers the worker, seen as the pages' sockets are.
+    // What duetd answers the worker, seen as the pages' sockets are; the
+    // socket's story is kept for a failure's message.
+    self.__socketLog = [];
     const NativeWebSocket = WebSocket;
     self.WebSocket = class extends NativeWebSocket {
       constructor(...args) {
         super(...args);
-        this.addEventListener('message', (ev) => { if (ev.data.includes('"line-push"')) self.__linePush = ev.data; });
+        const note = (what) => self.__socketLog.push(`${Date.now() % 100000} ${what}`);
+        note('made');
+        for (const name of ['open', 'close', 'error']) this.addEventListener(name, () => note(name));
+        this.addEventListener('message', (ev) => {
+          note(`in ${String(ev.data).slice(0, 40)}`);
+          if (ev.data.includes('"line-push"')) self.__linePush = ev.data;
+        });
       }
     };
     self.dispatchEvent(new ExtendableEvent('pushsubscriptionchange'));
   }, second);
-  const answer = await sw.evaluate(async () => {
-    for (let i = 0; i < 300 && !self.__linePush; i++) await new Promise((r) => setTimeout(r, 100));
+  const answer = await sw.evaluate(async (ms) => {
+    const deadline = Date.now() + ms;
+    while (!self.__linePush && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
     return self.__linePush || '';
-  });
-  assert.strictEqual(answer, '{"line-push":{"push":true}}');
+  }, h.WAIT_MS);
+  const story = async () => JSON.stringify(await sw.evaluate(async () => ({
+    socket: self.__socketLog,
+    record: Boolean(await (await caches.open('duet-device')).match(new URL('device', self.registration.scope).href)),
+  })));
+  assert.strictEqual(answer, '{"line-push":{"push":true}}', `the worker's socket and device record: ${answer ? '' : await story()}`);
   // The next ring goes to the new subscription, none to the old.
   const c = await ring(link, 'Lee');
   await push.waitPush(second.id, 1);
