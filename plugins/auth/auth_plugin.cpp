@@ -29,7 +29,9 @@ const duet_plugin_option_t kOptions[] = {
                  "FILE holding a JWKS: JWTs signed with its keys (RS256, ES256, EdDSA; found by kid) are "
                  "accepted, and every open must carry one; re-read on SIGHUP",
                  "auth-jwks", "FILE", DUET_OPTION_FILE),
-    duet::option("audience", "", "when set, a JWT's aud must hold this value", "auth-audience", "AUD"),
+    duet::option("audience", "",
+                 "a JWT's aud must hold this value (required with a JWKS); without it, a JWT with any aud is refused",
+                 "auth-audience", "AUD"),
     duet::option("issuer", "", "when set, a JWT's iss must be this value", "auth-issuer", "ISS"),
     duet::option("clock-skew", "60", "seconds allowed either way on a JWT's exp and nbf"),
     duet::option("legacy-tokens", "on",
@@ -62,6 +64,12 @@ public:
       log_jwks("JWKS " + jwks_path_ + ": ");
     }
     audience_ = options.text("audience");
+    // A JWKS key may sign for many apps (an identity provider's does): only
+    // tokens that name this server's audience are meant for it.
+    if (!jwks_path_.empty() && audience_.empty())
+      options.fail("jwks-file", jwks_path_,
+                   "given with --auth-audience AUD (the aud your tokens carry): keys from a JWKS may sign "
+                   "tokens for other apps too");
     issuer_ = options.text("issuer");
     skew_ = options.integer("clock-skew", 0, 3600);
     legacy_ = options.boolean("legacy-tokens");
@@ -155,7 +163,8 @@ private:
     std::string error;
     auto fresh = read_jwks(error);
     if (!fresh) {
-      host().log(DUET_LOG_WARN, "JWKS " + jwks_path_ + " not reloaded, the old keys stay: " + error);
+      // An error line: it must not drown among the refusals of the moment.
+      host().log(DUET_LOG_ERROR, "JWKS " + jwks_path_ + " not reloaded, the old keys stay: " + error);
       return;
     }
     jwks_ = std::move(fresh);

@@ -13,11 +13,15 @@ namespace duet::auth {
 
 namespace {
 
+// The 32-byte MAC; empty only when OpenSSL could not make one (no memory),
+// which verify() takes for a bad signature, never for a match.
 std::string mac(std::string_view secret, std::string_view signed_part) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned len = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char *>(signed_part.data()), signed_part.size(), digest, &len);
+  if (!HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
+            reinterpret_cast<const unsigned char *>(signed_part.data()), signed_part.size(), digest, &len) ||
+      len != 32)
+    return std::string();
   return std::string(reinterpret_cast<char *>(digest), len);
 }
 
@@ -41,7 +45,8 @@ Check verify(std::string_view secret, std::string_view token, std::string_view i
   if (!given)
     return Check::kMalformed;
   std::string expected = mac(secret, signed_part);
-  if (given->size() != expected.size() || CRYPTO_memcmp(given->data(), expected.data(), expected.size()) != 0)
+  if (expected.empty() || given->size() != expected.size() ||
+      CRYPTO_memcmp(given->data(), expected.data(), expected.size()) != 0)
     return Check::kBadSignature;
   const std::optional<std::string> decoded = duet::from_base64url(signed_part.substr(3));
   if (!decoded)

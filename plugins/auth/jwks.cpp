@@ -7,6 +7,7 @@
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/param_build.h>
 #include <rapidjson/document.h>
 
@@ -17,6 +18,7 @@ namespace duet::auth {
 namespace {
 
 constexpr int kMinRsaBits = 2048;
+constexpr int kMaxRsaBits = 8192;  // a larger modulus makes every check slow
 
 struct ParamBldFree {
   void operator()(OSSL_PARAM_BLD *b) const { OSSL_PARAM_BLD_free(b); }
@@ -53,6 +55,13 @@ Pkey from_params(const char *type, OSSL_PARAM_BLD *bld) {
   return Pkey(made);
 }
 
+// OpenSSL's own check of a public key (for RSA an odd e from 65537 up to
+// 2^256: e = 1 would let anyone sign; for EC a point on the curve).
+bool publicly_sound(EVP_PKEY *key) {
+  std::unique_ptr<EVP_PKEY_CTX, CtxFree> ctx(EVP_PKEY_CTX_new_from_pkey(nullptr, key, nullptr));
+  return ctx && EVP_PKEY_public_check(ctx.get()) == 1;
+}
+
 BIGNUM *bignum(const std::string &bytes) {
   return BN_bin2bn(reinterpret_cast<const unsigned char *>(bytes.data()), static_cast<int>(bytes.size()), nullptr);
 }
@@ -73,8 +82,10 @@ Pkey rsa_key(const rapidjson::Value &key, std::string &error) {
   Pkey made = from_params("RSA", bld.get());
   if (!made)
     error = "the RSA key is not valid";
-  else if (EVP_PKEY_get_bits(made.get()) < kMinRsaBits)
-    error = "the RSA key is shorter than 2048 bits", made.reset();
+  else if (EVP_PKEY_get_bits(made.get()) < kMinRsaBits || EVP_PKEY_get_bits(made.get()) > kMaxRsaBits)
+    error = "the RSA key is not from 2048 to 8192 bits", made.reset();
+  else if (!publicly_sound(made.get()))
+    error = "the RSA key fails OpenSSL's public key check (e must be odd, from 65537 to 2^256)", made.reset();
   return made;
 }
 
@@ -92,8 +103,8 @@ Pkey ec_key(const rapidjson::Value &key, std::string &error) {
     return nullptr;
   }
   Pkey made = from_params("EC", bld.get());
-  if (!made)
-    error = "the EC key is not a point on P-256";
+  if (!made || !publicly_sound(made.get()))
+    error = "the EC key is not a point on P-256", made.reset();
   return made;
 }
 
@@ -162,6 +173,12 @@ KeyFate read_key(const rapidjson::Value &key, std::string &kid, JwksKey &made, s
 }  // namespace
 
 std::optional<Jwks> Jwks::parse(std::string_view json, std::string &error) {
+  std::optional<Jwks> jwks = parse_keys(json, error);
+  ERR_clear_error();  // a refused key leaves its errors for the next OpenSSL user to misread
+  return jwks;
+}
+
+std::optional<Jwks> Jwks::parse_keys(std::string_view json, std::string &error) {
   rapidjson::Document doc;
   doc.Parse(json.data(), json.size());
   if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("keys") || !doc["keys"].IsArray()) {

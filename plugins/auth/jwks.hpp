@@ -40,6 +40,7 @@ public:
   const std::vector<std::string> &skipped() const { return skipped_; }
 
 private:
+  static std::optional<Jwks> parse_keys(std::string_view json, std::string &error);
   std::map<std::string, JwksKey, std::less<>> keys_;
   std::vector<std::string> skipped_;
 };

@@ -1,11 +1,13 @@
 #include "jwt.hpp"
 
+#include <cmath>
 #include <memory>
 #include <optional>
 
 #include <openssl/bn.h>
 #include <openssl/crypto.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <rapidjson/document.h>
@@ -27,10 +29,16 @@ struct EcdsaSigFree {
 
 const unsigned char *bytes(std::string_view s) { return reinterpret_cast<const unsigned char *>(s.data()); }
 
-std::string hmac_sha256(std::string_view key, std::string_view data) {
+constexpr std::size_t kSha256Bytes = 32;
+
+// The 32-byte MAC, or nullopt when OpenSSL could not make one (no memory):
+// never an empty MAC that an empty signature would match.
+std::optional<std::string> hmac_sha256(std::string_view key, std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), bytes(data), data.size(), digest, &len);
+  if (!HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), bytes(data), data.size(), digest, &len) ||
+      len != kSha256Bytes)
+    return std::nullopt;
   return std::string(reinterpret_cast<char *>(digest), len);
 }
 
@@ -116,8 +124,9 @@ JwtCheck check_signature(const JwtRules &rules, const rapidjson::Value &header, 
     // with it is the public-key-as-HMAC-secret trick, refused as such.
     if (rules.secret.empty() || key)
       return JwtCheck::kAlgRefused;
-    const std::string expected = hmac_sha256(rules.secret, signed_part);
-    return signature.size() == expected.size() && CRYPTO_memcmp(signature.data(), expected.data(), expected.size()) == 0
+    const std::optional<std::string> expected = hmac_sha256(rules.secret, signed_part);
+    return expected && signature.size() == expected->size() &&
+                   CRYPTO_memcmp(signature.data(), expected->data(), expected->size()) == 0
                ? JwtCheck::kOk
                : JwtCheck::kBadSignature;
   }
@@ -130,18 +139,35 @@ JwtCheck check_signature(const JwtRules &rules, const rapidjson::Value &header, 
   return public_key_verifies(*key, signed_part, signature) ? JwtCheck::kOk : JwtCheck::kBadSignature;
 }
 
+// Parsers differ on which of two equal keys wins: a token that names a
+// claim twice is not one to guess about.
+bool repeats_a_claim(const rapidjson::Value &claims) {
+  static const char *const kClaims[] = {"sub", "peer", "exp", "nbf", "aud", "iss"};
+  for (const char *name : kClaims) {
+    int seen = 0;
+    for (auto it = claims.MemberBegin(); it != claims.MemberEnd(); ++it)
+      seen += std::string_view(it->name.GetString(), it->name.GetStringLength()) == name;
+    if (seen > 1)
+      return true;
+  }
+  return false;
+}
+
 JwtCheck check_claims(const JwtRules &rules, const rapidjson::Value &claims, std::string_view id, std::string_view peer,
                       std::int64_t now) {
   const rapidjson::Value *sub = member(claims, "sub"), *exp = member(claims, "exp"), *nbf = member(claims, "nbf"),
-                         *bound = member(claims, "peer"), *iss = member(claims, "iss");
-  if (!sub || !sub->IsString() || !exp || !exp->IsNumber() || (nbf && !nbf->IsNumber()) ||
-      (bound && !bound->IsString()) || (iss && !iss->IsString()))
+                         *bound = member(claims, "peer"), *iss = member(claims, "iss"), *aud = member(claims, "aud");
+  const auto finite = [](const rapidjson::Value *v) { return v->IsNumber() && std::isfinite(v->GetDouble()); };
+  if (!sub || !sub->IsString() || !exp || !finite(exp) || (nbf && !finite(nbf)) || (bound && !bound->IsString()) ||
+      (iss && !iss->IsString()) || repeats_a_claim(claims))
     return JwtCheck::kMalformed;
   if (exp->GetDouble() + static_cast<double>(rules.skew) <= static_cast<double>(now))
     return JwtCheck::kExpired;
   if (nbf && nbf->GetDouble() > static_cast<double>(now + rules.skew))
     return JwtCheck::kNotYetValid;
-  if (!rules.audience.empty() && !holds_audience(member(claims, "aud"), rules.audience))
+  // A token for an audience is for that audience only (RFC 7519 4.1.3): with
+  // none configured, one that names any is not for this server.
+  if (rules.audience.empty() ? aud != nullptr : !holds_audience(aud, rules.audience))
     return JwtCheck::kWrongAudience;
   if (!rules.issuer.empty() && (!iss || std::string_view(iss->GetString(), iss->GetStringLength()) != rules.issuer))
     return JwtCheck::kWrongIssuer;
@@ -152,10 +178,8 @@ JwtCheck check_claims(const JwtRules &rules, const rapidjson::Value &claims, std
   return JwtCheck::kOk;
 }
 
-}  // namespace
-
-JwtCheck verify_jwt(const JwtRules &rules, std::string_view token, std::string_view id, std::string_view peer,
-                    std::int64_t now_unix) {
+JwtCheck verify_jwt_parts(const JwtRules &rules, std::string_view token, std::string_view id, std::string_view peer,
+                          std::int64_t now_unix) {
   if (token.size() > kMaxJwtBytes)
     return JwtCheck::kTooLarge;
   const auto first = token.find('.');
@@ -173,6 +197,15 @@ JwtCheck verify_jwt(const JwtRules &rules, std::string_view token, std::string_v
   if (!json_part(token.substr(first + 1, last - first - 1), claims_text, claims))
     return JwtCheck::kMalformed;
   return check_claims(rules, claims, id, peer, now_unix);
+}
+
+}  // namespace
+
+JwtCheck verify_jwt(const JwtRules &rules, std::string_view token, std::string_view id, std::string_view peer,
+                    std::int64_t now_unix) {
+  const JwtCheck check = verify_jwt_parts(rules, token, id, peer, now_unix);
+  ERR_clear_error();  // a failed verify leaves its errors for the next OpenSSL user to misread
+  return check;
 }
 
 const char *jwt_check_name(JwtCheck check) {
@@ -205,8 +238,8 @@ const char *jwt_check_name(JwtCheck check) {
   return "malformed";
 }
 
-std::string mint_hs256(std::string_view secret, std::string_view id, std::string_view peer, std::int64_t iat,
-                       std::int64_t exp) {
+std::string mint_hs256(std::string_view secret, std::string_view id, std::string_view peer, std::string_view audience,
+                       std::int64_t iat, std::int64_t exp) {
   rapidjson::StringBuffer claims;
   rapidjson::Writer<rapidjson::StringBuffer> w(claims);
   w.StartObject();
@@ -216,6 +249,10 @@ std::string mint_hs256(std::string_view secret, std::string_view id, std::string
     w.Key("peer");
     w.String(peer.data(), static_cast<rapidjson::SizeType>(peer.size()));
   }
+  if (!audience.empty()) {
+    w.Key("aud");
+    w.String(audience.data(), static_cast<rapidjson::SizeType>(audience.size()));
+  }
   w.Key("iat");
   w.Int64(iat);
   w.Key("exp");
@@ -223,7 +260,8 @@ std::string mint_hs256(std::string_view secret, std::string_view id, std::string
   w.EndObject();
   const std::string signed_part = duet::base64url(R"({"alg":"HS256","typ":"JWT"})") + "." +
                                   duet::base64url(std::string_view(claims.GetString(), claims.GetSize()));
-  return signed_part + "." + duet::base64url(hmac_sha256(secret, signed_part));
+  const std::optional<std::string> mac = hmac_sha256(secret, signed_part);
+  return mac ? signed_part + "." + duet::base64url(*mac) : std::string();
 }
 
 }  // namespace duet::auth

@@ -49,9 +49,9 @@ JwtCheck verify_jwt(const JwtRules &rules, std::string_view token, std::string_v
 // "auth-".
 const char *jwt_check_name(JwtCheck check);
 
-// An HS256 JWT with sub, peer (when not empty), iat and exp, as `duetd
-// token` prints it.
-std::string mint_hs256(std::string_view secret, std::string_view id, std::string_view peer, std::int64_t iat,
-                       std::int64_t exp);
+// An HS256 JWT with sub, peer and aud (when not empty), iat and exp, as
+// `duetd token` prints it; empty when OpenSSL could not sign.
+std::string mint_hs256(std::string_view secret, std::string_view id, std::string_view peer, std::string_view audience,
+                       std::int64_t iat, std::int64_t exp);
 
 }  // namespace duet::auth

@@ -15,13 +15,14 @@ namespace duet::auth {
 
 namespace {
 
-const char kUsage[] = "Usage: duetd token --auth-secret FILE --id ID [--peer ID] [--ttl DURATION]\n"
+const char kUsage[] = "Usage: duetd token --auth-secret FILE --id ID [--peer ID] [--ttl DURATION] [--audience AUD]\n"
                       "Prints a call token for servers run with --auth-secret FILE, then exits: an HS256 JWT\n"
                       "with sub (the id), peer (when given), iat and exp, as any JWT library makes it.\n"
                       "  --auth-secret FILE  file holding the server's secret\n"
                       "  --id ID             the local id the token lets its holder open as\n"
                       "  --peer ID           bind the token to this peer id too\n"
-                      "  --ttl DURATION      how long the token is valid: 3600, 90s, 30m, 1h, 7d (default: 1h)\n";
+                      "  --ttl DURATION      how long the token is valid: 3600, 90s, 30m, 1h, 7d (default: 1h)\n"
+                      "  --audience AUD      the aud claim, for servers run with --auth-audience AUD\n";
 
 bool has_control_chars(std::string_view s) {
   for (unsigned char c : s)
@@ -30,7 +31,8 @@ bool has_control_chars(std::string_view s) {
   return false;
 }
 
-const duet::CommandOption kOptions[] = {{"--auth-secret", nullptr}, {"--id", nullptr}, {"--peer", ""}, {"--ttl", "1h"}};
+const duet::CommandOption kOptions[] = {
+    {"--auth-secret", nullptr}, {"--id", nullptr}, {"--peer", ""}, {"--ttl", "1h"}, {"--audience", ""}};
 
 int token_body(const duet::CommandArgs &args, const duet::CommandIo &io) {
   if (!args.has("--auth-secret") || !args.has("--id"))
@@ -50,7 +52,10 @@ int token_body(const duet::CommandArgs &args, const duet::CommandIo &io) {
     throw duet::UsageError("--auth-secret " + path + ": expected " + kSecretAdvice);
   const auto now =
       std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
-  io.print(mint_hs256(secret, id, peer, now.count(), now.count() + ttl) + "\n");
+  const std::string token = mint_hs256(secret, id, peer, args.value("--audience"), now.count(), now.count() + ttl);
+  if (token.empty())
+    throw duet::EnvironmentError("OpenSSL could not sign the token");
+  io.print(token + "\n");
   return 0;
 }
 

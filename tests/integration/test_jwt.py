@@ -876,23 +876,22 @@ class JwksOnlyTest(JwtServerCase):
     def server_args(cls, tmp):
         jwks_file = os.path.join(tmp, 'keys.json')
         write_json(jwks_file, Keys.jwks())
-        return ['--auth-jwks', jwks_file, '--max-connections-per-ip', '1000']
+        return ['--auth-jwks', jwks_file, '--auth-audience', AUDIENCE, '--max-connections-per-ip', '1000']
 
     async def test_an_open_without_a_token_is_auth_missing(self):
         await self.assertRefused(None, 'auth-missing')
 
     async def test_rs256_es256_and_eddsa_pair(self):
-        # No audience or issuer configured: tokens without them pass, and so
-        # do tokens with any.
+        # No issuer configured: a token without one passes, and so does one with any.
         for alg, lib in (('RS256', 'jose'), ('ES256', 'pyjwt'), ('EdDSA', 'jose')):
             with self.subTest(alg=alg):
                 a_id, b_id = unique_id('a'), unique_id('b')
                 if lib == 'pyjwt':
-                    ta = py_token(alg, claims(a_id, b_id, aud=_DROP, iss=_DROP))
-                    tb = py_token(alg, claims(b_id, aud='whatever', iss='whoever'))
+                    ta = py_token(alg, claims(a_id, b_id, iss=_DROP))
+                    tb = py_token(alg, claims(b_id, aud=['x', AUDIENCE], iss='whoever'))
                 else:
-                    ta, tb = jose_tokens([(alg, claims(a_id, b_id, aud=_DROP, iss=_DROP)),
-                                          (alg, claims(b_id, aud=['x'], iss='y'))])
+                    ta, tb = jose_tokens([(alg, claims(a_id, b_id, iss=_DROP)),
+                                          (alg, claims(b_id, aud=['x', AUDIENCE], iss='y'))])
                 await self.assertPairs(ta, a_id, tb, b_id, what='%s by %s' % (alg, lib))
 
     async def test_hs256_is_auth_alg_refused_without_a_secret(self):
@@ -931,27 +930,30 @@ class ProviderJwksTest(JwtServerCase):
         extra = [dict(public_jwk(Keys.other_rsa, 'enc-1'), use='enc', alg='RSA-OAEP'),
                  public_jwk(Keys.other_rsa, 'rsa-384', 'RS384')]
         write_json(jwks_file, {'keys': extra + Keys.jwks()['keys']})
-        return ['--auth-jwks', jwks_file, '--max-connections-per-ip', '1000']
+        return ['--auth-jwks', jwks_file, '--auth-audience', AUDIENCE, '--max-connections-per-ip', '1000']
 
     async def test_the_other_keys_are_skipped_and_said_and_the_signing_keys_work(self):
         self.assertIn('4 key(s); skipped: kid "enc-1" (use enc), kid "rsa-384" (RS384)', self.server.log())
         a_id, b_id = unique_id('a'), unique_id('b')
-        await self.assertPairs(py_token('ES256', claims(a_id, b_id, aud=_DROP, iss=_DROP)), a_id,
-                               jose_token('RS256', claims(b_id, aud=_DROP, iss=_DROP)), b_id, what='ES256 and RS256')
-        await self.assertRefused(py_token('RS256', claims(a_id, aud=_DROP, iss=_DROP), key=Keys.other_rsa,
-                                          kid='rsa-384'), 'auth-unknown-kid', a_id, what='a skipped key signs nothing')
+        await self.assertPairs(py_token('ES256', claims(a_id, b_id)), a_id,
+                               jose_token('RS256', claims(b_id)), b_id, what='ES256 and RS256')
+        await self.assertRefused(py_token('RS256', claims(a_id), key=Keys.other_rsa, kid='rsa-384'),
+                                 'auth-unknown-kid', a_id, what='a skipped key signs nothing')
+        # An identity provider's token for another app: its aud is not ours.
+        await self.assertRefused(py_token('ES256', claims(a_id, aud='another-app')), 'auth-wrong-audience', a_id,
+                                 what='a token for another audience')
 
 
 class OptionsTest(JwtServerCase):
     """A secret with whitespace after it, auth.clock-skew=600 and
-    auth.legacy-tokens=off; no JWKS, audience or issuer."""
+    auth.legacy-tokens=off, the audience; no JWKS or issuer."""
 
     @classmethod
     def server_args(cls, tmp):
         cls.secret_file = os.path.join(tmp, 'secret')
         with open(cls.secret_file, 'w') as f:
             f.write(SECRET + ' \t\r\n\n')
-        return ['--auth-secret', cls.secret_file, '--plugin-opt', 'auth.clock-skew=600',
+        return ['--auth-secret', cls.secret_file, '--auth-audience', AUDIENCE, '--plugin-opt', 'auth.clock-skew=600',
                 '--plugin-opt', 'auth.legacy-tokens=off', '--max-connections-per-ip', '1000']
 
     async def test_the_secret_is_the_file_trimmed_and_jwts_pair(self):
@@ -1001,8 +1003,8 @@ class OptionsTest(JwtServerCase):
         a_id, b_id = unique_id('a'), unique_id('b')
         tokens = []
         for args in (['--id', a_id, '--peer', b_id], ['--id', b_id]):
-            proc = await asyncio.to_thread(run_duetd, ['token', '--auth-secret', self.secret_file, '--ttl', '1h']
-                                           + args)
+            proc = await asyncio.to_thread(run_duetd, ['token', '--auth-secret', self.secret_file, '--ttl', '1h',
+                                                       '--audience', AUDIENCE] + args)
             self.assertEqual(proc.returncode, 0, proc.stderr)
             tokens.append(proc.stdout.strip())
             self.assertEqual(jwt.get_unverified_header(tokens[-1])['alg'], 'HS256')
@@ -1017,7 +1019,8 @@ class ZeroSkewTest(JwtCase):
         secret_file = os.path.join(tmp, 'secret')
         with open(secret_file, 'w') as f:
             f.write(SECRET)
-        with Server(extra_args=['--auth-secret', secret_file, '--plugin-opt', 'auth.clock-skew=0']) as srv:
+        with Server(extra_args=['--auth-secret', secret_file, '--auth-audience', AUDIENCE,
+                                '--plugin-opt', 'auth.clock-skew=0']) as srv:
             me = unique_id('me')
             now = int(time.time())
             # Time only goes forward: these are out of range however slow the machine.
@@ -1038,7 +1041,7 @@ class JwksReloadTest(JwtCase):
         self.first = public_jwk(Keys.ec, 'ec-1', 'ES256')
         self.later = public_jwk(Keys.later, 'ec-later')
         write_json(self.jwks_file, {'keys': [self.first]})
-        self.srv = Server(extra_args=['--auth-jwks', self.jwks_file])
+        self.srv = Server(extra_args=['--auth-jwks', self.jwks_file, '--auth-audience', AUDIENCE])
         self.srv.__enter__()
         self.addCleanup(stop_and_log, self.srv)
 
@@ -1141,6 +1144,27 @@ class StartTest(unittest.TestCase):
                           '--web-root', tmp, '--auth-jwks', bad])
         self.assertNotEqual(proc.returncode, 0, proc.stderr)
         self.assertNotIn('listening on', proc.stderr)
+
+    def start(self, jwks, extra):
+        tmp = tempfile.mkdtemp(prefix='duet-jwt-start-')
+        self.addCleanup(shutil.rmtree, tmp, True)
+        path = os.path.join(tmp, 'keys.json')
+        write_json(path, jwks)
+        return run_duetd(['--address', '127.0.0.1', '--port', '0', '--state-dir', os.path.join(tmp, 'state'),
+                          '--web-root', tmp, '--auth-jwks', path] + extra)
+
+    def test_a_jwks_needs_an_audience(self):
+        # Keys from a JWKS may sign for other apps: only tokens for ours count.
+        proc = self.start(Keys.jwks(), [])
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn('--auth-audience', proc.stderr)
+
+    def test_an_rsa_key_with_e_1_stops_duetd_at_start(self):
+        # With e = 1 a signature is the padded message itself: anyone could sign.
+        weak = dict(public_jwk(Keys.rsa, 'weak', 'RS256'), e=b64url_uint(1))
+        proc = self.start({'keys': [weak]}, ['--auth-audience', AUDIENCE])
+        self.assertEqual(proc.returncode, 2, proc.stderr)
+        self.assertIn("public key check", proc.stderr)
 
 
 if __name__ == '__main__':

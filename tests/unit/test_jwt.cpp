@@ -63,7 +63,7 @@ JwtCheck check(const std::string &token, const JwtRules &rules = with_secret()) 
 TEST_CASE("an HS256 token with the right sub, peer and time passes; duet's own mint is one", "[jwt]") {
   CHECK(check(hs256(kHeader, R"({"sub":"alice","peer":"bob","exp":1700000100})")) == JwtCheck::kOk);
   CHECK(check(hs256(kHeader, R"({"sub":"alice","exp":1700000100.5})")) == JwtCheck::kOk);  // no peer: any
-  CHECK(check(duet::auth::mint_hs256(kSecret, "alice", "bob", kNow, kNow + 60)) == JwtCheck::kOk);
+  CHECK(check(duet::auth::mint_hs256(kSecret, "alice", "bob", "", kNow, kNow + 60)) == JwtCheck::kOk);
 }
 
 TEST_CASE("the signature is checked before the claims, with the secret only for HS256", "[jwt]") {
@@ -108,6 +108,8 @@ TEST_CASE("exp and nbf within the clock skew, aud and iss when configured, sub a
               strict) == JwtCheck::kWrongIssuer);
   CHECK(check(hs256(kHeader, R"({"sub":"alice","exp":1700000001,"aud":"https://clinic.example"})"), strict) ==
         JwtCheck::kWrongIssuer);
+  // No audience configured: a token that names one is for someone else.
+  CHECK(check(hs256(kHeader, R"({"sub":"alice","exp":1700000100,"aud":"another-app"})")) == JwtCheck::kWrongAudience);
   CHECK(check(hs256(kHeader, R"({"sub":"bob","exp":1700000100})")) == JwtCheck::kWrongId);
   CHECK(check(hs256(kHeader, R"({"sub":"alice","peer":"carol","exp":1700000100})")) == JwtCheck::kWrongPeer);
 }
@@ -122,6 +124,11 @@ TEST_CASE("malformed and oversized tokens are refused as such", "[jwt]") {
   CHECK(check(hs256(kHeader, R"({"sub":"alice"})")) == JwtCheck::kMalformed);                   // no exp
   CHECK(check(hs256(kHeader, R"({"sub":"alice","exp":"tomorrow"})")) == JwtCheck::kMalformed);  // not a number
   CHECK(check(hs256(kHeader, R"(["sub"])")) == JwtCheck::kMalformed);
+  // A claim named twice (parsers differ on which wins), a time that is infinite.
+  CHECK(check(hs256(kHeader, R"({"sub":"alice","exp":1700000100,"sub":"bob"})")) == JwtCheck::kMalformed);
+  CHECK(check(hs256(kHeader, R"({"sub":"alice","exp":1700000100,"exp":1})")) == JwtCheck::kMalformed);
+  CHECK(check(hs256(kHeader, R"({"sub":"alice","exp":9e308})")) == JwtCheck::kMalformed);
+  CHECK(check(hs256(kHeader, R"({"sub":"alice","exp":1700000100,"nbf":-9e308})")) == JwtCheck::kMalformed);
   const std::string big = hs256(kHeader, R"({"sub":"alice","exp":1700000100,"pad":")" + std::string(8000, 'x') + "\"}");
   CHECK(check(big) == JwtCheck::kTooLarge);
 }
