@@ -5,6 +5,8 @@
 // are in tests/integration/test_jwt.py.
 #include <catch2/catch.hpp>
 
+#include "independent_b64url.hpp"
+
 #include "jwks.hpp"
 #include "jwt.hpp"
 
@@ -24,17 +26,7 @@ namespace {
 const std::string kSecret = "0123456789abcdef0123";
 const std::int64_t kNow = 1700000000;
 
-std::string b64url(const std::string &in) {
-  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
-  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char *>(out.data()),
-                          reinterpret_cast<const unsigned char *>(in.data()), static_cast<int>(in.size()));
-  out.resize(static_cast<size_t>(n));
-  while (!out.empty() && out.back() == '=')
-    out.pop_back();
-  for (char &c : out)
-    c = c == '+' ? '-' : c == '/' ? '_' : c;
-  return out;
-}
+const auto b64url = independent_b64url;
 
 std::string hs256(const std::string &header, const std::string &claims, const std::string &secret = kSecret) {
   const std::string signed_part = b64url(header) + "." + b64url(claims);
