@@ -157,18 +157,31 @@ private:
 
   // A JWKS that no longer reads keeps the keys there were: an app's
   // half-written file must not lock every caller out.
+  // A file that does not read keeps the keys there were (an app's
+  // half-written file must not lock every caller out), except those it no
+  // longer lists: a key taken out, perhaps because it leaked, is out even
+  // while another key of the new file is refused.
   void reload_jwks() {
     if (jwks_path_.empty())
       return;
-    std::string error;
-    auto fresh = read_jwks(error);
-    if (!fresh) {
-      // An error line: it must not drown among the refusals of the moment.
-      host().log(DUET_LOG_ERROR, "JWKS " + jwks_path_ + " not reloaded, the old keys stay: " + error);
+    std::string error, text;
+    try {
+      text = duet::read_trimmed_file(jwks_path_);
+    } catch (const duet::EnvironmentError &e) {
+      error = e.what();
+    }
+    auto fresh = error.empty() ? duet::auth::Jwks::parse(text, error) : std::nullopt;
+    if (fresh) {
+      jwks_ = std::move(fresh);
+      log_jwks("JWKS " + jwks_path_ + " reloaded: ");
       return;
     }
-    jwks_ = std::move(fresh);
-    log_jwks("JWKS " + jwks_path_ + " reloaded: ");
+    const auto listed = duet::auth::Jwks::kids_in(text);
+    const std::size_t dropped = listed ? jwks_->keep_only(*listed) : 0;
+    // An error line: it must not drown among the refusals of the moment.
+    host().log(DUET_LOG_ERROR, "JWKS " + jwks_path_ + " not reloaded, the old keys stay" +
+                                   (dropped ? " but the " + std::to_string(dropped) + " it no longer lists" : "") +
+                                   ": " + error);
   }
 
   void log_jwks(std::string line) const {

@@ -216,6 +216,31 @@ std::optional<Jwks> Jwks::parse_keys(std::string_view json, std::string &error) 
   return jwks;
 }
 
+std::optional<std::set<std::string, std::less<>>> Jwks::kids_in(std::string_view json) {
+  rapidjson::Document doc;
+  doc.Parse(json.data(), json.size());
+  if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("keys") || !doc["keys"].IsArray())
+    return std::nullopt;
+  std::set<std::string, std::less<>> kids;
+  for (const auto &key : doc["keys"].GetArray())
+    if (key.IsObject())
+      kids.insert(member_text(key, "kid"));
+  return kids;
+}
+
+std::size_t Jwks::keep_only(const std::set<std::string, std::less<>> &kids) {
+  std::size_t dropped = 0;
+  for (auto it = keys_.begin(); it != keys_.end();) {
+    if (kids.count(it->first)) {
+      ++it;
+    } else {
+      it = keys_.erase(it);
+      dropped++;
+    }
+  }
+  return dropped;
+}
+
 const JwksKey *Jwks::find(std::string_view kid) const {
   auto it = keys_.find(kid);
   return it == keys_.end() ? nullptr : &it->second;

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -33,6 +34,12 @@ public:
   // another curve or algorithm) are skipped, as an identity provider's JWKS
   // lists them too; a signing key of ours that is broken fails the whole.
   static std::optional<Jwks> parse(std::string_view json, std::string &error);
+
+  // A file that is refused as a whole may still say which keys are gone:
+  // the kids of its document's keys (nullopt when it is not JSON with a
+  // keys array). keep_only() drops every key whose kid is not among them.
+  static std::optional<std::set<std::string, std::less<>>> kids_in(std::string_view json);
+  std::size_t keep_only(const std::set<std::string, std::less<>> &kids);
 
   const JwksKey *find(std::string_view kid) const;
   std::size_t size() const { return keys_.size(); }

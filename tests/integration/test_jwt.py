@@ -1105,6 +1105,21 @@ class JwksReloadTest(JwtCase):
         me = unique_id('me')
         await self.assertAccepted(self.later_token(me), me, what='the key kept')
 
+    async def test_a_key_taken_out_is_out_even_when_the_new_file_is_refused(self):
+        # The operator removes a leaked key and, in the same edit, adds one
+        # duetd refuses (a 1024-bit RSA key): the file is not taken, but the
+        # removed key no longer opens anything.
+        write_json(self.jwks_file, {'keys': [self.first, self.later]})
+        await self.hup()
+        await self.until(self.later_token, True, 'the added key')
+        short = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+        write_json(self.jwks_file, {'keys': [self.later, public_jwk(short, 'too-short', 'RS256')]})
+        mark = await self.hup()
+        await self.until(self.first_token, False, 'the key taken out')
+        me = unique_id('me')
+        await self.assertAccepted(self.later_token(me), me, what='the key still listed')
+        self.assertIn('not reloaded, the old keys stay but the 1 it no longer lists', self.srv.log()[mark:])
+
     async def test_a_file_that_does_not_parse_keeps_the_old_keys(self):
         write_json(self.jwks_file, {'keys': [self.first, self.later]})
         await self.hup()
