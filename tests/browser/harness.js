@@ -322,6 +322,9 @@ async function person(browser, name, options = {}) {
       }
     };
   });
+  // A page load is one thing the page should do (WAIT_MS), not Playwright's
+  // 30 s: two whole test runs at once here (load average 43) took longer.
+  context.setDefaultNavigationTimeout(WAIT_MS);
   const page = await context.newPage();
   page.on('console', (msg) => {
     if (msg.type() === 'error') problems.push(`${name}: console error: ${msg.text()}`);
