@@ -7,7 +7,10 @@ namespace duet::pairing {
 namespace {
 constexpr std::string_view kClose = R"({"close":1})";
 
-bool can_wait_for_resume(std::string_view reason) { return reason == "client" || reason == "timeout"; }
+// A connection that was lost (not closed on purpose) may come back.
+bool can_wait_for_resume(std::string_view reason) {
+  return reason == "client" || reason == "timeout" || reason == "node-lost";
+}
 
 // {"start":"offer"} exactly as the tutorial sends it; a client that asked to
 // resume also gets its token: {"start":"offer","resume":"TOKEN"}.
@@ -239,8 +242,11 @@ void PairingState::end_away(const std::string &id, const char *reason) {
 
 void PairingState::expire(const std::string &id) {
   auto a = away_.find(id);
-  if (a != away_.end())
-    end_away(id, a->second.reason == "timeout" ? "timeout" : "client");
+  if (a != away_.end()) {
+    // A literal: the reason outlives the away entry (the cluster defers it).
+    const std::string &why = a->second.reason;
+    end_away(id, why == "timeout" ? "timeout" : why == "node-lost" ? "node-lost" : "client");
+  }
 }
 
 void PairingState::closed(ConnId conn, const char *reason) {

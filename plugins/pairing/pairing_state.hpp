@@ -20,7 +20,7 @@ struct CallEnded {
   ConnId gone;  // the side whose connection went (0 if it had already gone away)
   ConnId left;  // its partner, now waiting again (0 if gone too)
   std::string_view gone_id, left_id;
-  const char *reason;  // "client", "hangup", "timeout", "takeover", "resume-failed", ...
+  const char *reason;  // a literal: "client", "hangup", "timeout", "takeover", "node-lost", "resume-failed", ...
   std::uint64_t duration_ms;
   std::uint64_t sdp, ice;  // messages relayed in the call, both directions
 };

@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <utility>
 
-#include <sys/socket.h>
-
 #include "context.hpp"
 #include "push_endpoint.hpp"
 
@@ -17,18 +15,7 @@ namespace {
 constexpr std::int64_t kJwtLifeS = 12 * 3600;
 constexpr std::int64_t kJwtRenewMs = 11 * 3600 * 1000LL;
 
-size_t discard(char *, size_t size, size_t count, void *) { return size * count; }
-
 }  // namespace
-
-// A request on its way: what it sends must live as long as it.
-struct PushSender::InFlight {
-  Push push;
-  curl_slist *headers = nullptr;
-  bool refused = false;  // an address failed the check at connect time
-  PushSender *sender = nullptr;
-  ~InFlight() { curl_slist_free_all(headers); }
-};
 
 PushSender::Metrics::Metrics(const duet::Host &host)
     : sent(host.metric("ring_pushes_sent_total", "Pushes a push service accepted (2xx).", DUET_METRIC_COUNTER)),
@@ -54,34 +41,23 @@ PushSender::Metrics::Metrics(const duet::Host &host)
                              "Time from queueing to acceptance, summed over sent pushes (divide by sent).",
                              DUET_METRIC_COUNTER)) {}
 
+namespace {
+duet::http::ClientSettings client_settings(const PushSettings &settings) {
+  duet::http::ClientSettings c;
+  c.user_agent = "duetd-ring";
+  c.ca_file = settings.ca_file;
+  if (!settings.allow_private)  // push endpoints come from browsers: never an address of ours
+    c.address_allowed = [](const sockaddr *address) { return public_address(address); };
+  return c;
+}
+}  // namespace
+
 PushSender::PushSender(const duet::Host &host, const VapidKey &key, PushSettings settings,
                        std::function<void(const std::string &, const std::string &)> gone)
     : host_(host), key_(key), settings_(std::move(settings)), gone_(std::move(gone)), metrics_(host),
-      multi_(curl_multi_init()) {
-  if (!multi_)
-    throw duet::EnvironmentError("libcurl could not make a multi handle");
-  curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &PushSender::on_socket);
-  curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
-  curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &PushSender::on_timer);
-  curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
-  curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
-  // Kept connections: libcurl's default follows the transfers added now,
-  // which shrinks between rings and would cost a TLS handshake per ring.
-  curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, 32L);
-}
+      client_(host, client_settings(settings_)) {}
 
-PushSender::~PushSender() {
-  for (auto &[easy, request] : in_flight_) {
-    curl_multi_remove_handle(multi_, easy);
-    curl_easy_cleanup(easy);
-  }
-  in_flight_.clear();
-  // The watches go before libcurl closes the sockets they watch.
-  for (auto &[fd, socket] : sockets_)
-    host_.fd_watch_stop(socket->watch);
-  sockets_.clear();
-  curl_multi_cleanup(multi_);
-}
+PushSender::~PushSender() = default;
 
 void PushSender::send(Push push) {
   if (queue_.size() >= settings_.max_queued) {
@@ -93,12 +69,12 @@ void PushSender::send(Push push) {
 }
 
 void PushSender::start_queued() {
-  while (!queue_.empty() && in_flight_.size() < settings_.max_in_flight) {
+  while (!queue_.empty() && client_.in_flight() < settings_.max_in_flight) {
     Push push = std::move(queue_.front());
     queue_.pop_front();
     start(std::move(push));
   }
-  host_.metric_set(metrics_.in_flight, static_cast<std::int64_t>(in_flight_.size()));
+  host_.metric_set(metrics_.in_flight, static_cast<std::int64_t>(client_.in_flight()));
 }
 
 const std::string &PushSender::authorization(const std::string &origin) {
@@ -121,99 +97,45 @@ void PushSender::start(Push push) {
     host_.metric_add(metrics_.dropped, 1);
     return;
   }
-  CURL *easy = curl_easy_init();
-  if (!easy) {
+  push.attempt++;
+  const std::int64_t ttl_s = std::max<std::int64_t>(0, (push.expires_ms - now) / 1000);
+  duet::http::Request request;
+  request.url = push.endpoint;
+  request.body = push.body;
+  request.timeout = settings_.timeout;
+  request.headers = {"Content-Encoding: aes128gcm",   "Content-Type: application/octet-stream",
+                     "TTL: " + std::to_string(ttl_s), "Urgency: " + push.urgency,
+                     "Topic: " + push.topic,          authorization(push.origin)};
+  // std::function must be copyable: the push rides in a shared_ptr.
+  auto held = std::make_shared<Push>(std::move(push));
+  if (!client_.start(request, [this, held](const duet::http::Response &r) { finished(std::move(*held), r); }))
     host_.metric_add(metrics_.dropped, 1);
-    return;
-  }
-  auto request = std::make_unique<InFlight>();
-  request->sender = this;
-  request->push = std::move(push);
-  request->push.attempt++;
-  const Push &p = request->push;
-  const std::int64_t ttl_s = std::max<std::int64_t>(0, (p.expires_ms - now) / 1000);
-  for (const std::string &h :
-       {std::string("Content-Encoding: aes128gcm"), std::string("Content-Type: application/octet-stream"),
-        "TTL: " + std::to_string(ttl_s), "Urgency: " + p.urgency, "Topic: " + p.topic, authorization(p.origin),
-        std::string("Expect:")})
-    request->headers = curl_slist_append(request->headers, h.c_str());
-  curl_easy_setopt(easy, CURLOPT_URL, p.endpoint.c_str());
-  curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "https");
-  curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
-  curl_easy_setopt(easy, CURLOPT_POST, 1L);
-  curl_easy_setopt(easy, CURLOPT_POSTFIELDS, p.body.data());
-  curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(p.body.size()));
-  curl_easy_setopt(easy, CURLOPT_HTTPHEADER, request->headers);
-  curl_easy_setopt(easy, CURLOPT_USERAGENT, "duetd-ring");
-  curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(settings_.timeout.count()));
-  curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &discard);
-  curl_easy_setopt(easy, CURLOPT_PRIVATE, request.get());
-  curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, &PushSender::open_socket);
-  curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, request.get());
-  if (!settings_.ca_file.empty())
-    curl_easy_setopt(easy, CURLOPT_CAINFO, settings_.ca_file.c_str());
-  if (curl_multi_add_handle(multi_, easy) != CURLM_OK) {
-    curl_easy_cleanup(easy);
-    host_.metric_add(metrics_.dropped, 1);
-    return;
-  }
-  in_flight_.emplace(easy, std::move(request));
 }
 
-// Every address libcurl is about to connect to passes here first.
-curl_socket_t PushSender::open_socket(void *data, curlsocktype, struct curl_sockaddr *address) {
-  auto *request = static_cast<InFlight *>(data);
-  if (!request->sender->settings_.allow_private && !public_address(&address->addr)) {
-    request->refused = true;
-    return CURL_SOCKET_BAD;
-  }
-  return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
-}
-
-void PushSender::finished(CURL *easy, int result) {
-  auto it = in_flight_.find(easy);
-  if (it == in_flight_.end())
-    return;
-  std::unique_ptr<InFlight> request = std::move(it->second);
-  in_flight_.erase(it);
-  long status = 0;
-  curl_off_t retry_after = 0;
-  curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &retry_after);
-  curl_multi_remove_handle(multi_, easy);
-  curl_easy_cleanup(easy);
-  Push &push = request->push;
-
-  // Refused only if no address was left to try (a name may have public
-  // addresses beside refused ones).
-  if (result != CURLE_OK && request->refused) {
+void PushSender::finished(Push push, const duet::http::Response &response) {
+  const long status = response.status;
+  if (response.refused) {
     host_.metric_add(metrics_.refused, 1);
-    return;
-  }
-  if (result == CURLE_OK && status >= 200 && status < 300) {
+  } else if (response.ok()) {
     host_.metric_add(metrics_.sent, 1);
     host_.metric_add(metrics_.latency_ms, now_ms() - push.queued_ms);
-    return;
-  }
-  if (result == CURLE_OK && (status == 404 || status == 410)) {
+  } else if (response.answered() && (status == 404 || status == 410)) {
     host_.metric_add(metrics_.gone, 1);
     gone_(push.device, push.endpoint);
-    return;
-  }
-  if (result == CURLE_OK && status != 429 && status < 500) {
+  } else if (response.answered() && status != 429 && status < 500) {
     host_.metric_add(metrics_.rejected, 1);
-    return;
+  } else {
+    // 429, 5xx, a timeout or a network failure: worth another try.
+    if (response.answered())
+      host_.metric_add(status == 429 ? metrics_.throttled : metrics_.server_error, 1);
+    else
+      host_.metric_add(response.timed_out() ? metrics_.timeout : metrics_.network_error, 1);
+    std::chrono::milliseconds delay = std::chrono::seconds(1 << (push.attempt - 1));
+    if (response.retry_after_s > 0)
+      delay = std::min<std::chrono::milliseconds>(std::chrono::seconds(response.retry_after_s), kMaxRetryAfter);
+    retry(std::move(push), delay);
   }
-  // 429, 5xx, a timeout or a network failure: worth another try.
-  if (result == CURLE_OK)
-    host_.metric_add(status == 429 ? metrics_.throttled : metrics_.server_error, 1);
-  else
-    host_.metric_add(result == CURLE_OPERATION_TIMEDOUT ? metrics_.timeout : metrics_.network_error, 1);
-  std::chrono::milliseconds delay = std::chrono::seconds(1 << (push.attempt - 1));
-  if (retry_after > 0)
-    delay = std::min<std::chrono::milliseconds>(std::chrono::seconds(retry_after), kMaxRetryAfter);
-  retry(std::move(push), delay);
+  start_queued();
 }
 
 void PushSender::retry(Push push, std::chrono::milliseconds delay) {
@@ -229,61 +151,6 @@ void PushSender::retry(Push push, std::chrono::milliseconds delay) {
     retry_timers_.erase(id);  // this timer: allowed from its own callback
     send(std::move(again));
   }));
-}
-
-void PushSender::socket_action(int fd, int flags) {
-  int running = 0;
-  curl_multi_socket_action(multi_, fd, flags, &running);
-  while (true) {
-    int left = 0;
-    CURLMsg *msg = curl_multi_info_read(multi_, &left);
-    if (!msg)
-      break;
-    if (msg->msg == CURLMSG_DONE)
-      finished(msg->easy_handle, msg->data.result);
-  }
-  start_queued();
-}
-
-int PushSender::on_socket(CURL *, curl_socket_t fd, int what, void *data, void *) {
-  auto *self = static_cast<PushSender *>(data);
-  auto it = self->sockets_.find(fd);
-  if (what == CURL_POLL_REMOVE) {
-    if (it != self->sockets_.end()) {
-      self->host_.fd_watch_stop(it->second->watch);
-      self->sockets_.erase(it);
-    }
-    return 0;
-  }
-  const std::uint32_t events = (what & CURL_POLL_IN ? DUET_FD_READ : 0u) | (what & CURL_POLL_OUT ? DUET_FD_WRITE : 0u);
-  if (it != self->sockets_.end()) {
-    self->host_.fd_watch_set(it->second->watch, events);
-    return 0;
-  }
-  auto socket = std::make_unique<Socket>(Socket{self, fd, 0});
-  socket->watch = self->host_.fd_watch(fd, events, &PushSender::on_ready, socket.get());
-  if (socket->watch <= 0)
-    return -1;  // libcurl fails this transfer
-  self->sockets_.emplace(fd, std::move(socket));
-  return 0;
-}
-
-int PushSender::on_timer(CURLM *, long timeout_ms, void *data) {
-  auto *self = static_cast<PushSender *>(data);
-  if (timeout_ms < 0) {
-    self->curl_timer_.stop();
-    return 0;
-  }
-  self->curl_timer_ = self->host_.start_timer(std::chrono::milliseconds(timeout_ms), {},
-                                              [self] { self->socket_action(CURL_SOCKET_TIMEOUT, 0); });
-  return 0;
-}
-
-void PushSender::on_ready(void *data, std::uint32_t ready) {
-  auto *socket = static_cast<Socket *>(data);
-  const int flags = (ready & DUET_FD_READ ? CURL_CSELECT_IN : 0) | (ready & DUET_FD_WRITE ? CURL_CSELECT_OUT : 0) |
-                    (ready & DUET_FD_ERROR ? CURL_CSELECT_ERR : 0);
-  socket->sender->socket_action(socket->fd, flags);  // may free socket
 }
 
 }  // namespace duet::ring

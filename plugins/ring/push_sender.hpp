@@ -1,11 +1,9 @@
 // Delivery of Web Push messages (RFC 8030) on duetd's own loop, never
-// blocking it: libcurl's multi interface, its sockets watched and its
-// timeouts timed by duetd (host fd_watch and timers). libcurl because it is
-// the HTTP client every distribution keeps patched, speaks HTTP/2 (what
-// the big push services prefer) and lets us vet each address before it
-// connects. Bounded everywhere: pushes in flight, a queue, a timeout per
-// request, a few retries with backoff on 429 and 5xx (honouring
-// Retry-After), never past the message's own lifetime.
+// blocking it, through the plugins' HTTP client (common/http_client.hpp),
+// which refuses any address that is not public. Bounded everywhere: pushes
+// in flight, a queue, a timeout per request, a few retries with backoff on
+// 429 and 5xx (honouring Retry-After), never past the message's own
+// lifetime.
 #pragma once
 
 #include <chrono>
@@ -18,24 +16,11 @@
 #include <unordered_map>
 #include <vector>
 
-#include <curl/curl.h>
-
+#include "common/http_client.hpp"
 #include "duet/plugin.hpp"
 #include "push_crypto.hpp"
 
 namespace duet::ring {
-
-// libcurl's global state, set up while the plugin lives.
-class CurlLibrary {
-public:
-  CurlLibrary() {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-      throw duet::EnvironmentError("libcurl could not start");
-  }
-  ~CurlLibrary() { curl_global_cleanup(); }
-  CurlLibrary(const CurlLibrary &) = delete;
-  CurlLibrary &operator=(const CurlLibrary &) = delete;
-};
 
 struct PushSettings {
   std::string subject;             // VAPID "sub": mailto: or https: (may be empty)
@@ -77,12 +62,6 @@ public:
   static constexpr std::chrono::minutes kMaxRetryAfter{10};
 
 private:
-  struct InFlight;
-  struct Socket {
-    PushSender *sender;
-    int fd;
-    std::int64_t watch;
-  };
   struct Metrics {
     explicit Metrics(const duet::Host &host);
     std::int64_t sent, gone, rejected, throttled, server_error, timeout, network_error, refused, retried, dropped,
@@ -91,24 +70,16 @@ private:
 
   void start_queued();
   void start(Push push);
-  void finished(CURL *easy, int result);
+  void finished(Push push, const duet::http::Response &response);
   void retry(Push push, std::chrono::milliseconds delay);
   const std::string &authorization(const std::string &origin);
-  void socket_action(int fd, int flags);
-  static curl_socket_t open_socket(void *request, curlsocktype purpose, struct curl_sockaddr *address);
-  static int on_socket(CURL *easy, curl_socket_t fd, int what, void *sender, void *socket);
-  static int on_timer(CURLM *multi, long timeout_ms, void *sender);
-  static void on_ready(void *socket, std::uint32_t ready);
 
   const duet::Host &host_;
   const VapidKey &key_;
   PushSettings settings_;
   std::function<void(const std::string &, const std::string &)> gone_;
   Metrics metrics_;
-  CURLM *multi_ = nullptr;
-  duet::Timer curl_timer_;
-  std::unordered_map<int, std::unique_ptr<Socket>> sockets_;
-  std::unordered_map<CURL *, std::unique_ptr<InFlight>> in_flight_;
+  duet::http::Client client_;
   std::deque<Push> queue_;
   std::map<std::uint64_t, duet::Timer> retry_timers_;
   std::uint64_t next_retry_ = 0;

@@ -382,7 +382,7 @@ private:
   static const std::unordered_map<std::string_view, Handler> kHandlers;
 
   bool enabled_;
-  duet::ring::CurlLibrary curl_;
+  duet::http::CurlLibrary curl_;
   duet::ring::Store store_;  // opened on first use: never with --cluster
   duet::ring::Attachments attached_;
   Backend backend_;

@@ -261,6 +261,15 @@ void Ringing::end(const std::string &ring_id, const char *device_reason, const c
     put(w, "node", by.node);
     put(w, "conn", static_cast<std::int64_t>(by.conn));  // 0: every device hears it
   }));
+  // For the other plugins (webhooks: call.missed, call.declined), on the
+  // ring's own node only.
+  ctx_.host.emit("ring.ended", ring.caller, object([&](Writer &w) {
+                   put(w, "ring", ring_id);
+                   put(w, "line", ring.line_name);
+                   put(w, "caller", ring.caller_name);
+                   put(w, "reason", device_reason);
+                   put(w, "rang_ms", now_ms() - ring.at_ms);
+                 }));
   if (caller_reason)
     ctx_.host.send(ring.caller, message("ring-ended", [&](Writer &w) {
                      put(w, "ring", ring_id);

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -89,21 +90,35 @@ bool parse_event(const rapidjson::Value &v, OutboxEvent &event) {
 
 }  // namespace
 
-Outbox::Outbox(std::string path, int fd, std::size_t max_bytes)
-    : path_(std::move(path)), fd_(fd), max_bytes_(max_bytes) {}
+Outbox::Outbox(std::string path, int fd, int lock_fd, std::size_t max_bytes)
+    : path_(std::move(path)), fd_(fd), lock_fd_(lock_fd), max_bytes_(max_bytes) {}
 
 Outbox::~Outbox() {
   if (fd_ >= 0)
     ::close(fd_);
+  ::close(lock_fd_);  // and with it the lock
 }
 
 std::unique_ptr<Outbox> Outbox::open(const std::string &path, std::size_t max_bytes, std::string &error) {
+  const std::string lock_path = path + ".lock";
+  const int lock_fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd < 0) {
+    error = "cannot open " + lock_path + ": " + std::strerror(errno);
+    return nullptr;
+  }
+  if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    error = errno == EWOULDBLOCK ? "another process holds the outbox " + path + " (give each duetd its own --state-dir)"
+                                 : "cannot lock " + lock_path + ": " + std::strerror(errno);
+    ::close(lock_fd);
+    return nullptr;
+  }
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) {
     error = "cannot open " + path + ": " + std::strerror(errno);
+    ::close(lock_fd);
     return nullptr;
   }
-  std::unique_ptr<Outbox> box(new Outbox(path, fd, max_bytes));
+  std::unique_ptr<Outbox> box(new Outbox(path, fd, lock_fd, max_bytes));
   std::string text;
   if (::lseek(fd, 0, SEEK_SET) < 0 || !read_all(fd, text)) {
     error = "cannot read " + path + ": " + std::strerror(errno);
@@ -159,18 +174,28 @@ bool Outbox::append(const std::string &line, bool sync) {
   return true;
 }
 
-Outbox::Added Outbox::add(const OutboxEvent &event) {
+Outbox::Added Outbox::add(const OutboxEvent &event, bool sync) {
   const std::string line = event_line(event);
   if (bytes_ + line.size() > max_bytes_ && delivered_bytes_ > 0)
     compact();
   if (bytes_ + line.size() > max_bytes_)
     return Added::kFull;
-  if (!append(line, true))
+  if (!append(line, sync))
     return Added::kIoError;
+  unsynced_ = unsynced_ || !sync;
   OutboxEvent kept = event;
   kept.stored_bytes = line.size();
   pending_.push_back(std::move(kept));
   return Added::kOk;
+}
+
+bool Outbox::sync() {
+  if (!unsynced_)
+    return true;
+  if (fd_ < 0 || ::fdatasync(fd_) != 0)
+    return false;
+  unsynced_ = false;
+  return true;
 }
 
 void Outbox::delivered(const std::string &id) {
@@ -224,6 +249,7 @@ bool Outbox::compact() {
     return false;
   bytes_ = size;
   delivered_bytes_ = 0;
+  unsynced_ = false;  // every pending event was written and fsync'd above
   return true;
 }
 

@@ -7,7 +7,9 @@
 // A last line cut short by a crash is dropped. Delivered events are
 // compacted away (the file rewritten, then renamed over the old one) once
 // they make up most of it. The file has a size limit: an event that would
-// pass it is refused, and the caller says so loudly.
+// pass it is refused, and the caller says so loudly. One process at a time
+// holds an outbox: a lock on PATH.lock (taken for the Outbox's life, and
+// apart from the file, which compaction replaces).
 #pragma once
 
 #include <cstddef>
@@ -34,8 +36,12 @@ public:
   Outbox &operator=(const Outbox &) = delete;
 
   enum class Added { kOk, kFull, kIoError };
-  // Appends event and fsyncs; kFull when the file would pass its limit.
-  Added add(const OutboxEvent &event);
+  // Appends event, and fsyncs unless sync is false (then sync() must come
+  // before the event is sent); kFull when the file would pass its limit.
+  Added add(const OutboxEvent &event, bool sync = true);
+  // Makes every event added so far durable; false when the disk failed.
+  bool sync();
+  bool synced() const { return !unsynced_; }
   // The event id was delivered (or given up): not handed out again.
   void delivered(const std::string &id);
 
@@ -44,13 +50,15 @@ public:
   std::size_t max_bytes() const { return max_bytes_; }
 
 private:
-  Outbox(std::string path, int fd, std::size_t max_bytes);
+  Outbox(std::string path, int fd, int lock_fd, std::size_t max_bytes);
   bool append(const std::string &line, bool sync);
   bool compact();
 
   std::string path_;
   int fd_;
+  int lock_fd_;
   std::size_t max_bytes_;
+  bool unsynced_ = false;
   std::size_t bytes_ = 0;
   std::size_t delivered_bytes_ = 0;  // bytes of the file that only delivered events use
   std::deque<OutboxEvent> pending_;

@@ -28,6 +28,7 @@ struct TempDir {
   ~TempDir() {
     std::remove((path + "/outbox").c_str());
     std::remove((path + "/outbox.tmp").c_str());
+    std::remove((path + "/outbox.lock").c_str());
     rmdir(path.c_str());
   }
   std::string file() const { return path + "/outbox"; }
@@ -71,6 +72,7 @@ TEST_CASE("events come back after a reopen, in order, until delivered", "[outbox
   CHECK(again->pending()[1].id == "msg_3");
   again->delivered("msg_1");
   again->delivered("msg_unknown");  // nothing to do
+  again.reset();                    // one holder at a time
   CHECK(open_box(dir.file())->pending().size() == 1);
 }
 
@@ -86,6 +88,7 @@ TEST_CASE("a last line a crash cut short is dropped, and cut off the file", "[ou
   CHECK(box->pending().size() == 1);
   CHECK(file_size(dir.file()) == whole);
   REQUIRE(box->add(event(3)) == Outbox::Added::kOk);
+  box.reset();
   CHECK(open_box(dir.file())->pending().size() == 2);
 }
 
@@ -102,7 +105,32 @@ TEST_CASE("an event that would pass the size limit is refused until delivered on
   box->delivered("msg_1");
   box->delivered("msg_2");
   CHECK(box->add(event(99)) == Outbox::Added::kOk);  // compacted to make room
+  box.reset();
   CHECK(open_box(dir.file(), 300)->pending().back().id == "msg_99");
+}
+
+TEST_CASE("one process at a time holds an outbox", "[outbox]") {
+  TempDir dir;
+  auto box = open_box(dir.file());
+  std::string error;
+  CHECK_FALSE(Outbox::open(dir.file(), 1 << 20, error));
+  CHECK(error.find("another process holds the outbox") != std::string::npos);
+  box.reset();
+  CHECK(open_box(dir.file()));
+}
+
+TEST_CASE("events added without a sync are durable once sync() says so", "[outbox]") {
+  TempDir dir;
+  {
+    auto box = open_box(dir.file());
+    CHECK(box->synced());
+    REQUIRE(box->add(event(1), false) == Outbox::Added::kOk);
+    REQUIRE(box->add(event(2), false) == Outbox::Added::kOk);
+    CHECK_FALSE(box->synced());
+    CHECK(box->sync());
+    CHECK(box->synced());
+  }
+  CHECK(open_box(dir.file())->pending().size() == 2);
 }
 
 TEST_CASE("delivered events are compacted away once they are most of a large file", "[outbox]") {
@@ -117,6 +145,7 @@ TEST_CASE("delivered events are compacted away once they are most of a large fil
   // pending lines and the markers since, under the 64 KiB worth compacting.
   CHECK(full > 150000);
   CHECK(file_size(dir.file()) < 65536);
+  box.reset();
   auto again = open_box(dir.file());
   REQUIRE(again->pending().size() == 10);
   CHECK(again->pending().front().id == "msg_1991");

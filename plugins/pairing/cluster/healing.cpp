@@ -42,7 +42,7 @@ std::size_t heal(PairingState &state, const std::vector<std::string> &ids, const
   for (const auto &id : ids)
     if (auto r = state.record(id); r && r->conn && !alive(r->conn)) {
       lost++;
-      state.closed(r->conn, "client");
+      state.closed(r->conn, "node-lost");
     }
   for (const auto &id : ids) {
     auto r = state.record(id);
