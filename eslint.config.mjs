@@ -51,9 +51,9 @@ export default [
     },
   },
   {
-    // The integration tests' Web Push service (tests/integration/push_harness.py
-    // starts it): Node.js, CommonJS.
-    files: ['tests/push-service/**/*.js'],
+    // The integration tests' Web Push service and webhook receiver
+    // (push_harness.py and webhook_harness.py start them): Node.js, CommonJS.
+    files: ['tests/push-service/**/*.js', 'tests/webhook-receiver/**/*.js'],
     languageOptions: {
       ecmaVersion: 2022,
       sourceType: 'commonjs',

@@ -85,6 +85,13 @@ Delivery::Delivery(const duet::Host &host, DeliverySettings settings, duet::http
     commit_timer_ = host_.start_timer(std::chrono::milliseconds(0), {}, [this] { commit(); });
 }
 
+// At exit (a SIGTERM mid-call ends calls, and their events come just
+// before): what the commit timer had no turn to sync is synced now.
+Delivery::~Delivery() {
+  if (!outbox_->sync())
+    host_.log(DUET_LOG_ERROR, "the webhook outbox could not be synced to disk at exit: its newest events may be lost");
+}
+
 void Delivery::add(const std::string &body) {
   OutboxEvent event;
   event.id = new_event_id();

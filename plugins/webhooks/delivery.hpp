@@ -31,6 +31,7 @@ class Delivery {
 public:
   Delivery(const duet::Host &host, DeliverySettings settings, duet::http::ClientSettings client,
            std::unique_ptr<Outbox> outbox);
+  ~Delivery();
   Delivery(const Delivery &) = delete;
   Delivery &operator=(const Delivery &) = delete;
 

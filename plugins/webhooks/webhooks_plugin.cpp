@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <curl/curl.h>
@@ -83,7 +84,8 @@ std::string checked_scheme(const duet::Options &options, const std::string &url)
   const bool ok = curl_url_set(parsed, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK &&
                   curl_url_get(parsed, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
                   curl_url_get(parsed, CURLUPART_HOST, &host, 0) == CURLUE_OK;
-  const std::string s = ok ? scheme : "", h = ok ? host : "";
+  std::string s = ok ? scheme : "";
+  const std::string h = ok ? host : "";
   curl_free(scheme);
   curl_free(host);
   curl_url_cleanup(parsed);
@@ -137,8 +139,12 @@ OutboxFiles outbox_files(const std::string &folder, std::uint32_t worker, std::u
     // numbered above N that fall to K, and the single process's to worker 1.
     const bool mine =
         worker == 0 ? other != 0 : (other == 0 ? worker == 1 : other > workers && (other - 1) % workers + 1 == worker);
-    if (mine)
-      files.orphans.push_back(folder + "/" + name);
+    if (mine) {
+      std::string path = folder;
+      path += '/';
+      path += name;
+      files.orphans.push_back(std::move(path));
+    }
   }
   closedir(dir);
   return files;
