@@ -3,12 +3,17 @@ call's call.started and call.ended reach the tests' own receiver
 (tests/webhook-receiver: the Standard Webhooks reference library,
 standardwebhooks, verifies each request), with the right data and nothing
 of the call's SDP, ICE or addresses; how a call ended (hang-up,
-connection-lost, replaced); a receiver that is down, drops connections or
-never answers, then comes back: every event arrives, none lost; kill -9 with
-events in the outbox: the next duetd on the same --state-dir sends the same
-ids; a full outbox drops events, says so in the log and calls go on; bad
-options exit 2; the metrics; and a printed delivery figure (no timing
-assertion).
+connection-lost, replaced, timeout by keepalive, server-shutdown on SIGTERM,
+node-lost when the other side's cluster node is killed); rings: call.missed
+(no-answer, cancelled), call.declined, and an answered ring that is neither;
+a receiver that is down, drops connections, never answers or redirects
+(never followed), then comes back: every event arrives, none lost; kill -9
+or SIGTERM with events in the outbox: the next duetd on the same --state-dir
+sends the same ids; --workers: an outbox per worker, which a single process
+takes over later; a full outbox drops events, says so in the log and calls
+go on; bad options exit 2; the metrics; and a printed delivery figure (no
+timing assertion). The --workers and cluster tests run a redis-server of
+their own (skipped without one).
 
 Every wait is for an event, a metric or a log line, with generous timeouts:
 a busy machine makes the test slower, never wrong.
@@ -31,9 +36,17 @@ import unittest
 import uuid
 
 from duet_harness import (WAIT, DuetTestCase, Server, eventually, run_duetd, stop_checked, unique_id)
+from redis_harness import RedisServer, cluster_args, require_cluster_support, require_redis, start_node
+from test_cluster import NODE_DEATH_LIMIT
+from test_keepalive import CLOSE_DEADLINE as KEEPALIVE_CLOSE_DEADLINE
+from test_keepalive import FAST_ARGS as KEEPALIVE_FAST_ARGS
+from test_keepalive import recv_besides_pings, stop_answering_ping_frames
 from test_metrics import scrape
 from test_resume import drop
-from webhook_harness import WebhookReceiver, require_webhook_receiver, write_secret
+from test_ring import T, RingClient
+from test_workers import listening_workers
+from webhook_harness import (REDIRECT_PATH, WebhookReceiver, delivered, pending_in_outbox, read_outbox,
+                             require_webhook_receiver, write_secret)
 
 NODE_ID = 'webhook-test-node'
 # The longest wait between retries: short, so a receiver that comes back is
@@ -195,8 +208,9 @@ class WebhookCase(DuetTestCase):
 
     def assertEvent(self, request, kind, data, hooks):
         """request (a delivery) is the event kind with exactly data (a
-        duration_ms of None: any whole number above 0), well formed and
-        signed right; returns its data."""
+        duration_ms of None: any whole number above 0; a rang_ms of None:
+        any whole number from 0), well formed and signed right; returns its
+        data."""
         self.assertRegex(request['id'] or '', EVENT_ID, 'webhook-id of %r' % request)
         self.assertTrue((request['content_type'] or '').startswith('application/json'),
                         'content-type of %r' % request)
@@ -217,6 +231,10 @@ class WebhookCase(DuetTestCase):
                 self.assertIsInstance(got[key], int, 'duration_ms of %r' % body)
                 self.assertGreater(got[key], 0, 'duration_ms of %r' % body)
                 self.assertLess(got[key], 60000, 'duration_ms of %r' % body)
+            elif key == 'rang_ms' and want is None:
+                self.assertIsInstance(got[key], int, 'rang_ms of %r' % body)
+                self.assertGreaterEqual(got[key], 0, 'rang_ms of %r' % body)
+                self.assertLess(got[key], 60000, 'rang_ms of %r' % body)
             else:
                 self.assertEqual(got[key], want, '%s of %r' % (key, body))
         return got
@@ -401,6 +419,157 @@ class CallEventsTest(WebhookCase):
 
 
 # ---------------------------------------------------------------------------
+# Rings: missed, declined, answered
+# ---------------------------------------------------------------------------
+
+def ring_event(kind, ring):
+    """Matches the body of the event kind (call.missed, call.declined) of
+    this ring."""
+    return lambda b: (b.get('type') == kind and isinstance(b.get('data'), dict)
+                      and b['data'].get('ring') == ring)
+
+
+def ring_outcome(*rings):
+    """Matches the body of a call.missed or call.declined of one of rings."""
+    return lambda b: (b.get('type') in ('call.missed', 'call.declined') and isinstance(b.get('data'), dict)
+                      and b['data'].get('ring') in rings)
+
+
+class RingCase(RingClient, WebhookCase):
+    """One receiver (always ok) and one duetd with lines and rings for the
+    class (ring_args: its ring options); every test names its lines and
+    callers uniquely."""
+
+    ring_args = []
+
+    @classmethod
+    def setUpClass(cls):
+        cls.hooks = WebhookReceiver()
+        cls.hooks.__enter__()
+        try:
+            cls.server = Server(extra_args=cls.hooks.duetd_args() + ['--node-id', NODE_ID] + FAST_RETRY
+                                + ['--ring-rate', '1000', '--ring-line-rate', '1000', '--ring-create-rate', '1000']
+                                + list(cls.ring_args))
+            cls.server.__enter__()
+        except BaseException:
+            cls.hooks.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            stop_checked(cls.server)
+        finally:
+            cls.hooks.close()
+
+    async def line_of_two(self):
+        """A line of two devices named uniquely. Returns (devices, line id,
+        line name)."""
+        line_name = unique_id('line')
+        d1, d2, line = await self.two_devices(line_name)
+        return (d1, d2), line, line_name
+
+    async def rung(self, devices, line):
+        """A caller of a unique name rings line; every device shows the ring.
+        Returns (caller, ring id, caller name)."""
+        caller_name = unique_id('caller')
+        caller, ringing = await self.ring(line, caller_name)
+        await self.incoming(devices, ringing['ring'], caller_name)
+        return caller, ringing['ring'], caller_name
+
+    def assertRingEvent(self, request, kind, ring, line_name, caller_name, reason=None):
+        """request is the event kind of this ring, with the line's name, the
+        caller's name, (call.missed) the reason, a rang_ms from 0 and this
+        node, signed right; returns its data."""
+        data = {'ring': ring, 'line': line_name, 'caller': caller_name, 'rang_ms': None, 'node': NODE_ID}
+        if reason is not None:
+            data['reason'] = reason
+        got = self.assertEvent(request, kind, data, self.hooks)
+        self.assertNothingOfTheCall(request)
+        return got
+
+
+class RingEventsTest(RingCase):
+    """Rings ring for the default time: each test ends its rings itself."""
+
+    async def test_a_ring_the_caller_cancels_or_leaves_is_call_missed_cancelled(self):
+        devices, line, line_name = await self.line_of_two()
+        caller, ring, caller_name = await self.rung(devices, line)
+        await caller.send_json({'ring-cancel': {'ring': ring}})
+        self.assertEqual(await self.recv(caller, 'ring-ended'), {'ring': ring, 'reason': 'cancelled'})
+        for d in devices:
+            self.assertEqual(await self.recv(d, 'ring-stop'), {'ring': ring, 'reason': 'cancelled'})
+        missed = await self.wait_event(self.hooks, ring_event('call.missed', ring), 'call.missed')
+        self.assertRingEvent(missed, 'call.missed', ring, line_name, caller_name, 'cancelled')
+        # A caller that goes away has given up too.
+        leaver, ring2, leaver_name = await self.rung(devices, line)
+        await leaver.close()
+        for d in devices:
+            self.assertEqual(await self.recv(d, 'ring-stop'), {'ring': ring2, 'reason': 'cancelled'})
+        left = await self.wait_event(self.hooks, ring_event('call.missed', ring2), 'call.missed of the caller gone')
+        self.assertRingEvent(left, 'call.missed', ring2, line_name, leaver_name, 'cancelled')
+        self.assertNotEqual(missed['id'], left['id'])
+        # One event per ring, and no call: nothing else names them.
+        await asyncio.to_thread(self.hooks.expect_no_delivery,
+                                lambda b: about(ring, ring2)(b) and b['type'] != 'call.missed', 0.5)
+        self.assertEqual(len(self.hooks.wait_events(about(ring, ring2), 2)), 2)
+
+    async def test_a_declined_ring_is_call_declined(self):
+        devices, line, line_name = await self.line_of_two()
+        caller, ring, caller_name = await self.rung(devices, line)
+        await devices[1].send_json({'ring-decline': {'ring': ring}})
+        self.assertEqual(await self.recv(caller, 'ring-ended'), {'ring': ring, 'reason': 'declined'})
+        declined = await self.wait_event(self.hooks, ring_event('call.declined', ring), 'call.declined')
+        self.assertRingEvent(declined, 'call.declined', ring, line_name, caller_name)
+        await asyncio.to_thread(self.hooks.expect_no_delivery,
+                                lambda b: about(ring)(b) and b['type'] != 'call.declined', 0.5)
+
+    async def test_an_answered_ring_is_neither_missed_nor_declined_and_its_call_starts_once_connected(self):
+        devices, line, line_name = await self.line_of_two()
+        caller, ring, caller_name = await self.rung(devices, line)
+        await devices[0].send_json({'ring-accept': {'ring': ring}})
+        self.assertEqual(await self.recv(devices[1], 'ring-stop'), {'ring': ring, 'reason': 'answered-elsewhere'})
+        mine = await self.recv(caller, 'ring-connect')
+        theirs = await self.recv(devices[0], 'ring-connect')
+        # Accepted is not a call yet: nothing until both sides open.
+        await asyncio.to_thread(self.hooks.expect_no_delivery,
+                                lambda b: about(ring, mine['local'], mine['remote'])(b), 0.5)
+        await caller.open(mine['local'], mine['remote'])
+        await caller.synced()
+        call = await self.connect('call on the device')
+        await call.open(theirs['local'], theirs['remote'])
+        self.assertEqual(await caller.recv_json(T), {'start': 'answer'})
+        self.assertEqual(await call.recv_json(T), {'start': 'offer'})
+        start = await self.wait_event(self.hooks, started(theirs['local'], mine['local']), 'call.started')
+        self.assertEvent(start, 'call.started', {'offerer': theirs['local'], 'answerer': mine['local'],
+                                                 'node': NODE_ID}, self.hooks)
+        await asyncio.sleep(0.05)
+        await call.close()
+        self.assertEqual(await caller.recv_json(T), {'close': 1})
+        end = await self.wait_event(self.hooks, ended(theirs['local'], mine['local']), 'call.ended')
+        self.assertEvent(end, 'call.ended', {'ended_by': theirs['local'], 'other': mine['local'], 'how': 'hang-up',
+                                             'duration_ms': None, 'node': NODE_ID}, self.hooks)
+        # The ring itself was answered: no call.missed, no call.declined.
+        await asyncio.to_thread(self.hooks.expect_no_delivery, ring_outcome(ring), 1.0)
+
+
+class RingNoAnswerTest(RingCase):
+    """Rings ring for 1.5 s."""
+
+    ring_args = ['--ring-time', '1.5']
+
+    async def test_a_ring_nobody_answers_is_call_missed_no_answer(self):
+        devices, line, line_name = await self.line_of_two()
+        caller, ring, caller_name = await self.rung(devices, line)
+        self.assertEqual(await self.recv(caller, 'ring-ended'), {'ring': ring, 'reason': 'no-answer'})
+        missed = await self.wait_event(self.hooks, ring_event('call.missed', ring), 'call.missed')
+        data = self.assertRingEvent(missed, 'call.missed', ring, line_name, caller_name, 'no-answer')
+        self.assertGreaterEqual(data['rang_ms'], 1000, 'it rang for the ring time (1.5 s): %r' % data)
+        await asyncio.to_thread(self.hooks.expect_no_delivery,
+                                lambda b: about(ring)(b) and b['type'] != 'call.missed', 0.5)
+
+
+# ---------------------------------------------------------------------------
 # A receiver that is down, then back
 # ---------------------------------------------------------------------------
 
@@ -501,6 +670,240 @@ class KillTest(PerTestServerCase):
             self.assertTrue([r for r in got if ended(a.name, b.name)(r['body'])])
         await metric_reaches(srv2, 'webhooks_sent_total', lambda v: v == 4, 'the four sent by the new duetd')
         await metric_reaches(srv2, 'webhooks_pending', lambda v: v == 0, 'nothing pending')
+
+
+# ---------------------------------------------------------------------------
+# Keepalive, a server shutdown, redirects
+# ---------------------------------------------------------------------------
+
+class KeepaliveTimeoutTest(PerTestServerCase):
+
+    async def test_a_client_silent_past_the_keepalive_timeout_ends_its_call_as_timeout(self):
+        hooks = self.start_receiver('ok')
+        srv = self.start_server(hooks, extra=KEEPALIVE_FAST_ARGS)
+        a_id, b_id = unique_id('a'), unique_id('b')
+        a = await self.connect(a_id)
+        await a.open(a_id, b_id)
+        await a.synced()
+        b = await self.connect(b_id)
+        await b.open(b_id, a_id)
+        # The server's JSON pings (every 0.4 s here) may come first.
+        self.assertEqual(await recv_besides_pings(a, WAIT), {'start': 'answer'})
+        self.assertEqual(await recv_besides_pings(b, WAIT), {'start': 'offer'})
+        await self.wait_event(hooks, started(b_id, a_id), 'call.started')
+        stop_answering_ping_frames(b)  # b sends nothing from now on
+        self.assertEqual(await recv_besides_pings(a, KEEPALIVE_CLOSE_DEADLINE + WAIT), {'close': 1})
+        code, _ = await b.expect_close()
+        self.assertEqual(code, 4408, 'closed by keepalive')
+        end = await self.wait_event(hooks, ended(b_id, a_id), 'call.ended')
+        self.assertEvent(end, 'call.ended', {'ended_by': b_id, 'other': a_id, 'how': 'timeout',
+                                             'duration_ms': None, 'node': NODE_ID}, hooks)
+        self.assertGreaterEqual(metric(srv, 'webhooks_sent_total'), 2)
+
+
+class ShutdownTest(PerTestServerCase):
+
+    async def test_a_call_a_sigterm_ends_is_in_the_outbox_at_exit_and_arrives_as_server_shutdown(self):
+        # ok: the receiver takes events up to the exit (the call.ended may go
+        # before it or after the restart); fail: it takes none, so the
+        # call.ended waits in the outbox for the next duetd.
+        for mode in ('ok', 'fail'):
+            with self.subTest(receiver=mode):
+                await self.sigterm_mid_call(mode)
+
+    async def sigterm_mid_call(self, mode):
+        state = os.path.join(self.tmp, 'state-' + mode)
+        hooks = self.start_receiver('ok')
+        srv = self.start_server(hooks, state_dir=state)
+        a, b = await self.call(hang_up=False)
+        await self.wait_event(hooks, started(b.name, a.name), 'call.started')
+        hooks.set_mode(mode)
+        await asyncio.sleep(0.05)  # a duration_ms above 0
+        rc = await asyncio.to_thread(srv.stop)  # SIGTERM mid-call
+        self.assertEqual(rc, 0, 'duetd exits 0 on SIGTERM:\n%s' % srv.log()[-5000:])
+        outbox = os.path.join(state, 'webhooks', 'outbox.jsonl')
+        in_file = [e for e in read_outbox(outbox)
+                   if e['body'].get('type') == 'call.ended' and about(a.name, b.name)(e['body'])]
+        self.assertEqual(len(in_file), 1, 'the call\'s call.ended is in %s at exit: %r\nduetd log:\n%s'
+                         % (outbox, read_outbox(outbox), srv.log()[-5000:]))
+        stored = in_file[0]
+        self.assertEqual(stored['body']['data']['how'], 'server-shutdown', stored)
+        if mode == 'fail':
+            self.assertFalse(stored['delivered'], 'the receiver took nothing: %r' % stored)
+        waiting = len(pending_in_outbox(outbox))
+
+        # A new duetd on the same state folder sends what waits (at least once).
+        hooks.set_mode('ok')
+        srv2 = self.start_server(hooks, state_dir=state)
+        await asyncio.to_thread(srv2.wait_for_log, sending_line(hooks.url, waiting), WAIT)
+        end = await self.wait_event(hooks, lambda body: body.get('type') == 'call.ended'
+                                    and about(a.name, b.name)(body), 'the call.ended of the shutdown')
+        self.assertEqual(end['id'], stored['id'], 'the id written to the outbox')
+        self.assertEqual(end['body'], stored['body'])
+        data = end['body']['data']
+        self.assertEqual({data.get('ended_by'), data.get('other')}, {a.name, b.name}, data)
+        self.assertEvent(end, 'call.ended', {'ended_by': data['ended_by'], 'other': data['other'],
+                                             'how': 'server-shutdown', 'duration_ms': None, 'node': NODE_ID},
+                         hooks)
+        await metric_reaches(srv2, 'webhooks_pending', lambda v: v == 0, 'nothing pending')
+        self.assertEqual(pending_in_outbox(outbox), [])
+        stop_checked(srv2)
+
+
+class RedirectTest(PerTestServerCase):
+
+    async def test_a_redirect_is_not_followed_it_counts_as_failed_and_the_event_goes_when_the_receiver_is_back(self):
+        hooks = self.start_receiver('redirect')
+        srv = self.start_server(hooks)
+        a, b = await self.call()
+        await metric_reaches(srv, 'webhooks_queued_total', lambda v: v == 2, 'two events queued')
+        await metric_reaches(srv, 'webhooks_failed_total', lambda v: v >= 2, 'two failed attempts')
+        redirected = [r for r in hooks.requests() if r['status'] == 307]
+        self.assertTrue(redirected, 'the receiver answered 307:\n%s' % hooks.log())
+        for r in hooks.requests():
+            self.assertEqual(r['path'], '/hook', 'nothing reaches the redirect\'s target: %r' % r)
+            self.assertTrue(r['verified'], r)
+        self.assertEqual(hooks.deliveries(), [])
+        self.assertEqual(metric(srv, 'webhooks_sent_total'), 0)
+        self.assertEqual(metric(srv, 'webhooks_pending'), 2)
+        hooks.set_mode('ok')
+        got = await self.wait_events(hooks, about(a.name, b.name), 2, 'both events once the receiver is back')
+        self.assertEqual({r['body']['type'] for r in got}, {'call.started', 'call.ended'})
+        self.assertLessEqual({r['id'] for r in redirected}, {r['id'] for r in got},
+                             'the events redirected are the ones delivered: %r' % redirected)
+        await metric_reaches(srv, 'webhooks_pending', lambda v: v == 0, 'nothing pending')
+        self.assertEqual(metric(srv, 'webhooks_sent_total'), 2)
+        self.assertEqual([r for r in hooks.requests() if r['path'] == REDIRECT_PATH], [],
+                         'the redirect\'s target never saw a request')
+
+
+# ---------------------------------------------------------------------------
+# --workers: an outbox per worker, taken over by a single process
+# ---------------------------------------------------------------------------
+
+class RedisCase(PerTestServerCase):
+    """A redis-server of the test's own (skipped without one)."""
+
+    async def asyncSetUp(self):
+        await super().asyncSetUp()
+        require_redis()
+        require_cluster_support()
+        self.redis = RedisServer().__enter__()
+        self.addCleanup(self.redis.cleanup)
+
+    async def cross_call(self, server_a=None, server_b=None):
+        """A call as quick_call makes it, where a and b may be on different
+        nodes (or workers): b opens once a's place is in Redis. Returns
+        (a id, b id)."""
+        a_id, b_id = unique_id('a'), unique_id('b')
+        a = await self.connect(a_id, server=server_a)
+        await a.open(a_id, b_id)
+        await eventually(lambda: self.redis.place(a_id) is not None, what='a place for %s in Redis' % a_id)
+        b = await self.connect(b_id, server=server_b)
+        await b.open(b_id, a_id)
+        self.assertEqual(await a.recv_json(), {'start': 'answer'})
+        self.assertEqual(await b.recv_json(), {'start': 'offer'})
+        await a.close()
+        self.assertEqual(await b.recv_json(), {'close': 1})
+        await b.close()
+        return a_id, b_id
+
+
+class WorkersTest(RedisCase):
+
+    async def test_each_worker_has_its_own_outbox_and_a_single_process_takes_their_events_over(self):
+        state = os.path.join(self.tmp, 'state')
+        folder = os.path.join(state, 'webhooks')
+        files = {w: os.path.join(folder, 'outbox-w%d.jsonl' % w) for w in (1, 2)}
+        nodes = {w: '%s-w%d' % (NODE_ID, w) for w in (1, 2)}
+        hooks = self.start_receiver('ok')
+        srv = self.start_server(hooks, state_dir=state, extra=['--workers', '2'] + cluster_args(self.redis))
+        await eventually(lambda: listening_workers(srv) == {1, 2}, what='both workers listening')
+
+        # Calls until events came from both workers (the kernel spreads the
+        # connections by address).
+        for _ in range(30):
+            await self.cross_call()
+            if {r['body']['data'].get('node') for r in hooks.deliveries()} >= set(nodes.values()):
+                break
+        self.assertEqual({r['body']['data'].get('node') for r in hooks.deliveries()}, set(nodes.values()),
+                         'events from both workers arrived:\n%s' % hooks.log())
+        for r in hooks.requests():
+            self.assertTrue(r['verified'], r)
+        for w, path in files.items():
+            events = read_outbox(path)
+            self.assertTrue(events, 'worker %d writes %s: %s' % (w, path, os.listdir(folder)))
+            self.assertEqual({e['body']['data']['node'] for e in events}, {nodes[w]},
+                             'each worker writes its own events to its own outbox')
+
+        # The receiver down: events wait in both files.
+        hooks.set_mode('fail')
+        for _ in range(30):
+            await self.cross_call()
+            if all(pending_in_outbox(path) for path in files.values()):
+                break
+        rc = await asyncio.to_thread(srv.stop)
+        self.assertEqual(rc, 0, 'the supervisor exits 0 on SIGTERM:\n%s' % srv.log()[-5000:])
+        waiting = {w: pending_in_outbox(path) for w, path in files.items()}
+        self.assertTrue(all(waiting.values()), 'events wait in both worker outboxes: %r' % waiting)
+        # (what any outbox.jsonl holds now is delivered or taken over too: counted in the start line)
+        single = pending_in_outbox(os.path.join(folder, 'outbox.jsonl'))
+        wanted = {e['id']: e['body'] for events in waiting.values() for e in events}
+
+        # One process, no --workers, the receiver back: it takes the worker
+        # files over and sends their events under their ids.
+        hooks.set_mode('ok')
+        srv2 = self.start_server(hooks, state_dir=state)
+        for w, path in files.items():
+            await asyncio.to_thread(srv2.wait_for_log, r'took over %d event\(s\) from %s'
+                                    % (len(waiting[w]), re.escape(path)), WAIT)
+        await asyncio.to_thread(srv2.wait_for_log, sending_line(hooks.url, len(wanted) + len(single)), WAIT)
+        got = await asyncio.to_thread(
+            hooks.wait_requests, lambda rs: set(wanted) <= {r['id'] for r in rs if delivered(r)},
+            'the %d events of the worker outboxes delivered' % len(wanted), DELIVERY_WAIT)
+        self.assertTrue(got)
+        for r in hooks.deliveries():
+            if r['id'] in wanted:
+                self.assertEqual(r['body'], wanted[r['id']], 'the same event under the same id')
+                self.assertRequestsVerified(hooks, r['id'])
+        for w, path in files.items():
+            self.assertFalse(os.path.exists(path), 'worker %d\'s outbox is gone: %s' % (w, os.listdir(folder)))
+            self.assertFalse(os.path.exists(path + '.lock'), os.listdir(folder))
+        await metric_reaches(srv2, 'webhooks_pending', lambda v: v == 0, 'nothing pending')
+
+
+# ---------------------------------------------------------------------------
+# A cluster: the node of the side left reports node-lost
+# ---------------------------------------------------------------------------
+
+class NodeLostTest(RedisCase):
+
+    async def test_a_call_whose_other_node_is_killed_ends_as_node_lost_from_the_node_left(self):
+        hooks = self.start_receiver('ok')
+        nodes = []
+        for i in range(2):
+            node = start_node(self.redis, 'node-%d' % i, hooks.duetd_args() + FAST_RETRY,
+                              state_dir=os.path.join(self.tmp, 'state-%d' % i))
+            self.addCleanup(stop_checked if i == 0 else Server.cleanup, node)
+            nodes.append(node)
+        self._server = nodes[0]  # checked alive at the end
+        alice_id, bob_id = unique_id('alice'), unique_id('bob')
+        alice = await self.connect(alice_id, server=nodes[0])
+        await alice.open(alice_id, bob_id)
+        await eventually(lambda: self.redis.place(alice_id) is not None, what='a place for alice in Redis')
+        bob = await self.connect(bob_id, server=nodes[1])
+        await bob.open(bob_id, alice_id)
+        self.assertEqual(await alice.recv_json(), {'start': 'answer'})
+        self.assertEqual(await bob.recv_json(), {'start': 'offer'})
+        start = await self.wait_event(hooks, started(bob_id, alice_id), 'call.started')
+        self.assertIn(start['body']['data']['node'], ('node-0', 'node-1'), start)
+        nodes[1].proc.kill()  # SIGKILL to the duetd we started
+        self.assertEqual(nodes[1].wait(), -9)
+        self.assertEqual(await alice.recv_json(NODE_DEATH_LIMIT + WAIT), {'close': 1})
+        end = await self.wait_event(hooks, ended(bob_id, alice_id), 'call.ended')
+        self.assertEvent(end, 'call.ended', {'ended_by': bob_id, 'other': alice_id, 'how': 'node-lost',
+                                             'duration_ms': None, 'node': 'node-0'}, hooks)
+        self.assertEqual(len(hooks.wait_events(about(alice_id, bob_id), 2)), 2, 'one call.started, one call.ended')
 
 
 # ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ Standard Webhooks reference library (the standardwebhooks npm package).
         srv = Server(extra_args=hooks.duetd_args() + [...])
         ... calls ...
         started, = hooks.wait_events(lambda b: b['type'] == 'call.started', 1)
-        hooks.set_mode('fail')                  # 503 from now on ('drop', 'hang', 'ok')
+        hooks.set_mode('fail')                  # 503 from now on ('drop', 'hang', 'redirect', 'ok')
 
 Each webhook duetd sends becomes a request event: id and timestamp (the
 webhook-id and webhook-timestamp headers), verified (standardwebhooks
@@ -42,7 +42,10 @@ NODE = os.environ.get('NODE', 'node')
 RECEIVER_DIR = os.path.join(REPO_ROOT, 'tests', 'webhook-receiver')
 RECEIVER = os.path.join(RECEIVER_DIR, 'receiver.js')
 MODULES = ('standardwebhooks',)
-MODES = ('ok', 'fail', 'drop', 'hang')
+MODES = ('ok', 'fail', 'drop', 'hang', 'redirect')
+# Where the receiver's redirect mode sends webhooks (307): a path duetd is
+# never given, so a request there is one that followed the redirect.
+REDIRECT_PATH = '/redirected'
 
 
 def require_webhook_receiver():
@@ -66,6 +69,38 @@ def write_secret(path, key=None):
     with open(path, 'w') as f:
         f.write(text + '\n')
     return text
+
+
+def read_outbox(path):
+    """The events in an outbox file (STATE_DIR/webhooks/outbox*.jsonl) as
+    duetd wrote it: a list of {'id', 'created_ms', 'body', 'delivered'} in
+    the file's order, delivered when a "delivered" line for the id follows.
+    An absent file has none. (The file's format is duetd's own, not an
+    interface: only the tests of the outbox look into it.)"""
+    events, by_id = [], {}
+    try:
+        with open(path, encoding='utf-8') as f:
+            text = f.read()
+    except FileNotFoundError:
+        return events
+    # The last piece is '' or a line still being written: no record (duetd
+    # drops one a crash cut short, too).
+    for line in text.split('\n')[:-1]:
+        if not line:
+            continue
+        record = json.loads(line)
+        if 'event' in record:
+            event = dict(record['event'], delivered=False)
+            events.append(event)
+            by_id[event['id']] = event
+        elif record.get('delivered') in by_id:
+            by_id[record['delivered']]['delivered'] = True
+    return events
+
+
+def pending_in_outbox(path):
+    """The events of an outbox file not yet delivered."""
+    return [e for e in read_outbox(path) if not e['delivered']]
 
 
 def delivered(request):
@@ -188,7 +223,8 @@ class WebhookReceiver:
 
     def set_mode(self, mode):
         """How webhooks are answered from now on: 'ok' (200), 'fail' (503),
-        'drop' (the connection closed, no answer), 'hang' (no answer)."""
+        'drop' (the connection closed, no answer), 'hang' (no answer),
+        'redirect' (307 to REDIRECT_PATH here, which is answered as in ok)."""
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self.ca_file)
         conn = http.client.HTTPSConnection('127.0.0.1', self.port, timeout=WAIT, context=ctx)
         try:

@@ -21,8 +21,11 @@
 // was in.
 //
 // The mode says how webhooks are answered: ok (200, or 401 for one that does
-// not verify), fail (503), drop (the connection is closed without an answer)
-// or hang (no answer at all; the connection stays open until duetd gives up).
+// not verify), fail (503), drop (the connection is closed without an answer),
+// hang (no answer at all; the connection stays open until duetd gives up) or
+// redirect (307 to /redirected on this receiver, which a client that follows
+// redirects would POST to next: that path is answered as in ok, so a request
+// there, a path a sender is never given, shows the redirect was followed).
 // POST /control {"mode": M} changes it and answers {"mode": M}; every other
 // request is a webhook. SIGTERM closes the server and exits 0.
 'use strict';
@@ -31,7 +34,8 @@ const fs = require('node:fs');
 const https = require('node:https');
 const { Webhook } = require('standardwebhooks');
 
-const MODES = ['ok', 'fail', 'drop', 'hang'];
+const MODES = ['ok', 'fail', 'drop', 'hang', 'redirect'];
+const REDIRECT_PATH = '/redirected';  // where redirect sends requests
 const MAX_READ = 1024 * 1024;  // a webhook body is small; more is read and dropped
 
 function emit(event) {
@@ -74,9 +78,9 @@ function readBody(req) {
   });
 }
 
-function answer(res, status, body) {
+function answer(res, status, body, headers = {}) {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...headers });
   res.end(text);
 }
 
@@ -128,12 +132,21 @@ function main() {
       }
       // ok answers 401 to what does not verify, as a real receiver must: it
       // cannot tell a forged event from duetd's.
-      const status = { ok: verified ? 200 : 401, fail: 503, drop: null, hang: null }[mode];
+      // redirect: the redirect's target is answered as in ok (a sender that
+      // followed would be taken), every other path is sent there.
+      const redirected = mode === 'redirect' && path !== REDIRECT_PATH;
+      const okStatus = verified ? 200 : 401;
+      const status = { ok: okStatus, fail: 503, drop: null, hang: null,
+                       redirect: redirected ? 307 : okStatus }[mode];
       emit({ event: 'request', id: req.headers['webhook-id'] || null,
              timestamp: req.headers['webhook-timestamp'] || null, verified, error, status,
              body: parsed, received_ms: receivedMs, content_type: req.headers['content-type'] || null,
              method: req.method, path });
       if (status === 200) return answer(res, status, { ok: true });
+      if (status === 307) {
+        const location = 'https://127.0.0.1:' + server.address().port + REDIRECT_PATH;
+        return answer(res, status, { redirect: location }, { Location: location });
+      }
       if (status !== null) return answer(res, status, { error: error || 'failing on purpose (mode ' + mode + ')' });
       // drop: the connection goes without an answer (a receiver that crashed
       // mid-request); hang: the request is left open (one that stopped).
