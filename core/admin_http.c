@@ -15,18 +15,21 @@ static int healthz(const duet_admin_http_t *admin, FILE *out) {
   duet_health_t health;
   memset(&health, 0, sizeof health);
   admin->health(admin->health_data, &health);
-  const char *status = health.stopping ? "stopping" : health.degraded ? "degraded" : "ok";
+  const char *status = health.stopping   ? "stopping"
+                       : health.draining ? "draining"
+                       : health.degraded ? "degraded"
+                                         : "ok";
   /* pid: which worker answered, under --workers. */
   fprintf(out, "{\"status\":\"%s\",\"connections\":%zu,\"uptime_s\":%.3f,\"pid\":%ld", status, health.connections,
           health.uptime_s, (long)getpid());
-  if (health.degraded && !health.stopping) {
+  if (health.degraded && !health.stopping && !health.draining) {
     health.degraded_reasons[sizeof health.degraded_reasons - 1] = '\0';
     char reasons[sizeof health.degraded_reasons * 6 + 3];
     duet__json_escape(reasons, sizeof reasons, health.degraded_reasons);
     fprintf(out, ",\"degraded\":%s", reasons);
   }
   fputs("}\n", out);
-  return health.stopping;
+  return health.stopping || health.draining;
 }
 
 int duet__admin_http_answer(const duet_admin_http_t *admin, const char *uri, duet_admin_answer_t *answer) {

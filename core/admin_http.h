@@ -15,6 +15,7 @@ typedef struct duet_health {
   size_t connections; /* WebSocket connections open now */
   double uptime_s;
   int stopping; /* shutting down: 503 "stopping" */
+  int draining; /* SIGUSR1: 503 "draining", so balancers send new clients elsewhere */
   int degraded; /* a plugin said so (set_health) */
   char degraded_reasons[512];
 } duet_health_t;
@@ -27,7 +28,7 @@ typedef struct duet_admin_http {
 } duet_admin_http_t;
 
 typedef struct duet_admin_answer {
-  unsigned status; /* 200, or 503 while stopping */
+  unsigned status; /* 200, or 503 while draining or stopping */
   const char *content_type;
   char *body; /* malloc'ed: the caller frees it */
   size_t len;

@@ -40,6 +40,7 @@ typedef struct duet_options {
   size_t max_connections_per_ip;    /* WebSocket connections from one address */
   unsigned max_messages_per_second; /* per connection; bursts of twice that */
   double open_timeout_s;            /* to the first accepted message */
+  double drain_timeout_s;           /* a drain (SIGUSR1) waits this long for connections to go */
   unsigned http_timeout_s;          /* TLS handshake and HTTP headers (slowloris) */
   unsigned max_header_bytes;        /* HTTP request headers */
   int health;                       /* serve GET /healthz */

@@ -52,12 +52,14 @@ typedef struct duet_server {
   duet_host_state_t host; /* what the plugins' host calls work on */
   duet_sessions_t sessions;
   duet_metrics_t metrics;
-  uv_signal_t sigint, sigterm, sighup;
+  uv_signal_t sigint, sigterm, sighup, sigusr1;
   uv_timer_t shutdown_timer;
+  uv_timer_t drain_timer;         /* a drain's deadline (--drain-timeout), or its end once the last connection went */
   uv_timer_t housekeeping_timer;  /* returns freed memory after much churn; reports suppressed log lines */
   size_t churn_since_trim;        /* connections opened or closed since the last trim */
   duet_process_metrics_t process; /* its series on /metrics; started_ms and the open-files limit */
   int shutting_down;
+  int draining; /* SIGUSR1: no new connections, exit once the last has gone */
   int handles_started;
   int port; /* the main listener's, once bound */
 } duet_server_t;
@@ -71,6 +73,7 @@ static void health(void *data, duet_health_t *h) {
   h->connections = server->sessions.conns.live;
   h->uptime_s = (double)(uv_now(&server->loop) - server->process.started_ms) / 1000.0;
   h->stopping = server->shutting_down;
+  h->draining = server->draining;
   h->degraded = duet__plugins_degraded(server->plugins, h->degraded_reasons, sizeof h->degraded_reasons);
 }
 
@@ -112,15 +115,51 @@ static void grace_over(uv_timer_t *timer) {
   uv_stop(&server->loop);
 }
 
+static void begin_shutdown(duet_server_t *server, const char *why);
+
+static void drain_over(uv_timer_t *timer) {
+  duet_server_t *server = timer->data;
+  if (server->sessions.conns.live == 0)
+    begin_shutdown(server, "drained: the last connection has gone");
+  else
+    begin_shutdown(server, "drain timeout (--drain-timeout)");
+}
+
+/* The last connection closed: after a shutdown, stop; during a drain, shut
+ * down on the next loop turn (not inside the lws callback that got here). */
 static void drained(void *data) {
   duet_server_t *server = data;
-  uv_stop(&server->loop);
+  if (server->shutting_down)
+    uv_stop(&server->loop);
+  else if (server->draining)
+    uv_timer_start(&server->drain_timer, drain_over, 0, 0);
+}
+
+/* A node leaving a cluster without dropping calls: the balancer sees
+ * /healthz go 503 "draining" and sends new clients elsewhere; a client that
+ * connects anyway is told server-draining and closed with 1012 (the web
+ * client reconnects, through the balancer); plugins hear duet.drain (pairing
+ * moves the calls that can resume). duetd exits 0 once the last connection
+ * has gone, or at --drain-timeout. */
+static void begin_drain(duet_server_t *server, const char *why) {
+  if (server->draining || server->shutting_down)
+    return;
+  server->draining = 1;
+  size_t left = duet__sessions_drain(&server->sessions);
+  DUET_INFO("%s: draining: /healthz answers 503 \"draining\" and new connections are told server-draining; "
+            "%zu connection(s) left, exiting once the last has gone or in %.0f s (--drain-timeout)",
+            why, left, server->opt->drain_timeout_s);
+  duet_event_t event = {"duet.drain", 0, NULL, 0};
+  duet__plugins_emit(server->plugins, &event);
+  uint64_t timeout_ms = server->sessions.conns.live == 0 ? 0 : (uint64_t)(server->opt->drain_timeout_s * 1000.0);
+  uv_timer_start(&server->drain_timer, drain_over, timeout_ms, 0);
 }
 
 static void begin_shutdown(duet_server_t *server, const char *why) {
   if (server->shutting_down)
     return;
   server->shutting_down = 1;
+  uv_timer_stop(&server->drain_timer);
   duet__listener_close(&server->listener);
   duet__listener_close(&server->admin_listener);
   duet__listener_close(&server->redirect_listener);
@@ -138,6 +177,10 @@ static void on_signal(uv_signal_t *handle, int signum) {
     DUET_INFO("SIGHUP: telling plugins to reopen their files");
     duet_event_t event = {"duet.reload", 0, NULL, 0};
     duet__plugins_emit(server->plugins, &event);
+    return;
+  }
+  if (signum == SIGUSR1) {
+    begin_drain(server, "SIGUSR1");
     return;
   }
   if (server->shutting_down) {
@@ -166,16 +209,17 @@ static void housekeeping(uv_timer_t *timer) {
 }
 
 static void start_handles(duet_server_t *server) {
-  uv_signal_t *signals[] = {&server->sigint, &server->sigterm, &server->sighup};
-  const int numbers[] = {SIGINT, SIGTERM, SIGHUP};
-  for (size_t i = 0; i < 3; i++) {
+  uv_signal_t *signals[] = {&server->sigint, &server->sigterm, &server->sighup, &server->sigusr1};
+  const int numbers[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
+  for (size_t i = 0; i < 4; i++) {
     uv_signal_init(&server->loop, signals[i]);
     signals[i]->data = server;
     uv_signal_start(signals[i], on_signal, numbers[i]);
   }
   uv_timer_init(&server->loop, &server->shutdown_timer);
   uv_timer_init(&server->loop, &server->housekeeping_timer);
-  server->shutdown_timer.data = server->housekeeping_timer.data = server;
+  uv_timer_init(&server->loop, &server->drain_timer);
+  server->shutdown_timer.data = server->housekeeping_timer.data = server->drain_timer.data = server;
   uv_timer_start(&server->housekeeping_timer, housekeeping, 5000, 5000);
   server->handles_started = 1;
 }
@@ -187,7 +231,9 @@ static void close_own_handles(duet_server_t *server) {
   uv_close((uv_handle_t *)&server->sigint, NULL);
   uv_close((uv_handle_t *)&server->sigterm, NULL);
   uv_close((uv_handle_t *)&server->sighup, NULL);
+  uv_close((uv_handle_t *)&server->sigusr1, NULL);
   uv_close((uv_handle_t *)&server->shutdown_timer, NULL);
+  uv_close((uv_handle_t *)&server->drain_timer, NULL);
   uv_close((uv_handle_t *)&server->housekeeping_timer, NULL);
 }
 

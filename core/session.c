@@ -156,7 +156,7 @@ static void on_closed(duet_sessions_t *s, session_t *session) {
   session->user_agent = NULL;
   duet__conns_remove(&s->conns, conn);
   session->conn = NULL;
-  if (s->conns.draining && s->conns.live == 0 && !s->tearing_down && s->on_drained)
+  if ((s->conns.draining || s->refusing) && s->conns.live == 0 && !s->tearing_down && s->on_drained)
     s->on_drained(s->data);
 }
 
@@ -251,6 +251,14 @@ static int on_established(duet_sessions_t *s, struct lws *wsi, session_t *sessio
   s->accepted++;
   char name[64], text[200];
   DUET_DEBUG("connection %s opened", duet__conn_name(conn, name));
+  if (s->refusing) {
+    /* 1012 (service restart): clients reconnect, and the balancer sends them elsewhere. */
+    session->plugins_told = true; /* plugins never heard of it */
+    reject(s, conn, "server-draining",
+           "This server is draining for maintenance: connect again and you reach another one.");
+    duet__conn_close(conn, 1012, "server draining", DUET_CLOSE_SERVER);
+    return 0;
+  }
   const char *refused =
       duet__admission_admit(&s->admission, s->conns.live, conn, &session->admission, text, sizeof text);
   if (!refused) {
@@ -361,6 +369,11 @@ size_t duet__sessions_close_all(duet_sessions_t *s) {
     if (conn)
       duet__conn_close(conn, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down", DUET_CLOSE_SHUTDOWN);
   }
+  return s->conns.live;
+}
+
+size_t duet__sessions_drain(duet_sessions_t *s) {
+  s->refusing = true;
   return s->conns.live;
 }
 

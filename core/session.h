@@ -35,7 +35,9 @@ typedef struct duet_sessions {
   size_t churn; /* connections opened or closed since duet__sessions_take_churn */
   bool started;
   bool tearing_down; /* the main loop run is over: lws closes what is left */
-  /* Called when the last connection has closed during duet__sessions_close_all. */
+  bool refusing;     /* draining: each new connection is told server-draining and closed */
+  /* Called when the last connection has closed during duet__sessions_close_all
+   * or duet__sessions_drain. */
   void (*on_drained)(void *data);
   void *data;
 } duet_sessions_t;
@@ -53,6 +55,10 @@ size_t duet__sessions_session_size(void);
  * still be sent to), then closes each connection with 1001. Returns how
  * many were open; on_drained follows when the last one has closed. */
 size_t duet__sessions_close_all(duet_sessions_t *s);
+/* Drain: from now on each new connection is told server-draining and
+ * closed with 1012; the open ones stay. Returns how many are open;
+ * on_drained follows when the last one has closed. */
+size_t duet__sessions_drain(duet_sessions_t *s);
 /* Connections opened or closed since the last call (for malloc_trim). */
 size_t duet__sessions_take_churn(duet_sessions_t *s);
 /* After the main loop: lws closes the rest without telling on_drained. */

@@ -54,7 +54,7 @@ typedef struct worker {
 typedef struct supervisor {
   const duet_options_t *opt;
   uv_loop_t loop;
-  uv_signal_t signals[4]; /* SIGINT, SIGTERM, SIGHUP, SIGCHLD */
+  uv_signal_t signals[5]; /* SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1 */
   uv_timer_t stop_timer;
   worker_t *workers;
   unsigned count;
@@ -68,7 +68,8 @@ typedef struct supervisor {
   int result; /* 0, DUET_EINVAL when a worker found a usage error, else DUET_EIO */
 } supervisor_t;
 
-static const int watched_signals[4] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD};
+#define WATCHED_SIGNALS 5
+static const int watched_signals[WATCHED_SIGNALS] = {SIGINT, SIGTERM, SIGHUP, SIGCHLD, SIGUSR1};
 
 static size_t running(const supervisor_t *sup) {
   size_t n = 0;
@@ -87,7 +88,7 @@ static void close_handles(supervisor_t *sup) {
   if (sup->closed)
     return;
   sup->closed = 1;
-  for (size_t i = 0; i < 4; i++)
+  for (size_t i = 0; i < WATCHED_SIGNALS; i++)
     uv_close((uv_handle_t *)&sup->signals[i], NULL);
   uv_close((uv_handle_t *)&sup->stop_timer, NULL);
   for (unsigned i = 0; i < sup->count; i++)
@@ -98,7 +99,7 @@ static void close_handles(supervisor_t *sup) {
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
 static void exec_worker(const char *const *args, pid_t parent) {
-  for (size_t i = 0; i < 4; i++)
+  for (size_t i = 0; i < WATCHED_SIGNALS; i++)
     signal(watched_signals[i], SIG_DFL);
   sigset_t none;
   sigemptyset(&none);
@@ -178,6 +179,20 @@ static void stop_all(supervisor_t *sup, int signum) {
   }
   signal_all(sup, signum);
   uv_timer_start(&sup->stop_timer, stop_overdue, STOP_TIMEOUT_MS, 0);
+}
+
+/* SIGUSR1: every worker drains (and exits 0 when its connections have
+ * gone); none is started again, and the supervisor exits after the last. */
+static void drain_all(supervisor_t *sup) {
+  sup->stopping = 1;
+  for (unsigned i = 0; i < sup->count; i++)
+    uv_timer_stop(&sup->workers[i].restart_timer);
+  if (running(sup) == 0) {
+    close_handles(sup);
+    return;
+  }
+  signal_all(sup, SIGUSR1);
+  uv_timer_start(&sup->stop_timer, stop_overdue, (uint64_t)(sup->opt->drain_timeout_s * 1000.0) + STOP_TIMEOUT_MS, 0);
 }
 
 /* ---- a worker ended ---- */
@@ -260,6 +275,11 @@ static void on_signal(uv_signal_t *handle, int signum) {
   } else if (signum == SIGHUP) {
     DUET_INFO("SIGHUP: passing it on to %zu worker(s)", running(sup));
     signal_all(sup, SIGHUP);
+  } else if (signum == SIGUSR1) {
+    if (sup->stopping)
+      return;
+    DUET_INFO("SIGUSR1: draining %zu worker(s)", running(sup));
+    drain_all(sup);
   } else if (sup->stopping) {
     DUET_WARN("second signal: telling the workers to stop now");
     signal_all(sup, signum);
@@ -336,7 +356,7 @@ static int prepare(supervisor_t *sup, int argc, const char *const *argv) {
 }
 
 static void start_loop_handles(supervisor_t *sup) {
-  for (size_t i = 0; i < 4; i++) {
+  for (size_t i = 0; i < WATCHED_SIGNALS; i++) {
     uv_signal_init(&sup->loop, &sup->signals[i]);
     sup->signals[i].data = sup;
     uv_signal_start(&sup->signals[i], on_signal, watched_signals[i]);

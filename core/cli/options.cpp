@@ -173,6 +173,11 @@ void CliParser::add_limit_options() {
                  "Seconds a new WebSocket has to send its first accepted message (open) before it is closed")
       ->check(CLI::Range(0.05, 3600.0))
       ->capture_default_str();
+  app.add_option("--drain-timeout", o.drain_timeout,
+                 "Seconds a drain (SIGUSR1: /healthz says draining, new clients are sent away) waits for the "
+                 "connections to go before closing the rest and exiting")
+      ->check(CLI::Range(0.0, 86400.0))
+      ->capture_default_str();
   app.add_option("--http-timeout", o.http_timeout,
                  "Seconds for a TLS handshake and for HTTP request headers to arrive (slowloris)")
       ->check(CLI::Range(1u, 3600u))

@@ -47,6 +47,7 @@ struct CliOptions {
   std::size_t max_connections_per_ip = 32;
   unsigned max_messages_per_second = 50;
   double open_timeout = 10;
+  double drain_timeout = 300;
   unsigned http_timeout = 10;
   unsigned max_header_bytes = 8192;
   bool no_health = false;

@@ -180,6 +180,7 @@ void CliParser::fill_c_options() {
   c.max_connections_per_ip = o.max_connections_per_ip;
   c.max_messages_per_second = o.max_messages_per_second;
   c.open_timeout_s = o.open_timeout;
+  c.drain_timeout_s = o.drain_timeout;
   c.http_timeout_s = o.http_timeout;
   c.max_header_bytes = o.max_header_bytes;
   c.health = !o.no_health;

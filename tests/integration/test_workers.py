@@ -283,6 +283,27 @@ class SupervisionTest(WorkersCase):
         code, _ = await c.expect_close()
         self.assertEqual(code, 1001)
 
+    async def test_sigusr1_drains_every_worker_none_is_restarted_and_the_supervisor_exits_0(self):
+        srv = self.start_workers(['--drain-timeout', '120'])
+        pids = await self.ready(srv)
+        held = await self.connect('held')
+        self.assertEqual(await held.ping_pong(), {'pong': 1})
+        os.kill(srv.pid, signal.SIGUSR1)
+        for index in (1, 2):
+            await eventually(lambda: 'duetd w%d info: SIGUSR1: draining' % index in srv.log(),
+                             what='worker %d draining' % index)
+        self.assertIn('SIGUSR1: draining 2 worker(s)', srv.log())
+        # The worker without a connection is done; the one holding ours waits for it.
+        await eventually(lambda: sum(process_gone(pid) for pid in pids.values()) == 1,
+                         what='the idle worker gone')
+        self.assertIsNone(srv.proc.poll(), 'the supervisor waits for the draining worker')
+        self.assertEqual(await held.ping_pong(), {'pong': 1})
+        await held.close()
+        self.assertEqual(srv.wait(), 0, srv.log())
+        for index, pid in pids.items():
+            self.assertTrue(process_gone(pid), 'worker %d (pid %d) still runs' % (index, pid))
+        self.assertNotIn('starting it again', srv.log())
+
     async def test_sighup_is_passed_on_to_every_worker(self):
         srv = self.start_workers()
         await self.ready(srv)
