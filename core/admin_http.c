@@ -54,6 +54,7 @@ int duet__admin_http_answer(const duet_admin_http_t *admin, const char *uri, due
     return DUET_ENOMEM;
   }
   answer->status = stopping ? 503 : 200;
+  answer->authenticate = 0;
   answer->content_type = is_health ? "application/json" : "text/plain; version=0.0.4; charset=utf-8";
   answer->body = body;
   answer->len = len;

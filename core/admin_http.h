@@ -32,6 +32,7 @@ typedef struct duet_admin_answer {
   const char *content_type;
   char *body; /* malloc'ed: the caller frees it */
   size_t len;
+  int authenticate; /* a 401 of the admin API: send WWW-Authenticate: Bearer */
 } duet_admin_answer_t;
 
 /* Answers a GET of uri when it is /healthz or /metrics and that path is

@@ -169,6 +169,11 @@ static int host_timer_stop(duet_host_ctx_t *ctx, int64_t id) {
 static int host_emit(duet_host_ctx_t *ctx, const duet_event_t *event) {
   if (!event || !event->name)
     return DUET_EINVAL;
+  duet_host_state_t *host = ctx->host;
+  if (host->collect && strncmp(event->name, "admin.", 6) == 0) {
+    host->collect(host->collect_data, ctx->name, event);
+    return 0;
+  }
   duet__plugins_emit(ctx->plugins, event);
   return 0;
 }

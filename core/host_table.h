@@ -28,8 +28,15 @@ typedef struct duet_host_env {
   const int *listen_port; /* the main listener's port once bound, else 0 */
 } duet_host_env_t;
 
+/* While set, events a plugin emits whose name starts "admin." go to it
+ * instead of the chain: how plugins add what they know to an admin
+ * listing (admin_api.c). plugin is the emitting plugin's name. */
+typedef void (*duet_host_collect_fn)(void *data, const char *plugin, const duet_event_t *event);
+
 typedef struct duet_host_state {
   duet_host_env_t env;
+  duet_host_collect_fn collect;
+  void *collect_data;
   struct host_timer *timers;
   int64_t next_timer_id;
   struct host_fd_watch *fd_watches;

@@ -17,6 +17,7 @@
 
 #include <libwebsockets.h>
 
+#include "admin_api.h"
 #include "admin_http.h"
 #include "log.h"
 #include "web_path.h"
@@ -73,7 +74,8 @@ static int respond_error(struct lws *wsi, unsigned status, const char *text, int
   return -1;
 }
 
-/* Writes a response whose body is in memory (health, metrics, ACME). */
+/* Writes a response whose body is in memory (health, metrics, the admin
+ * API, ACME); a 401 of the admin API names its scheme. */
 static int respond_body(struct lws *wsi, unsigned status, const char *content_type, const char *body, size_t len,
                         int head_only) {
   unsigned char head[LWS_PRE + 2048];
@@ -81,6 +83,9 @@ static int respond_body(struct lws *wsi, unsigned status, const char *content_ty
   if (lws_add_http_common_headers(wsi, status, content_type, len, &p, end) ||
       lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:", (const unsigned char *)"no-store", 8,
                                   &p, end) ||
+      (status == HTTP_STATUS_UNAUTHORIZED &&
+       lws_add_http_header_by_name(wsi, (const unsigned char *)"www-authenticate:", (const unsigned char *)"Bearer", 6,
+                                   &p, end)) ||
       lws_finalize_write_http_header(wsi, start, &p, end))
     return -1;
   if (len && !head_only) {
@@ -96,6 +101,19 @@ static int respond_body(struct lws *wsi, unsigned status, const char *content_ty
   return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/* An admin API request (admin_api.c): its path, its reason= argument and
+ * its Authorization header. Returns what duet__admin_api_answer does. */
+static int serve_admin_api(const duet_http_t *http, struct lws *wsi, const char *uri, int post,
+                           duet_admin_answer_t *answer) {
+  char authorization[512] = "", reason[1024] = "";
+  int has_authorization = lws_hdr_copy(wsi, authorization, sizeof authorization, WSI_TOKEN_HTTP_AUTHORIZATION) > 0;
+  /* The argument URL-decoded by lws; the answer points past "reason=". */
+  const char *value = lws_get_urlarg_by_name(wsi, "reason=", reason, (int)sizeof reason);
+  duet_admin_request_t req = {
+      .post = post, .path = uri, .reason = value, .authorization = has_authorization ? authorization : NULL};
+  return duet__admin_api_answer(http->admin_api, &req, answer);
+}
+
 /* /healthz and /metrics (admin_http.c). With --admin-listen they are served
  * on that socket only, and it serves nothing else. Returns 1 when the
  * request is not theirs. */
@@ -105,6 +123,8 @@ static int serve_admin(const duet_http_t *http, struct lws *wsi, const char *uri
     return 1;
   duet_admin_answer_t answer;
   int r = duet__admin_http_answer(http->admin, uri, &answer);
+  if (r == 0 && on_admin_socket && http->admin_api)
+    r = serve_admin_api(http, wsi, uri, 0, &answer);
   if (r < 0)
     return -1;
   if (r == 0)
@@ -201,8 +221,37 @@ static int serve_file(struct lws *wsi, http_session_t *s, const char *path, cons
   return 0;
 }
 
+/* POST /admin/... on the admin socket: no body (arguments are in the query). */
+static int serve_admin_post(const duet_http_t *http, struct lws *wsi) {
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0 ||
+      lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 1) /* "0" is fine */
+    return respond_error(wsi, HTTP_STATUS_BAD_REQUEST, "the admin API takes no body: give ?reason=TEXT", 0);
+  char length[8] = "";
+  if (lws_hdr_copy(wsi, length, sizeof length, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 && strcmp(length, "0") != 0)
+    return respond_error(wsi, HTTP_STATUS_BAD_REQUEST, "the admin API takes no body: give ?reason=TEXT", 0);
+  char uri[MAX_URI];
+  int total = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI);
+  if (total >= (int)sizeof uri)
+    return respond_error(wsi, HTTP_STATUS_REQ_URI_TOO_LONG, "URI too long", 0);
+  int n = lws_hdr_copy(wsi, uri, sizeof uri, WSI_TOKEN_POST_URI);
+  if (n < 0 || (size_t)n != strlen(uri) || uri[0] != '/')
+    return respond_error(wsi, HTTP_STATUS_BAD_REQUEST, "bad request path", 0);
+  duet_admin_answer_t answer;
+  int r = serve_admin_api(http, wsi, uri, 1, &answer);
+  if (r < 0)
+    return -1;
+  if (r == 0)
+    return respond_error(wsi, HTTP_STATUS_NOT_FOUND, "not found", 0);
+  r = respond_body(wsi, answer.status, answer.content_type, answer.body, answer.len, 0);
+  free(answer.body);
+  return r;
+}
+
 static int on_request(const duet_http_t *http, struct lws *wsi, http_session_t *s) {
   close_file(s);
+  if (http->admin_api && http->admin_tag && lws_get_opaque_user_data(wsi) == http->admin_tag &&
+      lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0)
+    return serve_admin_post(http, wsi);
   int head_only = 0;
   enum lws_token_indexes token = WSI_TOKEN_GET_URI;
   if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {

@@ -16,10 +16,11 @@ struct lws;
 typedef struct duet_http {
   const duet_options_t *opt;
   const duet_mounts_t *mounts;
-  const duet_admin_http_t *admin; /* /healthz and /metrics */
-  const void *admin_tag;          /* connections of --admin-listen carry it; NULL: no admin socket */
-  const void *redirect_tag;       /* connections of --http-redirect-port carry it; NULL: none */
-  int public_port;                /* where redirects point */
+  const duet_admin_http_t *admin;   /* /healthz and /metrics */
+  struct duet_admin_api *admin_api; /* /admin/..., on the admin socket only */
+  const void *admin_tag;            /* connections of --admin-listen carry it; NULL: no admin socket */
+  const void *redirect_tag;         /* connections of --http-redirect-port carry it; NULL: none */
+  int public_port;                  /* where redirects point */
 } duet_http_t;
 
 /* The lws callback of the "http" protocol, with http as its context. */

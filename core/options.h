@@ -46,6 +46,7 @@ typedef struct duet_options {
   int health;                       /* serve GET /healthz */
   int metrics;                      /* serve GET /metrics */
   const char *admin_address;        /* NULL: health and metrics on the main port */
+  const char *admin_token;          /* NULL: no admin API; else its bearer token (needs admin_address) */
   int admin_port;
   int tls_min_13;                   /* --tls-min 1.3: no TLS 1.2 */
   unsigned hsts_s;                  /* Strict-Transport-Security max-age; 0: none */

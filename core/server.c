@@ -16,6 +16,7 @@
 #include <libwebsockets.h>
 #include <uv.h>
 
+#include "admin_api.h"
 #include "admin_http.h"
 #include "fd_limit.h"
 #include "host_table.h"
@@ -24,6 +25,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "mounts.h"
+#include "node_identity.h"
 #include "options.h"
 #include "plugins.h"
 #include "process_metrics.h"
@@ -48,6 +50,8 @@ typedef struct duet_server {
   duet_mounts_t mounts;
   duet_http_t http;
   duet_admin_http_t admin;
+  duet_admin_api_t admin_api; /* --admin-token-file */
+  char node_id[300];
   duet_plugins_t *plugins;
   duet_host_state_t host; /* what the plugins' host calls work on */
   duet_sessions_t sessions;
@@ -169,6 +173,9 @@ static void begin_shutdown(duet_server_t *server, const char *why) {
   else
     uv_timer_start(&server->shutdown_timer, grace_over, SHUTDOWN_GRACE_MS, 0);
 }
+
+static uint64_t loop_now(void *data) { return uv_now(&((duet_server_t *)data)->loop); }
+static void admin_drain(void *data) { begin_drain(data, "admin API"); }
 
 static void on_signal(uv_signal_t *handle, int signum) {
   duet_server_t *server = handle->data;
@@ -417,7 +424,20 @@ static int start(duet_server_t *server, int *listed) {
     r = duet__mounts_prepare(&server->mounts, opt, duet__tls_key_path(&server->tls),
                              duet__tls_secret_dir(&server->tls));
   server->admin = (duet_admin_http_t){.opt = opt, .metrics = &server->metrics, .health = health, .health_data = server};
-  server->http = (duet_http_t){.opt = opt, .mounts = &server->mounts, .admin = &server->admin};
+  server->admin_api = (duet_admin_api_t){.token = opt->admin_token,
+                                         .token_len = opt->admin_token ? strlen(opt->admin_token) : 0,
+                                         .conns = &server->sessions.conns,
+                                         .plugins = server->plugins,
+                                         .host = &server->host,
+                                         .node_id = server->node_id,
+                                         .now_ms = loop_now,
+                                         .drain = admin_drain,
+                                         .data = server};
+  /* Without a token the API answers that it is off. */
+  server->http =
+      (duet_http_t){.opt = opt, .mounts = &server->mounts, .admin = &server->admin, .admin_api = &server->admin_api};
+  if (r == 0 && opt->admin_token)
+    r = duet__admin_api_add_metrics(&server->admin_api, &server->metrics);
   if (r == 0)
     r = start_lws(server);
   /* Workers share the public ports; a lone duetd must not share them by
@@ -431,6 +451,7 @@ static int start(duet_server_t *server, int *listed) {
   if (r != 0)
     return r;
   server->port = port;
+  duet__node_id(opt, port, server->node_id, sizeof server->node_id);
   start_handles(server);
   /* Logged last: whoever waits for this line may signal us at once. */
   log_listening(server, port);

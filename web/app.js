@@ -134,6 +134,7 @@ const signaling = createSignaling({
       ui.setStatus(inCall() ? 'status.reconnecting' : 'status.reconnectingServer');
     },
     replaced() { stopAfterRefusal('err.replaced'); },
+    closedByAdmin() { if (ui.notice !== 'err.closedByAdmin') stopAfterRefusal('err.closedByAdmin', { detail: '' }); },
     message: onServerMessage,
   },
 });
@@ -295,6 +296,11 @@ function onServerError(err) {
     case 'replaced':
       stopAfterRefusal('err.replaced');
       return;
+    case 'closed-by-admin':
+      stopAfterRefusal('err.closedByAdmin', { detail: err.message || '' });
+      return;
+    case 'server-draining':
+      return; // the close (1012) follows, and the reconnect reaches another server
     case 'bad-request':
       stopAfterRefusal('err.badRequest', { detail: err.message || code });
       return;

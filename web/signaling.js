@@ -24,6 +24,7 @@ export function backoffDelay(attempt, random) {
 //   retry({ at, attempt, everOpened, code })
 //                           the socket closed; the next try is at `at` (ms)
 //   replaced()              a newer connection took our id (close 4001); no retry
+//   closedByAdmin()         the server's operator closed us (close 4403); no retry
 export function createSignaling({
   url, WebSocket, timers = globalThis, now = Date.now, random = Math.random, on = {},
 }) {
@@ -88,9 +89,9 @@ export function createSignaling({
       opened = false;
       timers.clearInterval(pingTimer);
       if (!active) return;
-      if (ev.code === 4001) {
+      if (ev.code === 4001 || ev.code === 4403) {
         stop();
-        emit('replaced');
+        emit(ev.code === 4001 ? 'replaced' : 'closedByAdmin');
         return;
       }
       scheduleRetry(ev.code);

@@ -36,6 +36,7 @@ struct CliParser {
   // Each check says why in err and returns false for a usage error.
   bool check_mounts();
   bool check_admin_listen();
+  bool check_admin_token();
   bool check_combinations();
   bool check_workers();
   void collect_plugin_opts();

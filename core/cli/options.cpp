@@ -106,6 +106,10 @@ void CliParser::add_general_options() {
   app.add_option("--admin-listen", o.admin_listen,
                  "Serve /healthz and /metrics on this plain-HTTP ADDRESS:PORT only, not on the main port")
       ->type_name("ADDR:PORT");
+  app.add_option("--admin-token-file", o.admin_token_file,
+                 "Turn on the admin API (/admin/connections, .../ID/close, /admin/drain) on --admin-listen, for "
+                 "requests with Authorization: Bearer and this file's contents (at least 16 bytes)")
+      ->type_name("FILE");
   app.add_option("--log-level", o.log_level, "How much to log")
       ->check(CLI::IsMember({"error", "warn", "info", "debug"}))
       ->capture_default_str();
@@ -257,9 +261,7 @@ void CliParser::add_plugin_flags() {
     if (f.flags & DUET_OPTION_FILE)  // with no description: the help says FILE once
       opt->check(CLI::Validator(CLI::ExistingFile).description(""));
   }
-  if (plugins.commands.empty())
-    return;
-  std::string footer = "Commands (from the bundled plugins):";
+  std::string footer = "Commands:\n  duetd admin ...  ask a running duetd over its admin API: list, close, drain";
   for (const PluginCommand &c : plugins.commands)
     footer += "\n  duetd " + c.name + " ...  " + c.help;
   app.footer(footer + "\nRun 'duetd COMMAND --help' for a command's options.");

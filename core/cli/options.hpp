@@ -53,6 +53,7 @@ struct CliOptions {
   bool no_health = false;
   bool no_metrics = false;
   std::string admin_listen;
+  std::string admin_token_file;
   std::string tls_min = "1.2";
   unsigned hsts = 0;
   int http_redirect_port = 0;
@@ -84,6 +85,7 @@ private:
   };
   std::deque<ShorthandValues> shorthands_;
   std::string admin_host_;
+  std::string admin_token_;  // the file's contents
   unsigned worker_count_ = 0;
   std::vector<std::string> mount_urls_, mount_dirs_, opt_plugins_, opt_keys_, opt_values_, load_list_, stage_names_;
   std::vector<duet_mount_t> mounts_;

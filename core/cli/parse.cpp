@@ -1,10 +1,13 @@
 #include <cstdlib>
 #include <optional>
+#include <string_view>
 
 #include <sys/stat.h>
 
+#include "cli/admin_command.hpp"
 #include "cli/cli_parser.hpp"
 #include "cli/worker_count.hpp"
+#include "duet/util.hpp"
 
 namespace duet {
 
@@ -12,10 +15,13 @@ static void write_to_stream(void *stream, const char *text, std::size_t len) {
   static_cast<std::ostream *>(stream)->write(text, static_cast<std::streamsize>(len));
 }
 
-// "duetd NAME ...": a plugin's command runs instead of the server.
+// "duetd NAME ...": the core's admin command or a plugin's command runs
+// instead of the server.
 std::optional<int> CliParser::run_command(int argc, const char *const *argv) {
   if (argc < 2)
     return std::nullopt;
+  if (std::string_view(argv[1]) == "admin")
+    return admin_command(argc - 1, argv + 1, write_to_stream, &out, &err);
   for (const PluginCommand &c : plugins.commands)
     if (c.name == argv[1]) {
       std::vector<const char *> args(argv + 1, argv + argc);
@@ -65,6 +71,27 @@ bool CliParser::check_admin_listen() {
   }
   o.admin_host_ = host;
   o.c.admin_port = static_cast<int>(n);
+  return true;
+}
+
+bool CliParser::check_admin_token() {
+  if (o.admin_token_file.empty())
+    return true;
+  if (o.admin_listen.empty()) {
+    err << "--admin-token-file needs --admin-listen ADDRESS:PORT: the admin API is never served on the public port\n";
+    return false;
+  }
+  try {
+    o.admin_token_ = duet::read_trimmed_file(o.admin_token_file);
+  } catch (const duet::EnvironmentError &e) {
+    err << "--admin-token-file: " << e.what() << "\n";
+    return false;
+  }
+  if (o.admin_token_.size() < 16 || o.admin_token_.find_first_of(" \t\r\n") != std::string::npos) {
+    err << "--admin-token-file " << o.admin_token_file
+        << ": the token must be at least 16 bytes without spaces (make one with: openssl rand -hex 32 > FILE)\n";
+    return false;
+  }
   return true;
 }
 
@@ -186,6 +213,7 @@ void CliParser::fill_c_options() {
   c.health = !o.no_health;
   c.metrics = !o.no_metrics;
   c.admin_address = c_str(o.admin_host_);
+  c.admin_token = c_str(o.admin_token_);
   c.tls_min_13 = o.tls_min == "1.3";
   c.hsts_s = o.hsts;
   c.redirect_port = o.http_redirect_port;
@@ -231,8 +259,8 @@ CliOutcome CliParser::parse(int argc, const char *const *argv) {
     err << "Run 'duetd --help' for the options.\n";
     return {false, DUET_EXIT_USAGE};
   }
-  for (bool (CliParser::*check)() :
-       {&CliParser::check_mounts, &CliParser::check_admin_listen, &CliParser::check_combinations})
+  for (bool (CliParser::*check)() : {&CliParser::check_mounts, &CliParser::check_admin_listen,
+                                     &CliParser::check_admin_token, &CliParser::check_combinations})
     if (!(this->*check)())
       return {false, DUET_EXIT_USAGE};
   collect_plugin_opts();

@@ -4,6 +4,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include <rapidjson/stringbuffer.h>
@@ -121,6 +122,40 @@ public:
                   (info.client_close_code == 1000 || info.client_close_code == 1001);
     store_->closed(conn, hangup ? "hangup" : duet_close_reason_name(reason));
     update_pairs();
+    seen_.erase(conn);
+  }
+
+  // The admin API's listing (duet.admin.list): each connection's ids here,
+  // and each call this node set up (in a cluster, a call whose offerer is
+  // on another node is listed there).
+  void on_event(const duet_event_t &event) override {
+    if (!event.name || std::string_view(event.name) != "duet.admin.list")
+      return;
+    for (const auto &entry : seen_) {
+      const duet::ConnId conn = entry.first;  // named apart: a lambda cannot capture a structured binding
+      const Seen &seen = entry.second;
+      emit("admin.connection", conn, [&](Writer &w) {
+        w.Key("local");
+        put(w, seen.local);
+        w.Key("remote");
+        put(w, seen.remote);
+        w.Key("in_call");
+        w.Bool(seen.partner != 0 || seen.partner_elsewhere);
+      });
+      if (seen.offerer && (seen.partner != 0 || seen.partner_elsewhere))
+        emit("admin.call", 0, [&](Writer &w) {
+          w.Key("offerer");
+          put(w, seen.local);
+          w.Key("answerer");
+          put(w, seen.remote);
+          w.Key("offerer_conn");
+          w.Uint64(conn);
+          w.Key("answerer_conn");
+          w.Uint64(seen.partner);  // 0: on another node
+          w.Key("since_ms");
+          w.Int64(seen.since_ms);
+        });
+    }
   }
 
 private:
@@ -148,6 +183,7 @@ private:
   }
 
   void opened(duet::ConnId conn, std::string_view local, std::string_view remote) override {
+    seen_[conn] = Seen{std::string(local), std::string(remote)};
     emit("pairing.open", conn, [&](Writer &w) {
       w.Key("local");
       put(w, local);
@@ -159,6 +195,11 @@ private:
   void paired(duet::ConnId offerer, duet::ConnId answerer, std::string_view offerer_id,
               std::string_view answerer_id) override {
     update_pairs();
+    const std::int64_t since = unix_ms();
+    if (auto o = seen_.find(offerer); o != seen_.end())
+      o->second = Seen{std::string(offerer_id), std::string(answerer_id), answerer, answerer == 0, true, since};
+    if (auto a = seen_.find(answerer); answerer != 0 && a != seen_.end())
+      a->second = Seen{std::string(answerer_id), std::string(offerer_id), offerer, false, false, since};
     emit("pairing.paired", offerer, [&](Writer &w) {
       w.Key("offerer");
       put(w, offerer_id);
@@ -172,6 +213,9 @@ private:
   }
 
   void unpaired(const duet::pairing::CallEnded &call) override {
+    for (duet::ConnId side : {call.gone, call.left})
+      if (auto it = seen_.find(side); side != 0 && it != seen_.end())
+        it->second = Seen{it->second.local, it->second.remote};
     emit("pairing.unpaired", call.gone, [&](Writer &w) {
       w.Key("local");
       put(w, call.gone_id);
@@ -191,6 +235,10 @@ private:
   }
 
   void resumed(duet::ConnId conn, duet::ConnId partner, std::string_view id) override {
+    if (auto it = seen_.find(conn); it != seen_.end()) {
+      it->second.partner = partner;
+      it->second.partner_elsewhere = partner == 0;
+    }
     emit("pairing.resumed", conn, [&](Writer &w) {
       w.Key("local");
       put(w, id);
@@ -248,6 +296,19 @@ private:
   std::unique_ptr<PairingStore> store_;
   std::int64_t pairs_active_, relayed_sdp_, relayed_ice_;
   std::unordered_map<std::string, duet::Timer> graces_;
+  // What this node knows of its connections, for the admin API's listing.
+  struct Seen {
+    std::string local, remote;
+    duet::ConnId partner = 0;        // in a call with this connection here
+    bool partner_elsewhere = false;  // in a call with one on another node
+    bool offerer = false;
+    std::int64_t since_ms = 0;
+  };
+  std::unordered_map<duet::ConnId, Seen> seen_;
+  static std::int64_t unix_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+  }
   duet::Timer pairs_timer_;
   std::random_device random_;  // the kernel's CSPRNG: tokens must not be guessable
 };

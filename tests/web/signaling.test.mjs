@@ -14,7 +14,7 @@ function setup({ random = () => 1 } = {}) {
   const events = [];
   const record = (name) => (arg) => events.push(arg === undefined ? [name] : [name, arg]);
   const on = {};
-  for (const name of ['connecting', 'open', 'message', 'retry', 'replaced']) on[name] = record(name);
+  for (const name of ['connecting', 'open', 'message', 'retry', 'replaced', 'closedByAdmin']) on[name] = record(name);
   const signaling = createSignaling({ url: URL, WebSocket: FakeWebSocket, timers: clock.timers, now: clock.now, random, on });
   const last = () => sockets[sockets.length - 1];
   const named = (name) => events.filter((e) => e[0] === name).map((e) => e[1]);
@@ -159,6 +159,29 @@ test('close 4001 (a newer tab took the id) stops for good', async () => {
   clock.advance(120000);
   assert.equal(sockets.length, 1);
   await settle();
+});
+
+test('close 4403 (the operator closed us, duetd admin close) stops for good', async () => {
+  const { clock, sockets, signaling, last, named } = setup();
+  signaling.start({ local: 'alice', remote: 'bob' });
+  last().serverOpens();
+  last().serverCloses(4403);
+  assert.equal(named('closedByAdmin').length, 1);
+  assert.equal(named('retry').length, 0);
+  clock.advance(120000);
+  assert.equal(sockets.length, 1);
+  await settle();
+});
+
+test('close 1012 (a draining server) is tried again', async () => {
+  const { clock, sockets, signaling, last, named } = setup();
+  signaling.start({ local: 'alice', remote: 'bob' });
+  last().serverOpens();
+  last().serverCloses(1012);
+  await settle();
+  assert.equal(named('retry').length, 1);
+  clock.advance(120000);
+  assert.equal(sockets.length, 2);
 });
 
 test('stop() closes with 1000 and never comes back', async () => {
