@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -106,6 +108,8 @@ public:
     if (request.kind == Request::Kind::kNotOurs)
       return DUET_PASS;
     const Outcome outcome = duet::pairing::route(*store_, conn, request, msg.json());
+    if (request.kind == Request::Kind::kOpen && request.resume && outcome.ok())
+      resumable_.insert(conn);
     if (request.kind == Request::Kind::kRelay && outcome.ok())
       host().metric_add(request.relay == duet::pairing::PairingState::Kind::kSdp ? relayed_sdp_ : relayed_ice_, 1);
     if (outcome.ok())
@@ -120,15 +124,20 @@ public:
     duet_conn_info_t info{};
     bool hangup = reason == DUET_CLOSE_CLIENT && host().conn_info(conn, info) &&
                   (info.client_close_code == 1000 || info.client_close_code == 1001);
-    store_->closed(conn, hangup ? "hangup" : duet_close_reason_name(reason));
+    // Closed by our drain: the client comes back on another node, so its place is held.
+    const bool moved = drain_closed_.erase(conn) > 0;
+    store_->closed(conn, hangup ? "hangup" : moved ? "drain" : duet_close_reason_name(reason));
     update_pairs();
     seen_.erase(conn);
+    resumable_.erase(conn);
   }
 
   // The admin API's listing (duet.admin.list): each connection's ids here,
   // and each call this node set up (in a cluster, a call whose offerer is
   // on another node is listed there).
   void on_event(const duet_event_t &event) override {
+    if (event.name && std::string_view(event.name) == "duet.drain")
+      start_drain();
     if (!event.name || std::string_view(event.name) != "duet.admin.list")
       return;
     for (const auto &entry : seen_) {
@@ -174,7 +183,52 @@ private:
       host().metric_set(pairs_active_, static_cast<std::int64_t>(store_->pairs()));
   }
 
-  void send(duet::ConnId to, std::string_view json) override { host().send(to, json); }
+  void send(duet::ConnId to, std::string_view json) override {
+    // A drain waits for this: the partner it moved came back on another node.
+    if (json.rfind(R"({"resumed")", 0) == 0)
+      if (auto it = seen_.find(to); it != seen_.end() && moved_away_.count(it->second.partner)) {
+        it->second.partner = 0;
+        it->second.partner_elsewhere = true;
+      }
+    host().send(to, json);
+  }
+
+  // A drain with --cluster moves the calls that can resume to the other
+  // nodes: each such connection is closed with 1012 (the web client
+  // reconnects through the balancer, which no longer sends it here) and its
+  // place is held, so it resumes there with its media untouched. Of a pair
+  // with both sides here, one side goes first and the other once its
+  // partner has resumed elsewhere: two places held at once would end the
+  // call. Without --cluster there is nowhere to go: calls stay until they
+  // end or the drain times out. Clients that cannot resume stay too.
+  void start_drain() {
+    if (draining_ || config_.grace.count() == 0 || host().options().text("cluster").empty())
+      return;
+    draining_ = true;
+    drain_step();
+    drain_timer_ =
+        host().start_timer(std::chrono::milliseconds(500), std::chrono::milliseconds(500), [this] { drain_step(); });
+  }
+
+  void drain_step() {
+    std::vector<duet::ConnId> to_close;
+    for (duet::ConnId conn : resumable_) {
+      auto it = seen_.find(conn);
+      if (it == seen_.end() || drain_closed_.count(conn))
+        continue;
+      const duet::ConnId partner = it->second.partner;
+      if (partner != 0 && moved_away_.count(partner))
+        continue;  // its partner is on its way to another node
+      if (partner != 0 && resumable_.count(partner) && partner < conn)
+        continue;  // the partner here goes first
+      to_close.push_back(conn);
+    }
+    for (duet::ConnId conn : to_close) {
+      drain_closed_.insert(conn);
+      moved_away_.insert(conn);
+      host().close(conn, 1012, "server draining", DUET_CLOSE_SERVER);
+    }
+  }
   void send_error(duet::ConnId to, const char *code, const char *message) override {
     host().send_error(to, code, message);
   }
@@ -305,6 +359,11 @@ private:
     std::int64_t since_ms = 0;
   };
   std::unordered_map<duet::ConnId, Seen> seen_;
+  std::unordered_set<duet::ConnId> resumable_;     // opened asking to resume
+  std::unordered_set<duet::ConnId> drain_closed_;  // closed by the drain, close not yet told
+  std::unordered_set<duet::ConnId> moved_away_;    // closed by the drain, to resume elsewhere
+  bool draining_ = false;
+  duet::Timer drain_timer_;
   static std::int64_t unix_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
         .count();

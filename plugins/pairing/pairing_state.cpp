@@ -9,7 +9,7 @@ constexpr std::string_view kClose = R"({"close":1})";
 
 // A connection that was lost (not closed on purpose) may come back.
 bool can_wait_for_resume(std::string_view reason) {
-  return reason == "client" || reason == "timeout" || reason == "node-lost";
+  return reason == "client" || reason == "timeout" || reason == "node-lost" || reason == "drain";
 }
 
 // {"start":"offer"} exactly as the tutorial sends it; a client that asked to

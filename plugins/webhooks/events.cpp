@@ -51,7 +51,7 @@ template <class Fill> std::string body(const char *type, std::string_view node, 
 const char *how_call_ended(std::string_view reason) {
   if (reason == "hangup")
     return "hang-up";
-  if (reason == "client" || reason == "resume-failed")
+  if (reason == "client" || reason == "resume-failed" || reason == "drain")
     return "connection-lost";
   if (reason == "timeout")
     return "timeout";

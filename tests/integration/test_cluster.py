@@ -527,6 +527,54 @@ class FreshClusterCase(DuetTestCase):
     assert_relays = ClusterCase.assert_relays
 
 
+class DrainTest(FreshClusterCase):
+    """A drained node (SIGUSR1) moves its calls that can resume to the other
+    nodes: each side is closed with 1012 and resumes elsewhere; of a pair with
+    both sides on the node, one side goes first and the other after its
+    partner resumed. Then the node exits 0."""
+
+    async def test_a_drained_node_moves_both_sides_of_a_call_one_after_the_other(self):
+        cluster = self.start_cluster(2, ['--plugin-opt', 'pairing.resume-grace=10', '--drain-timeout', '60'])
+        alice_id, bob_id = unique_id('alice'), unique_id('bob')
+        alice = await self.open_on(0, alice_id, bob_id, resume='')
+        await self.registered(alice_id)
+        await alice.expect_nothing(SETTLE)
+        bob = await self.open_on(0, bob_id, alice_id, resume='')
+        tokens = {alice_id: (await alice.recv_json(RECV))['resume'], bob_id: (await bob.recv_json(RECV))['resume']}
+        tutorial_id = unique_id('tutorial')
+        tutorial = await self.open_on(0, tutorial_id, unique_id('nobody'))  # cannot resume: it stays
+
+        os.kill(self.node(0).pid, signal.SIGUSR1)
+        # One side goes first (closed with 1012); the other stays while its partner is away.
+        waits = {asyncio.ensure_future(c.expect_close(1012, timeout=RECV)): c for c in (alice, bob)}
+        done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        task = done.pop()
+        self.assertEqual(task.result()[1], [], 'nothing came before the close')
+        first = waits[task]
+        second = bob if first is alice else alice
+        first_id, second_id = (alice_id, bob_id) if first is alice else (bob_id, alice_id)
+        await second.expect_nothing(1.5)
+        back = await self.open_on(1, first_id, second_id, resume=tokens[first_id])
+        self.assertIn('resumed', await back.recv_json(RECV))
+        self.assertIn('resumed', await second.recv_json(RECV))
+        # Now the second side moves too.
+        code, _ = await second.expect_close(timeout=RECV)
+        self.assertEqual(code, 1012)
+        back2 = await self.open_on(1, second_id, first_id, resume=tokens[second_id])
+        self.assertIn('resumed', await back2.recv_json(RECV))
+        self.assertIn('resumed', await back.recv_json(RECV))
+        await self.assert_relays(back, back2, 'after-drain')
+        # The client that cannot resume stays until it goes; then node 0 exits 0.
+        await tutorial.expect_nothing(0.5)
+        self.assertIsNone(self.node(0).proc.poll())
+        await tutorial.close()
+        self.assertEqual(self.node(0).wait(timeout=RECV), 0, self.node(0).log())
+        cluster.killed.add(0)
+
+
 class NodeKilledTest(FreshClusterCase):
 
     async def test_a_node_killed_with_sigkill_its_partners_elsewhere_hear_close_within_10_s(self):

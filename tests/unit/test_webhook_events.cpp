@@ -63,6 +63,7 @@ TEST_CASE("how a call ended, in the webhook's words", "[webhook-events]") {
   CHECK(std::string(how_call_ended("hangup")) == "hang-up");
   CHECK(std::string(how_call_ended("client")) == "connection-lost");
   CHECK(std::string(how_call_ended("resume-failed")) == "connection-lost");
+  CHECK(std::string(how_call_ended("drain")) == "connection-lost");  // moved by a drain, never resumed
   CHECK(std::string(how_call_ended("timeout")) == "timeout");
   CHECK(std::string(how_call_ended("takeover")) == "replaced");
   CHECK(std::string(how_call_ended("node-lost")) == "node-lost");
