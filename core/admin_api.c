@@ -67,6 +67,24 @@ static void collect(void *data, const char *plugin, const duet_event_t *event) {
   c->count++;
 }
 
+static int by_conn(const void *a, const void *b) {
+  uint64_t x = ((const said_t *)a)->conn, y = ((const said_t *)b)->conn;
+  return x < y ? -1 : x > y;
+}
+
+/* The first of what plugins said of conn, in the list sorted by conn. */
+static const said_t *first_said(const collected_t *c, uint64_t conn) {
+  size_t lo = 0, hi = c->count;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (c->list[mid].conn < conn)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < c->count && c->list[lo].conn == conn ? &c->list[lo] : NULL;
+}
+
 static void free_collected(collected_t *c) {
   for (size_t i = 0; i < c->count; i++)
     free(c->list[i].json);
@@ -96,6 +114,8 @@ static void list_connections(duet_admin_api_t *api, FILE *out) {
   duet__plugins_emit(api->plugins, &ask);
   api->host->collect = NULL;
   api->host->collect_data = NULL;
+  if (said.count) /* by conn, calls (conn 0) first: a binary search per connection */
+    qsort(said.list, said.count, sizeof *said.list, by_conn);
 
   char node[300];
   duet__json_escape(node, sizeof node, api->node_id);
@@ -115,9 +135,9 @@ static void list_connections(duet_admin_api_t *api, FILE *out) {
     fprintf(out, ",\"port\":%u", (unsigned)info.remote_port);
     put_string(out, "user_agent", info.user_agent);
     fprintf(out, ",\"idle_ms\":%" PRIu64, info.idle_ms);
-    for (size_t k = 0; k < said.count; k++)
-      if (said.list[k].conn == conn->id)
-        fprintf(out, ",\"%s\":%s", said.list[k].plugin, said.list[k].json);
+    const said_t *end = said.list + said.count;
+    for (const said_t *k = first_said(&said, conn->id); k && k < end && k->conn == conn->id; k++)
+      fprintf(out, ",\"%s\":%s", k->plugin, k->json);
     fputc('}', out);
   }
   fputs("],\"calls\":[", out);
@@ -193,7 +213,9 @@ int duet__admin_api_answer(duet_admin_api_t *api, const duet_admin_request_t *re
     status = 401;
     answer->authenticate = 1;
     api->refused++;
-    DUET_WARN_LIMITED("admin API refusals", "admin API: refused a request for %s without the right token", req->path);
+    char path[300]; /* escaped: a decoded %0a must not start a log line of its own */
+    duet__json_escape(path, sizeof path, req->path);
+    DUET_WARN_LIMITED("admin API refusals", "admin API: refused a request for %s without the right token", path);
   } else if (strcmp(req->path, "/admin/connections") == 0) {
     if (req->post) {
       fputs("{\"error\":\"method-not-allowed\",\"message\":\"GET /admin/connections\"}\n", out);
@@ -207,7 +229,7 @@ int duet__admin_api_answer(duet_admin_api_t *api, const duet_admin_request_t *re
     if (!req->post) {
       fputs("{\"error\":\"method-not-allowed\",\"message\":\"POST /admin/connections/ID/close\"}\n", out);
       status = 405;
-    } else if (req->reason && strlen(req->reason) > MAX_REASON_BYTES) {
+    } else if (req->too_long || (req->reason && strlen(req->reason) > MAX_REASON_BYTES)) {
       fprintf(out, "{\"error\":\"bad-request\",\"message\":\"a reason is at most %d bytes\"}\n", MAX_REASON_BYTES);
       status = 400;
     } else {

@@ -40,6 +40,7 @@ typedef struct duet_admin_request {
   const char *path;          /* without the query */
   const char *reason;        /* the reason= argument, URL-decoded, or NULL */
   const char *authorization; /* the header's value, or NULL */
+  int too_long;              /* the query was longer than a reason may be */
 } duet_admin_request_t;
 
 /* Answers req when its path is under /admin/: 1 with answer filled (its

@@ -107,6 +107,16 @@ static int serve_admin_api(const duet_http_t *http, struct lws *wsi, const char 
                            duet_admin_answer_t *answer) {
   char authorization[512] = "", reason[1024] = "";
   int has_authorization = lws_hdr_copy(wsi, authorization, sizeof authorization, WSI_TOKEN_HTTP_AUTHORIZATION) > 0;
+  /* lws skips an argument longer than the buffer: refused here instead of
+   * read as no reason. */
+  if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS) >= (int)sizeof reason) {
+    duet_admin_request_t too_long = {.post = post,
+                                     .path = uri,
+                                     .reason = "",
+                                     .too_long = 1,
+                                     .authorization = has_authorization ? authorization : NULL};
+    return duet__admin_api_answer(http->admin_api, &too_long, answer);
+  }
   /* The argument URL-decoded by lws; the answer points past "reason=". */
   const char *value = lws_get_urlarg_by_name(wsi, "reason=", reason, (int)sizeof reason);
   duet_admin_request_t req = {

@@ -81,6 +81,12 @@ extern "C" {
  * refused), another DUET_E* code when it could not start. */
 int duet_server_run(const duet_options_t *opt);
 
+/* SIGUSR1 (drain) ends a process by default: from the first thing main
+ * does until the loop watches it, it is only noted (server.c), and the
+ * server or the supervisor drains once ready if it came. */
+void duet_note_early_drain(void);
+int duet__early_drain_noted(void);
+
 /* Where bundled files are looked for when no option says (paths.c). */
 const char *duet__paths_default_web_root(void);
 const char *duet__paths_default_state_dir(char *buf, size_t len);

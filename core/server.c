@@ -6,6 +6,7 @@
 #include "duet_build_config.h"
 
 #include <signal.h>
+#include <unistd.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -174,8 +175,31 @@ static void begin_shutdown(duet_server_t *server, const char *why) {
     uv_timer_start(&server->shutdown_timer, grace_over, SHUTDOWN_GRACE_MS, 0);
 }
 
+static volatile sig_atomic_t early_drain;
+static void note_drain(int signum) {
+  (void)signum;
+  early_drain = 1;
+}
+void duet_note_early_drain(void) {
+  struct sigaction action;
+  memset(&action, 0, sizeof action);
+  action.sa_handler = note_drain;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGUSR1, &action, NULL);
+}
+int duet__early_drain_noted(void) { return early_drain; }
+
 static uint64_t loop_now(void *data) { return uv_now(&((duet_server_t *)data)->loop); }
-static void admin_drain(void *data) { begin_drain(data, "admin API"); }
+
+/* Under --workers the supervisor drains them all (and starts none again):
+ * a drain asked of one worker's admin API is passed up to it. */
+static void admin_drain(void *data) {
+  duet_server_t *server = data;
+  pid_t parent = getppid();
+  if (server->opt->worker_index > 0 && parent > 1 && kill(parent, SIGUSR1) == 0)
+    return;
+  begin_drain(server, "admin API");
+}
 
 static void on_signal(uv_signal_t *handle, int signum) {
   duet_server_t *server = handle->data;
@@ -455,6 +479,8 @@ static int start(duet_server_t *server, int *listed) {
   start_handles(server);
   /* Logged last: whoever waits for this line may signal us at once. */
   log_listening(server, port);
+  if (duet__early_drain_noted())
+    begin_drain(server, "SIGUSR1 (while starting)");
   return 0;
 }
 

@@ -101,6 +101,8 @@ static void close_handles(supervisor_t *sup) {
 static void exec_worker(const char *const *args, pid_t parent) {
   for (size_t i = 0; i < WATCHED_SIGNALS; i++)
     signal(watched_signals[i], SIG_DFL);
+  /* Until the worker's main notes it, a drain must not end it: kept ignored across exec. */
+  signal(SIGUSR1, SIG_IGN);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
@@ -396,6 +398,10 @@ int duet_workers_run(const duet_options_t *opt, int argc, const char *const *arg
     return r;
   }
   start_loop_handles(&sup);
+  if (duet__early_drain_noted()) {
+    DUET_INFO("SIGUSR1 (while starting): draining");
+    drain_all(&sup);
+  }
   char node[300];
   duet__node_id(opt, atoi(sup.port_text), node, sizeof node);
   DUET_INFO("starting %u worker(s) on port %s, node ids %s-w1, -w2, ...", sup.count, sup.port_text, node);

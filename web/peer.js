@@ -331,6 +331,13 @@ export function createPeer({
         return;
       }
       if (isConnected()) emit('connected');
+      // An offer still unanswered may have been lost while a side moved to
+      // another server (its answer met partner-away): take it back, offer anew.
+      if (offerer && pc.signalingState === 'have-local-offer' && !makingOffer) {
+        const conn = pc;
+        conn.setLocalDescription({ type: 'rollback' }).then(() => { if (conn === pc) makeOffer(true); }, () => {});
+        return;
+      }
       if (offerer || pendingRestart) makeOffer(true);
     },
     // The server says the partner closed; believed only when the data

@@ -5,9 +5,11 @@
 #include "cli/bundled.hpp"
 #include "cli/options.hpp"
 #include "exit_code.h"
+#include "options.h"
 #include "workers.h"
 
 int main(int argc, char **argv) {
+  duet_note_early_drain();
   duet::CliOptions options;
   duet::CliOutcome outcome;
   {

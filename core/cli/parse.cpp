@@ -87,9 +87,15 @@ bool CliParser::check_admin_token() {
     err << "--admin-token-file: " << e.what() << "\n";
     return false;
   }
-  if (o.admin_token_.size() < 16 || o.admin_token_.find_first_of(" \t\r\n") != std::string::npos) {
+  // Sent as "Authorization: Bearer TOKEN": printable ASCII, no spaces, and
+  // short enough for the header buffer (admin_api.c compares it whole).
+  bool printable = true;
+  for (unsigned char c : o.admin_token_)
+    printable = printable && c > 0x20 && c < 0x7f;
+  if (o.admin_token_.size() < 16 || o.admin_token_.size() > 400 || !printable) {
     err << "--admin-token-file " << o.admin_token_file
-        << ": the token must be at least 16 bytes without spaces (make one with: openssl rand -hex 32 > FILE)\n";
+        << ": the token must be 16 to 400 printable ASCII characters without spaces (make one with: "
+           "openssl rand -hex 32 > FILE)\n";
     return false;
   }
   return true;

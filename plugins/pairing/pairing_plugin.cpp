@@ -36,6 +36,9 @@ const duet_plugin_option_t kOptions[] = {
                  "cluster", "URL"),
     duet::option("cluster-password-file", "", "file holding the Redis password (instead of one in the URL)",
                  "cluster-password-file", "FILE", DUET_OPTION_FILE),
+    duet::option("drain-delay", "5s",
+                 "on a drain (SIGUSR1), how long to wait before moving calls to other nodes: at least the load "
+                 "balancer's health-check interval, so that it no longer sends clients here"),
     duet::option(
         "resume-grace", "15",
         "seconds a paired client that asked to resume (open with \"resume\") keeps its place after its connection "
@@ -205,9 +208,7 @@ private:
     if (draining_ || config_.grace.count() == 0 || host().options().text("cluster").empty())
       return;
     draining_ = true;
-    drain_step();
-    drain_timer_ =
-        host().start_timer(std::chrono::milliseconds(500), std::chrono::milliseconds(500), [this] { drain_step(); });
+    drain_timer_ = host().start_timer(drain_delay_, std::chrono::milliseconds(500), [this] { drain_step(); });
   }
 
   void drain_step() {
@@ -217,17 +218,17 @@ private:
       if (it == seen_.end() || drain_closed_.count(conn))
         continue;
       const duet::ConnId partner = it->second.partner;
-      if (partner != 0 && moved_away_.count(partner))
-        continue;  // its partner is on its way to another node
+      if (partner != 0 && (moved_away_.count(partner) || !seen_.count(partner)))
+        continue;  // its partner is away (moving, or dropped and may resume): two held places would end the call
       if (partner != 0 && resumable_.count(partner) && partner < conn)
         continue;  // the partner here goes first
       to_close.push_back(conn);
     }
-    for (duet::ConnId conn : to_close) {
-      drain_closed_.insert(conn);
-      moved_away_.insert(conn);
-      host().close(conn, 1012, "server draining", DUET_CLOSE_SERVER);
-    }
+    for (duet::ConnId conn : to_close)
+      if (host().close(conn, 1012, "server draining", DUET_CLOSE_SERVER) == 0) {  // not one closing already
+        drain_closed_.insert(conn);
+        moved_away_.insert(conn);
+      }
   }
   void send_error(duet::ConnId to, const char *code, const char *message) override {
     host().send_error(to, code, message);
@@ -237,7 +238,9 @@ private:
   }
 
   void opened(duet::ConnId conn, std::string_view local, std::string_view remote) override {
-    seen_[conn] = Seen{std::string(local), std::string(remote)};
+    duet_conn_info_t info{};
+    if (host().conn_info(conn, info))  // in a cluster an open may be decided after its connection went
+      seen_[conn] = Seen{std::string(local), std::string(remote)};
     emit("pairing.open", conn, [&](Writer &w) {
       w.Key("local");
       put(w, local);
@@ -363,6 +366,8 @@ private:
   std::unordered_set<duet::ConnId> drain_closed_;  // closed by the drain, close not yet told
   std::unordered_set<duet::ConnId> moved_away_;    // closed by the drain, to resume elsewhere
   bool draining_ = false;
+  std::chrono::milliseconds drain_delay_ =
+      host().options().duration("drain-delay", std::chrono::milliseconds(0), std::chrono::hours(1));
   duet::Timer drain_timer_;
   static std::int64_t unix_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())

@@ -173,7 +173,7 @@ void Delivery::finished(const std::string &id, std::int64_t created_ms, const du
     host_.metric_add(metrics_.delay_ms, std::max<std::int64_t>(0, unix_ms() - created_ms));
     if (failures_ > 0)
       host_.log(DUET_LOG_INFO,
-                "" + settings_.url + " takes events again; " + std::to_string(outbox_->pending().size()) + " waiting");
+                settings_.shown_url + " takes events again; " + std::to_string(outbox_->pending().size()) + " waiting");
     failures_ = 0;
   } else {
     failed(response);
@@ -190,7 +190,7 @@ void Delivery::failed(const duet::http::Response &response) {
   const std::chrono::milliseconds delay = std::min<std::chrono::milliseconds>(
       std::chrono::seconds(1LL << std::min(failures_ - 1, 20)), settings_.max_backoff);
   if (failures_ == 1)
-    host_.log(DUET_LOG_WARN, "" + settings_.url + " " + what_failed(response) +
+    host_.log(DUET_LOG_WARN, settings_.shown_url + " " + what_failed(response) +
                                  "; its events stay in the outbox and are retried (up to every " +
                                  std::to_string(settings_.max_backoff.count() / 1000) + " s)");
   backoff_timer_ = host_.start_timer(delay, {}, [this] {
@@ -229,8 +229,8 @@ void Delivery::full(const std::string &why) {
   last_full_log_ = now;
   host_.log(DUET_LOG_ERROR, "the webhook outbox " + why + ": " + std::to_string(dropped_unlogged_) +
                                 " event(s) dropped since the last line; calls keep working. " +
-                                std::to_string(outbox_->pending().size()) + " event(s) wait for " + settings_.url +
-                                ": bring it back, or raise webhooks.outbox-bytes");
+                                std::to_string(outbox_->pending().size()) + " event(s) wait for " +
+                                settings_.shown_url + ": bring it back, or raise webhooks.outbox-bytes");
   dropped_unlogged_ = 0;
 }
 

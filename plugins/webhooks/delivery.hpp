@@ -20,7 +20,8 @@ namespace duet::webhooks {
 
 struct DeliverySettings {
   std::string url;
-  std::string secret;  // the key's bytes (signature.hpp)
+  std::string shown_url;  // url for log lines: no user, password or query
+  std::string secret;     // the key's bytes (signature.hpp)
   std::chrono::milliseconds timeout{10000};
   std::chrono::milliseconds retry_for{std::chrono::hours(24)};
   std::chrono::milliseconds max_backoff{std::chrono::minutes(5)};

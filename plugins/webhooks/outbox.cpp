@@ -216,7 +216,9 @@ void Outbox::delivered(const std::string &id) {
 
 bool Outbox::compact() {
   const std::string tmp = path_ + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  // Opened for appending: after the rename this descriptor is the outbox's,
+  // so there is nothing to open again (which could fail).
+  const int fd = ::open(tmp.c_str(), O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0)
     return false;
   std::size_t size = 0;
@@ -228,8 +230,8 @@ bool Outbox::compact() {
     ok = ok && write_all(fd, line);
   }
   ok = ok && ::fsync(fd) == 0;
-  ::close(fd);
   if (!ok || ::rename(tmp.c_str(), path_.c_str()) != 0) {
+    ::close(fd);
     ::unlink(tmp.c_str());
     return false;
   }
@@ -240,13 +242,8 @@ bool Outbox::compact() {
     ::fsync(dir_fd);
     ::close(dir_fd);
   }
-  // The old descriptor names the replaced file now: appends through it
-  // would be lost, so without a new one the outbox takes nothing more.
-  const int fresh = ::open(path_.c_str(), O_RDWR | O_APPEND | O_CLOEXEC);
-  ::close(fd_);
-  fd_ = fresh;
-  if (fresh < 0)
-    return false;
+  ::close(fd_);  // it names the replaced file now
+  fd_ = fd;
   bytes_ = size;
   delivered_bytes_ = 0;
   unsynced_ = false;  // every pending event was written and fsync'd above

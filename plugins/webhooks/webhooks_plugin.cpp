@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -72,6 +73,25 @@ bool loopback_address(const sockaddr *address) {
     return (ntohl(reinterpret_cast<const sockaddr_in *>(address)->sin_addr.s_addr) >> 24) == 127;
   return address->sa_family == AF_INET6 &&
          IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<const sockaddr_in6 *>(address)->sin6_addr);
+}
+
+// The URL for log lines: scheme, host, port and path, never a user, a
+// password or a query (which may hold a token).
+std::string redacted(const std::string &url) {
+  CURLU *parsed = curl_url();
+  std::string out = "(the webhook URL)";
+  if (parsed && curl_url_set(parsed, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK) {
+    curl_url_set(parsed, CURLUPART_USER, nullptr, 0);
+    curl_url_set(parsed, CURLUPART_PASSWORD, nullptr, 0);
+    curl_url_set(parsed, CURLUPART_QUERY, nullptr, 0);
+    curl_url_set(parsed, CURLUPART_FRAGMENT, nullptr, 0);
+    char *text = nullptr;
+    if (curl_url_get(parsed, CURLUPART_URL, &text, 0) == CURLUE_OK)
+      out = text;
+    curl_free(text);
+  }
+  curl_url_cleanup(parsed);
+  return out;
 }
 
 // The URL's scheme ("https" or "http"); OptionError for any other URL.
@@ -186,7 +206,7 @@ public:
     std::string error;
     std::unique_ptr<Outbox> outbox = Outbox::open(files.own, outbox_bytes, error);
     if (!outbox)
-      throw duet::EnvironmentError("" + error);
+      throw duet::EnvironmentError("webhooks: " + error);
     for (const std::string &orphan : files.orphans)
       adopt(*outbox, orphan);
 
@@ -194,11 +214,15 @@ public:
     client.user_agent = "duetd-webhooks";
     client.protocols = scheme == "https" ? "https" : "http";
     client.ca_file = options.text("ca-file");
+    // As many connections as requests in flight: an HTTP/1.1 receiver takes one request per connection.
+    client.max_host_connections = static_cast<long>(settings.in_flight);
+    client.max_connects = std::max<long>(client.max_connects, client.max_host_connections);
     if (scheme == "http")  // unencrypted only on this machine, whatever the name resolves to
       client.address_allowed = loopback_address;
     const std::size_t waiting = outbox->pending().size();
+    settings.shown_url = redacted(settings.url);
     delivery_ = std::make_unique<Delivery>(host, std::move(settings), std::move(client), std::move(outbox));
-    host.log(DUET_LOG_INFO, "sending to " + options.text("url") + " (" + std::to_string(waiting) +
+    host.log(DUET_LOG_INFO, "sending to " + redacted(options.text("url")) + " (" + std::to_string(waiting) +
                                 " events waiting in the outbox " + files.own + ")");
   }
 
@@ -235,9 +259,8 @@ private:
       if (into.add(event, false) == Outbox::Added::kOk)
         moved++;
     if (moved != orphan->pending().size() || !into.sync()) {
-      host().log(DUET_LOG_WARN, "" + path +
-                                    " could not be taken over whole (the outbox is full or "
-                                    "cannot be written); it stays for the next start");
+      host().log(DUET_LOG_WARN, path + " could not be taken over whole (the outbox is full or "
+                                       "cannot be written); it stays for the next start");
       return;
     }
     ::unlink(path.c_str());

@@ -129,7 +129,11 @@ class OptionTest(unittest.TestCase):
         cases = [
             (['--admin-token-file', self.token_file(TOKEN)], '--admin-listen'),
             (['--admin-listen', '127.0.0.1:%d' % free_port(), '--admin-token-file', self.token_file('short')],
-             'at least 16 bytes'),
+             '16 to 400 printable ASCII characters'),
+            (['--admin-listen', '127.0.0.1:%d' % free_port(), '--admin-token-file',
+              self.token_file('0123456789abcdef\x00binary-bytes')], '16 to 400 printable ASCII characters'),
+            (['--admin-listen', '127.0.0.1:%d' % free_port(), '--admin-token-file', self.token_file('x' * 401)],
+             '16 to 400 printable ASCII characters'),
             (['--admin-listen', '127.0.0.1:%d' % free_port(), '--admin-token-file', '/nonexistent/token'],
              '/nonexistent/token'),
         ]
@@ -189,6 +193,7 @@ class ListCloseDrainTest(AdminCase):
         cases = [
             ('GET', '/admin/connections/%d/close' % target, None, 405),
             ('POST', '/admin/connections/%d/close?reason=%s' % (target, 'x' * 201), None, 400),
+            ('POST', '/admin/connections/%d/close?reason=%s' % (target, 'x' * 1500), None, 400),
             ('POST', '/admin/connections/0/close', None, 404),
             ('POST', '/admin/connections/abc/close', None, 404),
             ('POST', '/admin/connections', None, 405),

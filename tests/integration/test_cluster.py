@@ -534,7 +534,8 @@ class DrainTest(FreshClusterCase):
     partner resumed. Then the node exits 0."""
 
     async def test_a_drained_node_moves_both_sides_of_a_call_one_after_the_other(self):
-        cluster = self.start_cluster(2, ['--plugin-opt', 'pairing.resume-grace=10', '--drain-timeout', '60'])
+        cluster = self.start_cluster(2, ['--plugin-opt', 'pairing.resume-grace=10',
+                                         '--plugin-opt', 'pairing.drain-delay=0', '--drain-timeout', '60'])
         alice_id, bob_id = unique_id('alice'), unique_id('bob')
         alice = await self.open_on(0, alice_id, bob_id, resume='')
         await self.registered(alice_id)

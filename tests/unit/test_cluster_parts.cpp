@@ -90,12 +90,27 @@ TEST_CASE("healing closes the place of a dead connection and tells its partner")
   REQUIRE(state.open(1, "a", "b").ok());
   REQUIRE(state.open(2, "b", "a").ok());
   sink.sent.clear();
-  std::size_t lost = heal(state, {"a", "b"}, [](ConnId c) { return c != 2; }, sink);
+  std::size_t lost = heal(
+      state, {"a", "b"}, [](ConnId c) { return c != 2; }, sink);
   CHECK(lost == 1);
   CHECK_FALSE(state.record("b"));
   CHECK(state.partner_of(1) == 0);
   REQUIRE(sink.sent.size() == 1);
   CHECK(sink.sent[0] == std::make_pair(ConnId(1), std::string(R"({"close":1})")));
+}
+
+TEST_CASE("a lost connection of another node ends its call as node-lost, one of ours as client") {
+  const ConnId elsewhere = duet::cluster::ConnMap::kElsewhere | 7;
+  for (const ConnId gone : {ConnId(2), elsewhere}) {
+    Sink sink;
+    PairingState state(sink, Takeover::kReplace, 256);
+    REQUIRE(state.open(1, "a", "b").ok());
+    REQUIRE(state.open(gone, "b", "a").ok());
+    CHECK(heal(
+              state, {"a", "b"}, [gone](ConnId c) { return c != gone; }, sink) == 1);
+    REQUIRE(sink.unpaired_reasons.size() == 1);
+    CHECK(sink.unpaired_reasons[0] == (gone == elsewhere ? "node-lost" : "client"));
+  }
 }
 
 TEST_CASE("healing ends a call whose partner's id moved on") {
@@ -105,7 +120,8 @@ TEST_CASE("healing ends a call whose partner's id moved on") {
   REQUIRE(state.open(2, "b", "a").ok());
   state.put_record("b", std::nullopt);  // another node freed b
   sink.sent.clear();
-  std::size_t lost = heal(state, {"a", "b"}, [](ConnId) { return true; }, sink);
+  std::size_t lost = heal(
+      state, {"a", "b"}, [](ConnId) { return true; }, sink);
   CHECK(lost == 0);
   CHECK(state.partner_of(1) == 0);
   CHECK(state.record("a"));

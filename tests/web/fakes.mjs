@@ -152,6 +152,12 @@ export function fakePeerConnection() {
 
     async setLocalDescription(desc) {
       if (this.closed) throw new Error('InvalidStateError: closed');
+      if (desc.type === 'rollback') {
+        if (this.signalingState !== 'have-local-offer') throw new Error('InvalidStateError: nothing to roll back');
+        this.signalingState = 'stable';
+        this.rolledBack = (this.rolledBack || 0) + 1;
+        return;
+      }
       if (desc.type === 'offer' && this.signalingState !== 'stable') throw new Error('InvalidStateError: not stable');
       if (desc.type === 'answer' && this.signalingState !== 'have-remote-offer') throw new Error('InvalidStateError: no remote offer');
       this.signalingState = desc.type === 'offer' ? 'have-local-offer' : 'stable';

@@ -181,6 +181,20 @@ test('resumed: the offerer restarts ICE on the same connection; with none, a new
   assert.deepEqual(fresh.last().channels.map((c) => c.label), ['duet']);
 });
 
+test('resumed as the offerer with an offer unanswered (lost while a side moved): it is taken back and made anew', async () => {
+  const t = await connectedOfferer();
+  t.peer.restartIce();
+  await settle();
+  assert.equal(t.offers().length, 2);
+  assert.equal(t.last().signalingState, 'have-local-offer', 'its answer never comes');
+  t.peer.resumed(true);
+  await settle();
+  assert.equal(t.last().rolledBack, 1);
+  assert.equal(t.offers().length, 3);
+  assert.deepEqual(t.last().offerOptions[2], { iceRestart: true });
+  assert.equal(t.connections.length, 1, 'the same connection: media goes on');
+});
+
 test('a new start while the data channel is open keeps the call (the server restarted)', async () => {
   const { connections, last, offers, peer } = await connectedOfferer();
   assert.equal(peer.start('offer'), true);

@@ -21,6 +21,9 @@ using pairing::PairingState;
 
 class ConnMap {
 public:
+  // The bit of the stand-in numbers of connections on other nodes.
+  static constexpr ConnId kElsewhere = ConnId(1) << 63;
+
   explicit ConnMap(std::uint32_t node) : node_(node) {}
 
   std::uint32_t node() const { return node_; }
@@ -38,8 +41,6 @@ public:
   void forget_unused(const std::set<ConnId> &known, const PairingState &state);
 
 private:
-  static constexpr ConnId kElsewhere = ConnId(1) << 63;
-
   std::uint32_t node_;
   std::map<Where, ConnId> stand_ins_;
   std::unordered_map<ConnId, Where> stand_in_of_;

@@ -2,6 +2,8 @@
 
 #include <string_view>
 
+#include "conn_map.hpp"
+
 namespace duet::cluster {
 
 using pairing::ConnId;
@@ -42,7 +44,8 @@ std::size_t heal(PairingState &state, const std::vector<std::string> &ids, const
   for (const auto &id : ids)
     if (auto r = state.record(id); r && r->conn && !alive(r->conn)) {
       lost++;
-      state.closed(r->conn, "node-lost");
+      // A connection of another node is lost with its node; one of ours just went.
+      state.closed(r->conn, (r->conn & ConnMap::kElsewhere) ? "node-lost" : "client");
     }
   for (const auto &id : ids) {
     auto r = state.record(id);
