@@ -165,13 +165,15 @@ static void restart(uv_timer_t *timer) {
 
 static void stop_overdue(uv_timer_t *timer) {
   supervisor_t *sup = timer->data;
-  DUET_ERROR("%zu worker(s) did not stop within %u s; killing them", running(sup), STOP_TIMEOUT_MS / 1000);
+  DUET_ERROR("%zu worker(s) did not stop in time; killing them", running(sup));
   signal_all(sup, SIGKILL);
   sup->result = DUET_EIO;
 }
 
-/* Asks every worker to stop with signum; the loop ends when the last is gone. */
-static void stop_all(supervisor_t *sup, int signum) {
+/* Asks every worker to stop (SIGTERM, SIGINT) or drain (SIGUSR1: it exits 0
+ * once its connections have gone) with signum; none is started again, and
+ * the loop ends when the last is gone. Past grace_ms they are killed. */
+static void stop_all(supervisor_t *sup, int signum, uint64_t grace_ms) {
   sup->stopping = 1;
   for (unsigned i = 0; i < sup->count; i++)
     uv_timer_stop(&sup->workers[i].restart_timer);
@@ -180,21 +182,11 @@ static void stop_all(supervisor_t *sup, int signum) {
     return;
   }
   signal_all(sup, signum);
-  uv_timer_start(&sup->stop_timer, stop_overdue, STOP_TIMEOUT_MS, 0);
+  uv_timer_start(&sup->stop_timer, stop_overdue, grace_ms, 0);
 }
 
-/* SIGUSR1: every worker drains (and exits 0 when its connections have
- * gone); none is started again, and the supervisor exits after the last. */
 static void drain_all(supervisor_t *sup) {
-  sup->stopping = 1;
-  for (unsigned i = 0; i < sup->count; i++)
-    uv_timer_stop(&sup->workers[i].restart_timer);
-  if (running(sup) == 0) {
-    close_handles(sup);
-    return;
-  }
-  signal_all(sup, SIGUSR1);
-  uv_timer_start(&sup->stop_timer, stop_overdue, (uint64_t)(sup->opt->drain_timeout_s * 1000.0) + STOP_TIMEOUT_MS, 0);
+  stop_all(sup, SIGUSR1, (uint64_t)(sup->opt->drain_timeout_s * 1000.0) + STOP_TIMEOUT_MS);
 }
 
 /* ---- a worker ended ---- */
@@ -216,7 +208,7 @@ static void plan_restart(worker_t *w, int status, const char *how) {
   if (WIFEXITED(status) && WEXITSTATUS(status) == 2) {
     DUET_ERROR("worker %u %s: a usage error (see above), which restarting will not heal; stopping", w->index, how);
     sup->result = DUET_EINVAL;
-    stop_all(sup, SIGTERM);
+    stop_all(sup, SIGTERM, STOP_TIMEOUT_MS);
     return;
   }
   w->start_failures = ran_ms < START_GRACE_MS ? w->start_failures + 1 : 0;
@@ -224,7 +216,7 @@ static void plan_restart(worker_t *w, int status, const char *how) {
     DUET_ERROR("worker %u %s: %u times in a row within %u s of starting, so giving up (see its errors above)", w->index,
                how, w->start_failures, START_GRACE_MS / 1000);
     sup->result = DUET_EIO;
-    stop_all(sup, SIGTERM);
+    stop_all(sup, SIGTERM, STOP_TIMEOUT_MS);
     return;
   }
   if (ran_ms >= HEALTHY_AFTER_MS || w->next_delay_ms == 0)
@@ -287,7 +279,7 @@ static void on_signal(uv_signal_t *handle, int signum) {
     signal_all(sup, signum);
   } else {
     DUET_INFO("%s: stopping %zu worker(s)", signum == SIGINT ? "SIGINT" : "SIGTERM", running(sup));
-    stop_all(sup, signum);
+    stop_all(sup, signum, STOP_TIMEOUT_MS);
   }
 }
 
@@ -408,7 +400,7 @@ int duet_workers_run(const duet_options_t *opt, int argc, const char *const *arg
   for (unsigned i = 0; i < sup.count && !sup.stopping; i++)
     if (spawn(&sup.workers[i]) != 0) {
       sup.result = DUET_EIO;
-      stop_all(&sup, SIGTERM);
+      stop_all(&sup, SIGTERM, STOP_TIMEOUT_MS);
     }
   uv_run(&sup.loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&sup.loop) != 0)
