@@ -1,73 +1,19 @@
 /* The server's life: one libuv loop carrying libwebsockets (TLS, HTTP,
  * WebSocket) as a foreign loop, started in stages, stopped by a signal,
- * torn down in the order lws needs. What happens to each connection lives
+ * torn down in the order lws needs (signals, drain and shutdown are in
+ * server_lifecycle.c). What happens to each connection lives
  * in session.c (signaling) and http_static.c (HTTP); its own series on
  * /metrics in process_metrics.c. */
 #include "duet_build_config.h"
 
 #include <signal.h>
-#include <unistd.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <stdio.h>
 #include <string.h>
 
-/* libwebsockets.h does not include uv.h, yet its libuv parts need it first. */
-#include <libwebsockets.h>
-#include <uv.h>
-
-#include "admin_api.h"
-#include "admin_http.h"
 #include "fd_limit.h"
-#include "host_table.h"
-#include "http_static.h"
-#include "listener.h"
 #include "log.h"
-#include "metrics.h"
-#include "mounts.h"
 #include "node_identity.h"
-#include "options.h"
-#include "plugins.h"
-#include "process_metrics.h"
-#include "session.h"
-#include "tls_config.h"
-
-/* Grace period for clients to receive their close frames at shutdown. */
-#define SHUTDOWN_GRACE_MS 2000
-
-typedef struct duet_server {
-  const duet_options_t *opt;
-  uv_loop_t loop;
-  struct lws_context *lws;
-  struct lws_vhost *vhost;
-  struct lws_protocols protocols[3];
-  struct lws_protocol_vhost_options headers[6];
-  char hsts_value[32];
-  duet_listener_t listener;
-  duet_listener_t admin_listener;    /* --admin-listen: health and metrics only */
-  duet_listener_t redirect_listener; /* --http-redirect-port: redirects and ACME only */
-  duet_tls_t tls;
-  duet_mounts_t mounts;
-  duet_http_t http;
-  duet_admin_http_t admin;
-  duet_admin_api_t admin_api; /* --admin-token-file */
-  char node_id[300];
-  duet_plugins_t *plugins;
-  duet_host_state_t host; /* what the plugins' host calls work on */
-  duet_sessions_t sessions;
-  duet_metrics_t metrics;
-  uv_signal_t sigint, sigterm, sighup, sigusr1;
-  uv_timer_t shutdown_timer;
-  uv_timer_t drain_timer;         /* a drain's deadline (--drain-timeout), or its end once the last connection went */
-  uv_timer_t housekeeping_timer;  /* returns freed memory after much churn; reports suppressed log lines */
-  size_t churn_since_trim;        /* connections opened or closed since the last trim */
-  duet_process_metrics_t process; /* its series on /metrics; started_ms and the open-files limit */
-  int shutting_down;
-  int draining; /* SIGUSR1: no new connections, exit once the last has gone */
-  int handles_started;
-  int port; /* the main listener's, once bound */
-} duet_server_t;
+#include "server.h"
 
 static duet_server_t *server_of(struct lws *wsi) { return lws_context_user(lws_get_context(wsi)); }
 
@@ -112,161 +58,8 @@ static void lws_log_to_ours(int level, const char *line) {
                     "libwebsockets: %.*s", (int)n, line);
 }
 
-/* ---- shutdown, signals, housekeeping ---- */
-
-static void grace_over(uv_timer_t *timer) {
-  duet_server_t *server = timer->data;
-  DUET_WARN("%zu connection(s) did not close in time; dropping them", server->sessions.conns.live);
-  uv_stop(&server->loop);
-}
-
-static void begin_shutdown(duet_server_t *server, const char *why);
-
-static void drain_over(uv_timer_t *timer) {
-  duet_server_t *server = timer->data;
-  if (server->sessions.conns.live == 0)
-    begin_shutdown(server, "drained: the last connection has gone");
-  else
-    begin_shutdown(server, "drain timeout (--drain-timeout)");
-}
-
-/* The last connection closed: after a shutdown, stop; during a drain, shut
- * down on the next loop turn (not inside the lws callback that got here). */
-static void drained(void *data) {
-  duet_server_t *server = data;
-  if (server->shutting_down)
-    uv_stop(&server->loop);
-  else if (server->draining)
-    uv_timer_start(&server->drain_timer, drain_over, 0, 0);
-}
-
-/* A node leaving a cluster without dropping calls: the balancer sees
- * /healthz go 503 "draining" and sends new clients elsewhere; a client that
- * connects anyway is told server-draining and closed with 1012 (the web
- * client reconnects, through the balancer); plugins hear duet.drain (pairing
- * moves the calls that can resume). duetd exits 0 once the last connection
- * has gone, or at --drain-timeout. */
-static void begin_drain(duet_server_t *server, const char *why) {
-  if (server->draining || server->shutting_down)
-    return;
-  server->draining = 1;
-  size_t left = duet__sessions_drain(&server->sessions);
-  DUET_INFO("%s: draining: /healthz answers 503 \"draining\" and new connections are told server-draining; "
-            "%zu connection(s) left, exiting once the last has gone or in %.0f s (--drain-timeout)",
-            why, left, server->opt->drain_timeout_s);
-  duet_event_t event = {"duet.drain", 0, NULL, 0};
-  duet__plugins_emit(server->plugins, &event);
-  uint64_t timeout_ms = server->sessions.conns.live == 0 ? 0 : (uint64_t)(server->opt->drain_timeout_s * 1000.0);
-  uv_timer_start(&server->drain_timer, drain_over, timeout_ms, 0);
-}
-
-static void begin_shutdown(duet_server_t *server, const char *why) {
-  if (server->shutting_down)
-    return;
-  server->shutting_down = 1;
-  uv_timer_stop(&server->drain_timer);
-  duet__listener_close(&server->listener);
-  duet__listener_close(&server->admin_listener);
-  duet__listener_close(&server->redirect_listener);
-  DUET_INFO("%s: shutting down, closing %zu connection(s)", why, server->sessions.conns.live);
-  if (duet__sessions_close_all(&server->sessions) == 0)
-    uv_stop(&server->loop);
-  else
-    uv_timer_start(&server->shutdown_timer, grace_over, SHUTDOWN_GRACE_MS, 0);
-}
-
-static volatile sig_atomic_t early_drain;
-static void note_drain(int signum) {
-  (void)signum;
-  early_drain = 1;
-}
-void duet_note_early_drain(void) {
-  struct sigaction action;
-  memset(&action, 0, sizeof action);
-  action.sa_handler = note_drain;
-  sigemptyset(&action.sa_mask);
-  sigaction(SIGUSR1, &action, NULL);
-}
-int duet__early_drain_noted(void) { return early_drain; }
-
 static uint64_t loop_now(void *data) { return uv_now(&((duet_server_t *)data)->loop); }
 
-/* Under --workers the supervisor drains them all (and starts none again):
- * a drain asked of one worker's admin API is passed up to it. */
-static void admin_drain(void *data) {
-  duet_server_t *server = data;
-  pid_t parent = getppid();
-  if (server->opt->worker_index > 0 && parent > 1 && kill(parent, SIGUSR1) == 0)
-    return;
-  begin_drain(server, "admin API");
-}
-
-static void on_signal(uv_signal_t *handle, int signum) {
-  duet_server_t *server = handle->data;
-  if (signum == SIGHUP) {
-    duet__tls_reload(&server->tls);
-    DUET_INFO("SIGHUP: telling plugins to reopen their files");
-    duet_event_t event = {"duet.reload", 0, NULL, 0};
-    duet__plugins_emit(server->plugins, &event);
-    return;
-  }
-  if (signum == SIGUSR1) {
-    begin_drain(server, "SIGUSR1");
-    return;
-  }
-  if (server->shutting_down) {
-    DUET_WARN("second signal: stopping now");
-    uv_stop(&server->loop);
-    return;
-  }
-  begin_shutdown(server, signum == SIGINT ? "SIGINT" : "SIGTERM");
-}
-
-/* glibc keeps freed memory until asked: after a mass disconnect (100+ MB),
- * and after a burst of TLS handshakes, whose scratch memory leaves holes
- * between the connections that stay (~3 KiB per connection). Give it back
- * now and then, not per connection. And a flood that stopped still gets
- * the summary of the log lines it caused. */
-static void housekeeping(uv_timer_t *timer) {
-  duet_server_t *server = timer->data;
-  server->churn_since_trim += duet__sessions_take_churn(&server->sessions);
-  if (server->churn_since_trim >= 256) {
-    server->churn_since_trim = 0;
-#ifdef __GLIBC__
-    malloc_trim(0);
-#endif
-  }
-  duet__log_flush_suppressed();
-}
-
-static void start_handles(duet_server_t *server) {
-  uv_signal_t *signals[] = {&server->sigint, &server->sigterm, &server->sighup, &server->sigusr1};
-  const int numbers[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1};
-  for (size_t i = 0; i < 4; i++) {
-    uv_signal_init(&server->loop, signals[i]);
-    signals[i]->data = server;
-    uv_signal_start(signals[i], on_signal, numbers[i]);
-  }
-  uv_timer_init(&server->loop, &server->shutdown_timer);
-  uv_timer_init(&server->loop, &server->housekeeping_timer);
-  uv_timer_init(&server->loop, &server->drain_timer);
-  server->shutdown_timer.data = server->housekeeping_timer.data = server->drain_timer.data = server;
-  uv_timer_start(&server->housekeeping_timer, housekeeping, 5000, 5000);
-  server->handles_started = 1;
-}
-
-static void close_own_handles(duet_server_t *server) {
-  if (!server->handles_started)
-    return;
-  server->handles_started = 0;
-  uv_close((uv_handle_t *)&server->sigint, NULL);
-  uv_close((uv_handle_t *)&server->sigterm, NULL);
-  uv_close((uv_handle_t *)&server->sighup, NULL);
-  uv_close((uv_handle_t *)&server->sigusr1, NULL);
-  uv_close((uv_handle_t *)&server->shutdown_timer, NULL);
-  uv_close((uv_handle_t *)&server->drain_timer, NULL);
-  uv_close((uv_handle_t *)&server->housekeeping_timer, NULL);
-}
 
 /* ---- start-up, in stages ---- */
 
@@ -421,7 +214,7 @@ static int start_plugins(duet_server_t *server, int *listed) {
     *listed = 1;
     return 0;
   }
-  r = duet__sessions_init(&server->sessions, &server->loop, opt, server->plugins, &server->metrics, drained, server);
+  r = duet__sessions_init(&server->sessions, &server->loop, opt, server->plugins, &server->metrics, duet__server_drained, server);
   server->process = (duet_process_metrics_t){
       .listeners = {&server->listener, &server->admin_listener, &server->redirect_listener}, .loop = &server->loop};
   if (r == 0)
@@ -455,7 +248,7 @@ static int start(duet_server_t *server, int *listed) {
                                          .host = &server->host,
                                          .node_id = server->node_id,
                                          .now_ms = loop_now,
-                                         .drain = admin_drain,
+                                         .drain = duet__server_admin_drain,
                                          .data = server};
   /* Without a token the API answers that it is off. */
   server->http =
@@ -476,11 +269,11 @@ static int start(duet_server_t *server, int *listed) {
     return r;
   server->port = port;
   duet__node_id(opt, port, server->node_id, sizeof server->node_id);
-  start_handles(server);
+  duet__server_start_handles(server);
   /* Logged last: whoever waits for this line may signal us at once. */
   log_listening(server, port);
   if (duet__early_drain_noted())
-    begin_drain(server, "SIGUSR1 (while starting)");
+    duet__server_begin_drain(server, "SIGUSR1 (while starting)");
   return 0;
 }
 
@@ -500,7 +293,7 @@ static void tear_down(duet_server_t *server) {
   duet__listener_close(&server->listener);
   duet__listener_close(&server->admin_listener);
   duet__listener_close(&server->redirect_listener);
-  close_own_handles(server);
+  duet__server_close_handles(server);
   duet__sessions_close_handles(&server->sessions);
   uv_run(&server->loop, UV_RUN_DEFAULT);
   if (server->lws) {
