@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,21 +17,45 @@ struct redisReply;
 
 namespace duet::cluster {
 
-// Where Redis is: --cluster redis://[:PASSWORD@]HOST:PORT[/DB] or unix:///PATH.
+class Sentinels;
+
+struct RedisEndpoint {
+  std::string host;
+  int port = 6379;
+  bool operator==(const RedisEndpoint &o) const { return host == o.host && port == o.port; }
+  bool operator!=(const RedisEndpoint &o) const { return !(*this == o); }
+  std::string describe() const;  // HOST:PORT, [V6]:PORT
+};
+
+// Where Redis is: --cluster redis://[:PASSWORD@]HOST:PORT[/DB], unix:///PATH
+// or redis-sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB].
 struct RedisTarget {
-  std::string host;  // empty for a unix socket
+  std::string host;  // empty for a unix socket, and with sentinels
   int port = 6379;
   std::string unix_path;
   std::string password;
   int db = 0;
+  // redis-sentinel://: the master is whichever these sentinels name now.
+  std::vector<RedisEndpoint> sentinels;
+  std::string master_name;
+  std::string sentinel_password;  // --cluster-sentinel-password-file
+  // What the sentinels say, shared by every link made with a copy of this
+  // target (watch_sentinels); a link makes its own when none is set.
+  std::shared_ptr<Sentinels> watch;
+
+  bool via_sentinels() const { return !sentinels.empty(); }
   std::string describe() const;  // for log lines, never with the password
 };
 
 // Parses a --cluster URL; throws OptionError with a sentence on a bad one.
 RedisTarget parse_redis_url(std::string_view url);
-// The target a plugin's cluster and cluster-password-file options name
-// (pairing's and ring's, set together by --cluster).
+// The target a plugin's cluster, cluster-password-file and
+// cluster-sentinel-password-file options name (pairing's and ring's, set
+// together by --cluster and its companions).
 RedisTarget redis_target(const duet::Options &options);
+// Starts asking target's sentinels (when it has any), for every link that
+// copies target after this.
+void watch_sentinels(const duet::Host &host, RedisTarget &target);
 
 class RedisLink {
 public:
@@ -41,7 +66,11 @@ public:
     std::function<void()> down;  // was up, and is not any more
   };
 
-  // host lives as long as the plugin, and so beyond the link.
+  // host lives as long as the plugin, and so beyond the link. With a
+  // redis-sentinel:// target the link connects to the master the sentinels
+  // name, checks it with ROLE, and finds it again when it moves (the
+  // sentinels announce +switch-master; a READONLY or MASTERDOWN answer, a
+  // replica's ROLE or a lost connection make it ask again).
   RedisLink(const duet::Host &host, RedisTarget target, std::string name, Events events);
   ~RedisLink();
   RedisLink(const RedisLink &) = delete;
@@ -61,7 +90,12 @@ public:
 
 private:
   void connect();
+  void set_up();
+  void master_moved();
+  void refused(const redisReply *reply);
+  std::string where() const;  // the address connected to, for log lines
   void drop(const char *why);
+  void failed_to_connect(const char *why);
   void schedule_reconnect();
   void setup_done();
   void watchdog();
@@ -79,6 +113,9 @@ private:
   std::string name_;
   Events events_;
   redisAsyncContext *ac_ = nullptr;
+  RedisEndpoint at_;  // with sentinels: the master this connection went to
+  std::uint64_t listening_ = 0;
+  bool told_no_master_ = false, told_failing_ = false;
   std::int64_t watch_ = 0;
   std::uint32_t wanted_ = 0;  // DUET_FD_* bits hiredis asked for
   bool ready_ = false, subscribed_ = false;

@@ -32,10 +32,15 @@ const duet_plugin_option_t kOptions[] = {
         "id-taken)"),
     duet::option("max-id-bytes", "256", "longest id accepted in open, in bytes"),
     duet::option("cluster", "",
-                 "share pairing with every duetd on this Redis: redis://[:PASSWORD@]HOST:PORT[/DB] or unix:///PATH",
+                 "share pairing with every duetd on this Redis: redis://[:PASSWORD@]HOST:PORT[/DB], unix:///PATH, or "
+                 "redis-sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB] to follow the master Redis "
+                 "Sentinel names",
                  "cluster", "URL"),
     duet::option("cluster-password-file", "", "file holding the Redis password (instead of one in the URL)",
                  "cluster-password-file", "FILE", DUET_OPTION_FILE),
+    duet::option("cluster-sentinel-password-file", "",
+                 "file holding the sentinels' own password (their requirepass), with --cluster redis-sentinel://",
+                 "cluster-sentinel-password-file", "FILE", DUET_OPTION_FILE),
     duet::option("drain-delay", "5s",
                  "on a drain (SIGUSR1), how long to wait before moving calls to other nodes: at least the load "
                  "balancer's health-check interval, so that it no longer sends clients here"),
@@ -63,6 +68,9 @@ StoreConfig store_config(const duet::Host &host) {
   const duet::Options options = host.options();
   if (options.text("cluster").empty() && !options.text("cluster-password-file").empty())
     options.fail("cluster-password-file", options.text("cluster-password-file"), "needs --cluster");
+  if (options.text("cluster").empty() && !options.text("cluster-sentinel-password-file").empty())
+    options.refuse("cluster-sentinel-password-file",
+                   "--cluster-sentinel-password-file needs --cluster redis-sentinel://...");
   StoreConfig config;
   config.takeover =
       options.one_of<Takeover>("takeover", {{"replace", Takeover::kReplace}, {"refuse", Takeover::kRefuse}});

@@ -5,6 +5,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "common/redis_sentinel.hpp"
+
 namespace duet::ring {
 
 namespace {
@@ -35,7 +37,14 @@ std::string failure(redisContext *c, const Reply &r) {
 std::optional<std::string> cluster_vapid_key(const duet::cluster::RedisTarget &target, const std::string &own_pem,
                                              std::string &why) {
   const timeval timeout{2, 0};
-  Context c(target.unix_path.empty() ? redisConnectWithTimeout(target.host.c_str(), target.port, timeout)
+  duet::cluster::RedisEndpoint at{target.host, target.port};
+  if (target.via_sentinels()) {  // before the loop runs: asking them now blocks nobody
+    auto master = duet::cluster::ask_sentinels_now(target, why);
+    if (!master)
+      return std::nullopt;
+    at = *master;
+  }
+  Context c(target.unix_path.empty() ? redisConnectWithTimeout(at.host.c_str(), at.port, timeout)
                                      : redisConnectUnixWithTimeout(target.unix_path.c_str(), timeout),
             &redisFree);
   if (!c || c->err) {

@@ -51,6 +51,8 @@ const duet_plugin_option_t kOptions[] = {
     duet::option("cluster", "", "the Redis that lines, devices and rings share across nodes", "cluster", "URL"),
     duet::option("cluster-password-file", "", "file holding the Redis password (instead of one in the URL)",
                  "cluster-password-file", "FILE", DUET_OPTION_FILE),
+    duet::option("cluster-sentinel-password-file", "", "file holding the sentinels' own password",
+                 "cluster-sentinel-password-file", "FILE", DUET_OPTION_FILE),
     duet::option("vapid-key", "",
                  "the Web Push (VAPID) private key, made on first run (default: vapid.pem in the state folder); "
                  "keep it: subscriptions are made for its public half",
@@ -139,7 +141,8 @@ Backend make_backend(const duet::Host &host, duet::ring::Store &sqlite, const du
     return b;
   }
 #if DUET_WITH_CLUSTER
-  const duet::cluster::RedisTarget target = duet::cluster::redis_target(host.options());
+  duet::cluster::RedisTarget target = duet::cluster::redis_target(host.options());
+  duet::cluster::watch_sentinels(host, target);  // one watch for the ring's two links
   const auto node = host.node_info();
   b.link = std::make_unique<duet::cluster::RedisLink>(host, target, "ring", duet::cluster::RedisLink::Events{});
   b.store = std::make_unique<duet::ring::RedisLines>(host, *b.link);

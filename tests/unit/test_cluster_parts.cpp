@@ -128,3 +128,24 @@ TEST_CASE("healing ends a call whose partner's id moved on") {
   REQUIRE(sink.sent.size() == 1);
   CHECK(sink.sent[0].first == 1);
 }
+
+TEST_CASE("while Redis settles, a partner with no place keeps the call; one held by someone else still ends it") {
+  Sink sink;
+  PairingState state(sink, Takeover::kReplace, 256);
+  REQUIRE(state.open(1, "a", "b").ok());
+  REQUIRE(state.open(2, "b", "a").ok());
+  state.put_record("b", std::nullopt);  // an empty Redis: b's node has not written it back yet
+  sink.sent.clear();
+  CHECK(heal(
+            state, {"a", "b"}, [](ConnId) { return true; }, sink, true) == 0);
+  CHECK(state.partner_of(1) == 2);
+  CHECK(sink.sent.empty());
+
+  REQUIRE(state.open(3, "b", "z").ok());  // b was opened by someone else meanwhile
+  sink.sent.clear();
+  heal(
+      state, {"a", "b"}, [](ConnId) { return true; }, sink, true);
+  CHECK(state.partner_of(1) == 0);
+  REQUIRE_FALSE(sink.sent.empty());
+  CHECK(sink.sent[0] == std::make_pair(ConnId(1), std::string(R"({"close":1})")));
+}

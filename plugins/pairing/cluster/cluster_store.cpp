@@ -123,9 +123,11 @@ void ClusterStore::rejoin() {
     if ((conn && map_.is_here(conn)) || (conn == 0 && map_.is_here(waiting)))
       ours.push_back(id);
   });
+  // On the transaction link: the re-checks below, on the same link, then
+  // find them (on another link they could run first and find nothing).
   for (const auto &id : ours) {
     std::string value = encode(Stored{txns_.version(id) + 1, map_.to_place(state_.record(id))});
-    membership_.commands().command({"SET", schema::id_key(id), value, "NX"}, [](const redisReply *) {});
+    membership_.transactions().command({"SET", schema::id_key(id), value, "NX"}, [](const redisReply *) {});
   }
   for (const auto &id : ours)
     txns_.run({id}, [](PairingState &) {});
@@ -191,6 +193,7 @@ std::unique_ptr<PairingStore> make_cluster_store(const duet::Host &host, const S
                                                  LocalActions &local) {
   const duet::Options options = host.options();
   cluster::Settings settings{cluster::redis_target(options), {}};
+  cluster::watch_sentinels(host, settings.target);  // one watch for the three links
   return std::make_unique<cluster::ClusterStore>(host, std::move(settings), config, local);
 }
 

@@ -14,9 +14,12 @@ namespace {
 constexpr std::string_view kClose = R"({"close":1})";
 
 // A place with a connection: its partner must still hold the other side.
-void heal_partner(PairingState &state, const std::string &id, const PairingState::Record &r, pairing::Actions &out) {
+void heal_partner(PairingState &state, const std::string &id, const PairingState::Record &r, pairing::Actions &out,
+                  bool settling) {
   if (r.entry.partner) {
     auto p = state.record(r.entry.remote);
+    if (!p && settling)
+      return;
     if (!p || p->conn != r.entry.partner) {
       PairingState::Entry ghost;
       ghost.local = r.entry.remote;
@@ -27,6 +30,8 @@ void heal_partner(PairingState &state, const std::string &id, const PairingState
     }
   } else if (!r.entry.away_partner.empty()) {
     auto a = state.record(r.entry.away_partner);
+    if (!a && settling)
+      return;
     if (!a || a->conn != 0 || a->waiting != r.conn) {
       PairingState::Record fixed = r;
       fixed.entry.away_partner.clear();
@@ -39,7 +44,7 @@ void heal_partner(PairingState &state, const std::string &id, const PairingState
 }  // namespace
 
 std::size_t heal(PairingState &state, const std::vector<std::string> &ids, const std::function<bool(ConnId)> &alive,
-                 pairing::Actions &out) {
+                 pairing::Actions &out, bool settling) {
   std::size_t lost = 0;
   for (const auto &id : ids)
     if (auto r = state.record(id); r && r->conn && !alive(r->conn)) {
@@ -53,11 +58,13 @@ std::size_t heal(PairingState &state, const std::vector<std::string> &ids, const
       continue;
     if (r->conn == 0) {  // away: its partner must still be waiting for it
       auto w = state.record(r->entry.remote);
+      if (!w && settling)
+        continue;
       if (!w || w->conn != r->waiting)
         state.put_record(id, std::nullopt);
       continue;
     }
-    heal_partner(state, id, *r, out);
+    heal_partner(state, id, *r, out, settling);
   }
   return lost;
 }

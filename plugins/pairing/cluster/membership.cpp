@@ -64,6 +64,9 @@ void Membership::joined() {
     settings_.node_name =
         host_.node_info() ? host_.node_info()->node_id : "duetd:" + std::to_string(host_.listen_port());
   host_.set_health(false, nullptr);
+  if (joined_before_)
+    settle_until_ = std::chrono::steady_clock::now() + schema::kNodeTtl;
+  joined_before_ = true;
   host_.log(DUET_LOG_INFO, "cluster: node " + settings_.node_name + " joined through " + settings_.target.describe() +
                                " (channel " + schema::node_channel(node_) + ")");
   auto alive = alive_command();
@@ -89,6 +92,8 @@ void Membership::beat() {
 }
 
 void Membership::find_dead(const std::set<std::uint32_t> &nodes, std::function<void(std::uint32_t)> dead) {
+  if (settling())
+    return;
   std::vector<std::string> keys;
   keys.reserve(nodes.size());
   for (auto n : nodes)

@@ -5,6 +5,7 @@
 // question which other nodes still live.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -49,7 +50,11 @@ public:
   RedisLink &commands() { return *cmd_link_; }
   // The command that says this node lives, for a transaction to carry.
   std::vector<std::string> alive_command() const;
-  // dead(n) for each of nodes whose key is gone (on the command link).
+  // For kNodeTtl after Redis came back (a restart, a failover: node keys
+  // may have expired meanwhile, and other nodes may not have rejoined yet),
+  // a missing node key does not mean a dead node.
+  bool settling() const { return std::chrono::steady_clock::now() < settle_until_; }
+  // dead(n) for each of nodes whose key is gone (on the command link); none while settling.
   void find_dead(const std::set<std::uint32_t> &nodes, std::function<void(std::uint32_t)> dead);
 
 private:
@@ -66,6 +71,8 @@ private:
   std::unique_ptr<RedisLink> txn_link_, cmd_link_, sub_link_;
   bool healthy_ = false;
   bool stopping_ = false;
+  bool joined_before_ = false;
+  std::chrono::steady_clock::time_point settle_until_{};
   std::uint64_t reported_reconnects_ = 0;
   duet::Timer heartbeat_;
 };

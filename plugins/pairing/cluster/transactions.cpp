@@ -133,7 +133,7 @@ void Transactions::check_nodes() {
       for (const Where *w : {&l.place->conn, &l.place->partner, &l.place->waiting})
         if (*w && w->node != map_.node())
           nodes.insert(w->node);
-  if (nodes.empty()) {
+  if (nodes.empty() || membership_.settling()) {
     apply();
     return;
   }
@@ -172,7 +172,7 @@ void Transactions::apply() {
   effects_.hold();
   try {
     if (std::size_t lost = heal(
-            state_, ids, [this](ConnId c) { return alive(c); }, effects_))
+            state_, ids, [this](ConnId c) { return alive(c); }, effects_, membership_.settling()))
       host_.metric_add(meters_.nodes_lost, static_cast<std::int64_t>(lost));
     ops_.front().body(state_);
   } catch (const std::exception &e) {
