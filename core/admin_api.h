@@ -6,8 +6,8 @@
  *                                           the client is told TEXT
  *                                           (closed-by-admin), then closed
  *   POST /admin/drain                       as SIGUSR1
- * Answers are JSON. What plugins know of a connection (pairing: its id
- * and partner) comes from the "admin.connection" and "admin.call" events
+ * Answers are JSON. What plugins know of a connection (a routing plugin:
+ * its ids and partner) comes from the "admin.connection" and "admin.call" events
  * they emit in reply to "duet.admin.list" (host_table.h, collect). */
 #ifndef DUET_ADMIN_API_H
 #define DUET_ADMIN_API_H

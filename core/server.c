@@ -60,7 +60,6 @@ static void lws_log_to_ours(int level, const char *line) {
 
 static uint64_t loop_now(void *data) { return uv_now(&((duet_server_t *)data)->loop); }
 
-
 /* ---- start-up, in stages ---- */
 
 /* Headers on every HTTP response. lws's own "best practices" set has no
@@ -214,7 +213,8 @@ static int start_plugins(duet_server_t *server, int *listed) {
     *listed = 1;
     return 0;
   }
-  r = duet__sessions_init(&server->sessions, &server->loop, opt, server->plugins, &server->metrics, duet__server_drained, server);
+  r = duet__sessions_init(&server->sessions, &server->loop, opt, server->plugins, &server->metrics,
+                          duet__server_drained, server);
   server->process = (duet_process_metrics_t){
       .listeners = {&server->listener, &server->admin_listener, &server->redirect_listener}, .loop = &server->loop};
   if (r == 0)

@@ -43,9 +43,9 @@ void duet__server_drained(void *data) {
 /* A node leaving a cluster without dropping calls: the balancer sees
  * /healthz go 503 "draining" and sends new clients elsewhere; a client that
  * connects anyway is told server-draining and closed with 1012 (the web
- * client reconnects, through the balancer); plugins hear duet.drain (pairing
- * moves the calls that can resume). duetd exits 0 once the last connection
- * has gone, or at --drain-timeout. */
+ * client reconnects, through the balancer); plugins hear duet.drain (the
+ * routing plugin moves the calls that can resume). duetd exits 0 once the
+ * last connection has gone, or at --drain-timeout. */
 void duet__server_begin_drain(duet_server_t *server, const char *why) {
   if (server->draining || server->shutting_down)
     return;

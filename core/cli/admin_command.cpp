@@ -127,12 +127,16 @@ void print_list(const std::string &body, const CommandIo &io) {
   std::snprintf(line, sizeof line, "%-20s %-24s %-40s %s\n", "ID", "SINCE", "ADDRESS", "ID -> PEER");
   io.print(line);
   for (const auto &c : conns.GetArray()) {
+    // A plugin's member (named after it) that tells the connection's ids.
     std::string ids = "-";
-    if (c.HasMember("pairing") && c["pairing"].IsObject()) {
-      const auto &p = c["pairing"];
+    for (const auto &m : c.GetObject()) {
+      const auto &p = m.value;
+      if (!p.IsObject() || !p.HasMember("local") || !p.HasMember("remote"))
+        continue;
       ids = text(p, "local") + " -> " + text(p, "remote");
       if (p.HasMember("in_call") && p["in_call"].IsBool() && p["in_call"].GetBool())
         ids += " (in a call)";
+      break;
     }
     std::snprintf(line, sizeof line, "%-20s %-24s %-40s %s\n", text(c, "id").c_str(), text(c, "since").c_str(),
                   (text(c, "address") + ":" + text(c, "port")).c_str(), ids.c_str());

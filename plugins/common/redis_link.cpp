@@ -47,9 +47,8 @@ std::string RedisTarget::describe() const {
 }
 
 namespace {
-const char *const kUsage =
-    " (expected redis://[:PASSWORD@]HOST:PORT[/DB], unix:///PATH or "
-    "redis-sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB])";
+const char *const kUsage = " (expected redis://[:PASSWORD@]HOST:PORT[/DB], unix:///PATH or "
+                           "redis-sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB])";
 
 // HOST:PORT or [V6]:PORT (the port defaults to default_port).
 RedisEndpoint parse_endpoint(std::string_view text, int default_port, std::string_view url) {
@@ -235,7 +234,7 @@ void RedisLink::set_up() {
         why.find("invalid password") != std::string::npos || why.find("AUTH") != std::string::npos)
       why = std::string("authentication failed (check ") +
             (name_.rfind("sentinel", 0) == 0 ? "--cluster-sentinel-password-file"
-                                              : "--cluster-password-file or the password in --cluster") +
+                                             : "--cluster-password-file or the password in --cluster") +
             "): " + std::string(r->str, r->len);
     drop(why.c_str());
     return true;
@@ -290,15 +289,14 @@ void RedisLink::master_moved() {
 void RedisLink::refused(const redisReply *r) {
   std::string_view error(r->str, r->len);
   if (target_.via_sentinels() && (error.rfind("READONLY", 0) == 0 || error.rfind("MASTERDOWN", 0) == 0))
-    drop(("it answered " + std::string(error.substr(0, error.find(' '))) + ": not a master that takes writes")
-             .c_str());
+    drop(("it answered " + std::string(error.substr(0, error.find(' '))) + ": not a master that takes writes").c_str());
 }
 
 // Once per outage, not once per attempt: the back-off tries up to 10 times a second.
 void RedisLink::failed_to_connect(const char *why) {
   if (!told_failing_)
-    host_.log(DUET_LOG_WARN, "cluster: cannot connect to " + where() + ": " + why +
-                                 "; trying again (said once until it works)");
+    host_.log(DUET_LOG_WARN,
+              "cluster: cannot connect to " + where() + ": " + why + "; trying again (said once until it works)");
   told_failing_ = true;
 }
 

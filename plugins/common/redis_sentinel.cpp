@@ -40,7 +40,8 @@ Sentinels::Sentinels(const duet::Host &host, const RedisTarget &target)
     auto s = std::make_unique<Sentinel>();
     Sentinel *raw = s.get();
     RedisTarget t = sentinel_target(at, target.sentinel_password);
-    s->query = std::make_unique<RedisLink>(host_, t, "sentinel-query", RedisLink::Events{[this, raw] { ask(*raw); }, {}});
+    s->query =
+        std::make_unique<RedisLink>(host_, t, "sentinel-query", RedisLink::Events{[this, raw] { ask(*raw); }, {}});
     s->announcements = std::make_unique<RedisLink>(host_, t, "sentinel-announcements", RedisLink::Events{});
     // "+switch-master NAME OLD_IP OLD_PORT NEW_IP NEW_PORT", from every
     // sentinel as it takes the new configuration on.
@@ -135,7 +136,7 @@ std::optional<RedisEndpoint> ask_sentinels_now(const RedisTarget &target, std::s
       continue;
     }
     redisSetTimeout(c.get(), timeout);
-    auto run = [&c](std::vector<std::string> args) {
+    auto run = [&c](const std::vector<std::string> &args) {
       std::vector<const char *> argv;
       std::vector<std::size_t> lens;
       for (const std::string &a : args) {
