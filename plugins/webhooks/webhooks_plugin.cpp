@@ -24,6 +24,7 @@
 
 #include <curl/curl.h>
 
+#include "address_list.hpp"
 #include "common/http_client.hpp"
 #include "delivery.hpp"
 #include "duet/plugin.hpp"
@@ -33,6 +34,7 @@
 
 namespace {
 
+using duet::webhooks::AddressList;
 using duet::webhooks::Delivery;
 using duet::webhooks::DeliverySettings;
 using duet::webhooks::Outbox;
@@ -53,6 +55,10 @@ const duet_plugin_option_t kOptions[] = {
     duet::option("max-backoff", "5m", "the longest wait between tries while the receiver fails"),
     duet::option("timeout", "10s", "how long one request may take"),
     duet::option("in-flight", "8", "requests open at once (events may arrive out of order: each has a timestamp)"),
+    duet::option("allowed-addresses", "",
+                 "addresses or CIDR ranges the URL's host may resolve to (like 10.0.0.0/8,2001:db8::/32); "
+                 "a connection anywhere else is refused and its events wait in the outbox. Empty: any "
+                 "(http: loopback only, always)"),
     {},
 };
 
@@ -184,6 +190,10 @@ public:
     settings.max_backoff = options.duration("max-backoff", std::chrono::milliseconds(100), std::chrono::hours(24));
     settings.timeout = options.duration("timeout", std::chrono::milliseconds(100), std::chrono::minutes(10));
     settings.in_flight = static_cast<std::size_t>(options.integer("in-flight", 1, 256));
+    std::string why;
+    auto allowed = AddressList::parse(options.text("allowed-addresses"), why);
+    if (!allowed)
+      options.refuse("allowed-addresses", "the webhooks' allowed addresses: " + why);
     if (settings.url.empty()) {
       if (!options.text("secret-file").empty())
         options.refuse("secret-file", "--webhook-secret needs --webhook URL");
@@ -217,8 +227,12 @@ public:
     // As many connections as requests in flight: an HTTP/1.1 receiver takes one request per connection.
     client.max_host_connections = static_cast<long>(settings.in_flight);
     client.max_connects = std::max<long>(client.max_connects, client.max_host_connections);
-    if (scheme == "http")  // unencrypted only on this machine, whatever the name resolves to
-      client.address_allowed = loopback_address;
+    // Unencrypted only on this machine, whatever the name resolves to.
+    const bool plain = scheme == "http";
+    if (plain || !allowed->empty())
+      client.address_allowed = [plain, list = *allowed](const sockaddr *address) {
+        return (!plain || loopback_address(address)) && (list.empty() || list.contains(address));
+      };
     const std::size_t waiting = outbox->pending().size();
     settings.shown_url = redacted(settings.url);
     delivery_ = std::make_unique<Delivery>(host, std::move(settings), std::move(client), std::move(outbox));

@@ -777,6 +777,36 @@ class RedirectTest(PerTestServerCase):
                          'the redirect\'s target never saw a request')
 
 
+class AllowedAddressesTest(PerTestServerCase):
+
+    async def test_a_host_outside_the_allowed_addresses_gets_nothing_and_the_events_wait_for_a_list_that_has_it(self):
+        hooks = self.start_receiver()
+        state = os.path.join(self.tmp, 'state')
+        # The receiver is on 127.0.0.1, which the list leaves out.
+        srv = self.start_server(hooks, state_dir=state,
+                                extra=['--plugin-opt', 'webhooks.allowed-addresses=10.0.0.0/8, ::1/128'])
+        a, b = await self.call()
+        await metric_reaches(srv, 'webhooks_failed_total', lambda v: v >= 1, 'a refused attempt')
+        await asyncio.sleep(0.5)
+        self.assertEqual(hooks.requests(), [], 'a request reached a host outside the list')
+        self.assertEqual(metric(srv, 'webhooks_pending'), 2)
+        self.assertIn('is not an address webhooks may use', srv.log())
+        self.assertEqual(await asyncio.to_thread(srv.stop), 0)
+        srv2 = self.start_server(hooks, state_dir=state,
+                                 extra=['--plugin-opt', 'webhooks.allowed-addresses=10.0.0.0/8,127.0.0.0/8'])
+        got = await self.wait_events(hooks, about(a.name, b.name), 2, 'both events once the list has the receiver')
+        self.assertEqual({r['body']['type'] for r in got}, {'call.started', 'call.ended'})
+        await metric_reaches(srv2, 'webhooks_pending', lambda v: v == 0, 'nothing pending')
+
+    def test_a_bad_list_is_refused_at_start(self):
+        for value in ('hooks.example.org', '10.0.0.0/33', '::/200', '10.0.0.0/8,,x'):
+            with self.subTest(value=value):
+                proc = run_duetd(['--address', '127.0.0.1', '--port', '0', '--state-dir', os.path.join(self.tmp, 's'),
+                                  '--plugin-opt', 'webhooks.allowed-addresses=' + value])
+                self.assertEqual(proc.returncode, 2, proc.stderr)
+                self.assertIn('webhooks.allowed-addresses', proc.stderr)
+
+
 # ---------------------------------------------------------------------------
 # --workers: an outbox per worker, taken over by a single process
 # ---------------------------------------------------------------------------
