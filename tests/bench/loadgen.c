@@ -73,7 +73,7 @@ struct pair {
   bool ready, failed, churn, closing;
   int slot; /* churn: its place in g.churn_pairs */
   client_t c[2];
-  char id[2][24];
+  char id[2][48];
 };
 
 /* In the order they run: churn first, on a fresh server, so its RSS before
@@ -93,6 +93,7 @@ typedef struct {
 static struct {
   /* options */
   const char *host;
+  const char *id_prefix; /* --id-prefix: ids unique across runs (the soak) */
   const char *ca;
   int port; /* the first of ports[] */
   int pid;  /* the first of pids[] */
@@ -381,8 +382,8 @@ static pair_t *pair_new(bool churn) {
   }
   p->index = g.next_index++;
   p->churn = churn;
-  snprintf(p->id[0], sizeof p->id[0], "%c%u-a", churn ? 'c' : 'p', p->index);
-  snprintf(p->id[1], sizeof p->id[1], "%c%u-b", churn ? 'c' : 'p', p->index);
+  snprintf(p->id[0], sizeof p->id[0], "%.24s%c%u-a", g.id_prefix, churn ? 'c' : 'p', p->index);
+  snprintf(p->id[1], sizeof p->id[1], "%.24s%c%u-b", g.id_prefix, churn ? 'c' : 'p', p->index);
   for (int s = 0; s < 2; s++) {
     p->c[s].pair = p;
     p->c[s].side = s;
@@ -1047,7 +1048,8 @@ static void usage(FILE *f) {
           "  --src-addrs N          spread connections over 127.0.0.1..127.0.0.N (default 1)\n"
           "  --settle S             seconds to wait before reading RSS after close and churn (default 2)\n"
           "  --idle-settle S        seconds to wait before reading RSS with the connections held (default: --settle)\n"
-          "  --phase-timeout S      longest any phase may run (default 120)\n",
+          "  --phase-timeout S      longest any phase may run (default 120)\n"
+          "  --id-prefix TEXT       put TEXT before every id (up to 24 bytes; default none)\n",
           WMAX);
 }
 
@@ -1071,6 +1073,7 @@ static bool loopback(const char *h) {
 
 int main(int argc, char **argv) {
   g.host = "127.0.0.1";
+  g.id_prefix = "";
   g.conns = 10000;
   g.concurrency = 200;
   g.relay_pairs = 100;
@@ -1095,7 +1098,8 @@ int main(int argc, char **argv) {
       {"window", 1, 0, 'w'},      {"churn", 1, 0, 'n'},        {"churn-concurrency", 1, 0, 'K'},
       {"src-addrs", 1, 0, 'a'},   {"settle", 1, 0, 'S'},  {"idle-settle", 1, 0, 'I'},       {"phase-timeout", 1, 0, 't'},
       {"ca", 1, 0, 'C'},          {"verbose", 0, 0, 'v'},     {"help", 0, 0, '?'},
-      {"ports", 1, 0, 'L'},       {"cross", 0, 0, 'X'},       {0, 0, 0, 0},
+      {"ports", 1, 0, 'L'},       {"cross", 0, 0, 'X'},       {"id-prefix", 1, 0, 'i'},
+      {0, 0, 0, 0},
   };
   int o;
   while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1105,6 +1109,7 @@ int main(int argc, char **argv) {
     case 'L': g.port_count = parse_ints(optarg, g.ports); break;
     case 'P': g.pid_count = parse_ints(optarg, g.pids); break;
     case 'X': g.cross = true; break;
+    case 'i': g.id_prefix = optarg; break;
     case 'c': g.conns = atoi(optarg) & ~1; break;
     case 'k': g.concurrency = atoi(optarg); break;
     case 'r': g.relay_pairs = atoi(optarg); break;
