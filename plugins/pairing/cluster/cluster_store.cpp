@@ -182,7 +182,9 @@ void ClusterStore::update_from(std::string_view id, std::string_view record) {
   auto stored = decode(record);
   if (!stored || !txns_.newer(std::string(id), stored->version))
     return;  // not a record, or older than what we hold (frames from two nodes cross)
-  state_.put_record(std::string(id), map_.to_local(stored->place));
+  auto place = map_.to_local(stored->place);
+  if (txns_.take_place(std::string(id), place))
+    state_.put_record(std::string(id), place);
 }
 
 }  // namespace duet::cluster

@@ -58,8 +58,10 @@ void Transactions::pump() {
 }
 
 void Transactions::pop_front() {
-  if (ConnId c = ops_.front().closing)
+  if (ConnId c = ops_.front().closing) {
     closing_.erase(c);
+    told_replaced_.erase(c);
+  }
   ops_.pop_front();
 }
 
@@ -164,12 +166,14 @@ void Transactions::check_nodes() {
 // 3. The places into the copy, heal, the rule; its effects held.
 void Transactions::apply() {
   std::vector<std::string> ids;
+  effects_.hold();
   for (const auto &[id, l] : loaded_) {
-    state_.put_record(id, map_.to_local(l.place));
+    auto record = map_.to_local(l.place);
+    take_place(id, record);  // from Redis: it is what Redis holds, whatever this says
+    state_.put_record(id, record);
     versions_[id] = l.version;
     ids.push_back(id);
   }
-  effects_.hold();
   try {
     if (std::size_t lost = heal(
             state_, ids, [this](ConnId c) { return alive(c); }, effects_, membership_.settling()))
@@ -180,6 +184,43 @@ void Transactions::apply() {
   }
   held_ = effects_.release();
   commit();
+}
+
+// A live connection here whose id Redis now gives to another connection was
+// replaced while this node could not hear of it (cut off from Redis, its
+// places healed away by the others): it is told, as a takeover on one node
+// tells the older connection, and closed. Redis's place stands. One whose
+// place the others turned into an absence (node-lost, its partner waiting)
+// is closed with 1012, on which the web client resumes with its token.
+bool Transactions::take_place(const std::string &id, const std::optional<pairing::PairingState::Record> &now) {
+  // Connected all along, the node hears of a takeover from the deciding
+  // node itself (its "replaced" and close frames): only after a cut is it
+  // this node's to tell.
+  if (membership_.healthy() && !membership_.settling())
+    return true;
+  const auto before = state_.record(id);
+  if (!before || before->conn == 0 || !map_.is_here(before->conn) || (now && now->conn == before->conn) ||
+      closing_.count(before->conn) || told_replaced_.count(before->conn))
+    return true;
+  duet_conn_info_t info{};
+  if (!host_.conn_info(before->conn, info))
+    return true;
+  if (!now)
+    return false;
+  told_replaced_.insert(before->conn);
+  if (now->conn == 0) {
+    host_.log(DUET_LOG_INFO, "cluster: " + id +
+                                 "'s call was given up by the other nodes while this one was cut "
+                                 "off from Redis: closing its connection so that it resumes");
+    effects_.close(before->conn, 1012, "resume: the cluster lost this connection");
+    return true;
+  }
+  host_.log(DUET_LOG_INFO, "cluster: " + id +
+                               " was opened on another node while this one was cut off from Redis: "
+                               "its connection here is replaced");
+  effects_.send_error(before->conn, "replaced", "A newer connection opened with your id; this one is closed.");
+  effects_.close(before->conn, pairing::kCloseReplaced, "replaced by a newer connection");
+  return true;
 }
 
 bool Transactions::alive(ConnId c) const {

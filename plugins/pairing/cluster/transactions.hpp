@@ -25,6 +25,13 @@ namespace duet::cluster {
 
 class Transactions {
 public:
+  // Before the node's copy takes a place from Redis or another node (now),
+  // after this node was cut off from Redis (README.md, "Partitions"): a live
+  // connection here whose id now names another connection is told it was
+  // replaced. Returns false when the copy must keep its own place instead:
+  // the others freed the id of a connection that is still here, and the
+  // rejoin writes it back (unless someone took it meanwhile).
+  bool take_place(const std::string &id, const std::optional<pairing::PairingState::Record> &now);
   using Body = std::function<void(PairingState &)>;
   struct Meters {
     std::int64_t conflicts, nodes_lost;
@@ -67,6 +74,7 @@ private:
   void check_nodes();
   void apply();
   bool alive(pairing::ConnId c) const;
+
   void commit();
   std::vector<std::vector<std::string>> changes(std::vector<std::pair<std::string, std::uint64_t>> &versions);
   void committed(const redisReply *reply);
@@ -86,7 +94,8 @@ private:
   bool busy_ = false;
   std::map<std::string, Loaded> loaded_;
   std::set<std::uint32_t> dead_nodes_;
-  std::set<pairing::ConnId> closing_;  // local connections whose close is queued
+  std::set<pairing::ConnId> closing_;        // local connections whose close is queued
+  std::set<pairing::ConnId> told_replaced_;  // local connections told so after a cut, until their close
   Effects::Held held_;
   std::unordered_map<std::string, std::uint64_t> versions_;
 };
