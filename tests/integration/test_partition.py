@@ -11,7 +11,9 @@ What must hold (plugins/pairing/cluster/README.md, "Partitions"):
   there hear {"close":1} within the node-death bound;
 - an id opened on the live node meanwhile keeps its place when the cut heals:
   the cut node's stale connection for it is told `replaced` and closed, and
-  nothing it sends reaches anyone; Redis holds the id once, for the new one.
+  nothing it sends reaches anyone; Redis holds the id once, for the new one;
+- a slow Redis (the proxy holding each chunk 0.5 s) does not slow relaying
+  between two clients on one node.
 
 Run: DUETD=build/core/duetd /usr/bin/python3 tests/integration/test_partition.py
 """
@@ -28,9 +30,13 @@ from test_cluster import COMMON_ARGS, NODE_DEATH_LIMIT, RECV, SETTLE, ClusterCas
 from test_metrics import healthz
 
 
+SLOW_REDIS = 0.5
+
+
 class PartitionProxy:
     """127.0.0.1:port -> Redis. cut(): bytes stop both ways (held, not lost);
-    heal(): what was held goes on. Threads of ours, stopped by close()."""
+    heal(): what was held goes on; delay: seconds each chunk is held (a slow
+    Redis). Threads of ours, stopped by close()."""
 
     def __init__(self, target_port):
         self.target_port = target_port
@@ -38,6 +44,7 @@ class PartitionProxy:
         self.listener = socket.create_server(('127.0.0.1', self.port))
         self.passing = threading.Event()
         self.passing.set()
+        self.delay = 0.0
         self.closed = False
         self.sockets = []
         self.lock = threading.Lock()
@@ -83,6 +90,8 @@ class PartitionProxy:
             except OSError:
                 data = b''
             self.passing.wait()  # a cut holds what arrived; a heal lets it through, in order
+            if self.delay and data:
+                time.sleep(self.delay)
             if self.closed:
                 return
             try:
@@ -180,6 +189,26 @@ class PartitionTest(DuetTestCase):
         await self.assert_relays(l0, l1, 'after')
         for c in (l0, l1, y, x0_new):
             await c.expect_nothing(0.3)
+
+    async def test_a_slow_redis_does_not_slow_relaying_on_one_node(self):
+        # Every reply from Redis to node 0 comes SLOW_REDIS late: anything that
+        # waited on Redis would take that long per step.
+        l0, l1 = await self.cross_pair(0, 0)
+        self.proxy.delay = SLOW_REDIS
+        rounds = 10
+        started = time.monotonic()
+        for k in range(rounds):
+            await l0.send_text(ice(l0.name, l1.name, k))
+            self.assertEqual(await l1.recv_text(RECV), ice(l0.name, l1.name, k))
+            await l1.send_text(ice(l1.name, l0.name, k))
+            self.assertEqual(await l0.recv_text(RECV), ice(l1.name, l0.name, k))
+        took = time.monotonic() - started
+        sys.stderr.write('\n  %d round trips on one node with Redis %.1f s slow: %.3f s\n' % (rounds, SLOW_REDIS, took))
+        # Waiting on Redis once per message would take 2 x rounds x SLOW_REDIS.
+        self.assertLess(took, rounds * SLOW_REDIS / 2, 'relaying on one node waited for Redis')
+        self.proxy.delay = 0.0
+        x0, x1 = await self.cross_pair(0, 1)  # and the cluster still works across nodes
+        await self.assert_relays(x0, x1)
 
 
 if __name__ == '__main__':
