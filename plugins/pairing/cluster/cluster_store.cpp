@@ -136,6 +136,7 @@ void ClusterStore::rejoin() {
 // Which nodes do our calls touch? Those found dead: a decision on each of
 // their ids, which healing closes.
 void ClusterStore::beat() {
+  txns_.forget_old_versions();
   std::map<std::uint32_t, std::set<std::string>> ids_by_node;
   std::set<ConnId> known;
   state_.for_each_place([&](const std::string &id, ConnId conn, const PairingState::Entry &e, ConnId waiting) {

@@ -32,10 +32,19 @@ void Transactions::stop() {
 
 bool Transactions::newer(const std::string &id, std::uint64_t version) {
   auto v = versions_.find(id);
-  if (v != versions_.end() && version <= v->second)
+  if (v != versions_.end() && version <= v->second.version)
     return false;
-  versions_[id] = version;
+  set_version(id, version);
   return true;
+}
+
+void Transactions::forget_old_versions() {
+  const auto old = std::chrono::steady_clock::now() - schema::kTombstone;
+  for (auto v = versions_.begin(); v != versions_.end();)
+    if (v->second.seen < old && !state_.record(v->first))
+      v = versions_.erase(v);
+    else
+      ++v;
 }
 
 void Transactions::pump() {
@@ -171,7 +180,7 @@ void Transactions::apply() {
     auto record = map_.to_local(l.place);
     take_place(id, record);  // from Redis: it is what Redis holds, whatever this says
     state_.put_record(id, record);
-    versions_[id] = l.version;
+    set_version(id, l.version);
     ids.push_back(id);
   }
   try {
@@ -247,7 +256,7 @@ void Transactions::commit() {
       return;
     if (r && r->type == REDIS_REPLY_ARRAY)
       for (const auto &[id, v] : *versions)
-        versions_[id] = v;
+        set_version(id, v);
     committed(r);
   });
   if (!sent)

@@ -6,6 +6,7 @@
 // belongs to the link); without Redis, decisions run on the copy alone.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -50,7 +51,14 @@ public:
   void stop();
 
   // The version of id's place this node last saw.
-  std::uint64_t version(const std::string &id) { return versions_[id]; }
+  std::uint64_t version(const std::string &id) const {
+    auto v = versions_.find(id);
+    return v == versions_.end() ? 0 : v->second.version;
+  }
+  // Forgets the versions of ids the copy no longer holds, once no frame about
+  // them can still come (a freed id's tombstone lives kTombstone in Redis):
+  // without this a node keeps one entry per id it ever saw.
+  void forget_old_versions();
   // Whether version is newer than the one seen for id (then it is seen).
   bool newer(const std::string &id, std::uint64_t version);
 
@@ -97,7 +105,14 @@ private:
   std::set<pairing::ConnId> closing_;        // local connections whose close is queued
   std::set<pairing::ConnId> told_replaced_;  // local connections told so after a cut, until their close
   Effects::Held held_;
-  std::unordered_map<std::string, std::uint64_t> versions_;
+  struct Version {
+    std::uint64_t version = 0;
+    std::chrono::steady_clock::time_point seen;
+  };
+  std::unordered_map<std::string, Version> versions_;
+  void set_version(const std::string &id, std::uint64_t version) {
+    versions_[id] = {version, std::chrono::steady_clock::now()};
+  }
 };
 
 }  // namespace duet::cluster
