@@ -370,6 +370,16 @@ class Cluster:
             if i not in self.killed:
                 node.assert_alive()
 
+    def close(self):
+        """For a test's tear-down: every node not killed must still run and
+        exit 0 on SIGTERM; every node's files go, whatever happens."""
+        try:
+            self.assert_alive()
+            self.stop()
+        finally:
+            for node in self.nodes:
+                node.cleanup()
+
     def stop(self):
         errors = []
         for i, node in enumerate(self.nodes):

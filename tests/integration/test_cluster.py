@@ -48,37 +48,9 @@ def ice(sender, to, seq, pad=0):
             % (seq, seq // 250, seq % 250, seq, ' ' + 'x' * pad if pad else '', seq, sender, to))
 
 
-class ClusterCase(DuetTestCase):
-    """A Redis and `nodes` duetd on it for the whole class."""
-
-    nodes = 3
-    node_args = []
-    redis_kwargs = {}
-
-    @classmethod
-    def setUpClass(cls):
-        require_redis()
-        require_cluster_support()
-        cls.redis = RedisServer(**cls.redis_kwargs).__enter__()
-        try:
-            cls.cluster = Cluster(cls.nodes, cls.redis, COMMON_ARGS + list(cls.node_args)).__enter__()
-        except BaseException:
-            cls.redis.cleanup()
-            raise
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.cluster.__exit__(None, None, None)
-        finally:
-            cls.redis.cleanup()
-
-    def current_server(self):
-        return None
-
-    async def asyncTearDown(self):
-        await super().asyncTearDown()
-        self.cluster.assert_alive()
+class ClusterCalls:
+    """Calls on self.cluster's nodes (and places in self.redis), for the
+    test cases of a cluster, however they start it."""
 
     def node(self, i):
         return self.cluster.nodes[i]
@@ -118,6 +90,39 @@ class ClusterCase(DuetTestCase):
         m2 = '{"sdp":{"type":"answer","sdp":"v=0 %s"},"remote":"%s"}' % (tag, a.name)
         await b.send_text(m2)
         self.assertEqual(await a.recv_text(RECV), m2)
+
+
+class ClusterCase(ClusterCalls, DuetTestCase):
+    """A Redis and `nodes` duetd on it for the whole class."""
+
+    nodes = 3
+    node_args = []
+    redis_kwargs = {}
+
+    @classmethod
+    def setUpClass(cls):
+        require_redis()
+        require_cluster_support()
+        cls.redis = RedisServer(**cls.redis_kwargs).__enter__()
+        try:
+            cls.cluster = Cluster(cls.nodes, cls.redis, COMMON_ARGS + list(cls.node_args)).__enter__()
+        except BaseException:
+            cls.redis.cleanup()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.cluster.__exit__(None, None, None)
+        finally:
+            cls.redis.cleanup()
+
+    def current_server(self):
+        return None
+
+    async def asyncTearDown(self):
+        await super().asyncTearDown()
+        self.cluster.assert_alive()
 
 
 # ---------------------------------------------------------------------------
@@ -489,7 +494,7 @@ class TakeoverRefuseAcrossNodesTest(ClusterCase):
 # Failures: a node killed, Redis gone
 # ---------------------------------------------------------------------------
 
-class FreshClusterCase(DuetTestCase):
+class FreshClusterCase(ClusterCalls, DuetTestCase):
     """A fresh Redis and cluster per test (the test breaks them)."""
 
     def current_server(self):
@@ -510,21 +515,13 @@ class FreshClusterCase(DuetTestCase):
     async def asyncTearDown(self):
         try:
             await super().asyncTearDown()
-            if self.cluster is not None:
-                self.cluster.assert_alive()
-                self.cluster.__exit__(None, None, None)
         finally:
-            if self.cluster is not None:
-                for node in self.cluster.nodes:
-                    node.cleanup()
-            if self.redis is not None:
-                self.redis.cleanup()
-
-    node = ClusterCase.node
-    open_on = ClusterCase.open_on
-    cross_pair = ClusterCase.cross_pair
-    registered = ClusterCase.registered
-    assert_relays = ClusterCase.assert_relays
+            try:
+                if self.cluster is not None:
+                    self.cluster.close()
+            finally:
+                if self.redis is not None:
+                    self.redis.cleanup()
 
 
 class DrainTest(FreshClusterCase):

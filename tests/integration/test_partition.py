@@ -26,7 +26,7 @@ import unittest
 
 from duet_harness import Closed, DuetTestCase, eventually, unique_id
 from redis_harness import Cluster, RedisServer, free_tcp_port, require_cluster_support, require_redis
-from test_cluster import COMMON_ARGS, NODE_DEATH_LIMIT, RECV, SETTLE, ClusterCase, ice
+from test_cluster import COMMON_ARGS, NODE_DEATH_LIMIT, RECV, SETTLE, ClusterCalls, ice
 from test_metrics import healthz
 
 
@@ -103,7 +103,7 @@ class PartitionProxy:
                 return
 
 
-class PartitionTest(DuetTestCase):
+class PartitionTest(ClusterCalls, DuetTestCase):
 
     def current_server(self):
         return None
@@ -123,19 +123,10 @@ class PartitionTest(DuetTestCase):
         try:
             await super().asyncTearDown()
             self.proxy.heal()
-            self.cluster.assert_alive()
-            self.cluster.__exit__(None, None, None)
+            self.cluster.close()
         finally:
-            for node in self.cluster.nodes:
-                node.cleanup()
             self.proxy.close()
             self.redis.cleanup()
-
-    node = ClusterCase.node
-    open_on = ClusterCase.open_on
-    cross_pair = ClusterCase.cross_pair
-    registered = ClusterCase.registered
-    assert_relays = ClusterCase.assert_relays
 
     async def test_a_cut_node_keeps_its_pairs_and_on_healing_an_id_taken_meanwhile_stays_with_the_newcomer(self):
         l0, l1 = await self.cross_pair(0, 0)          # both on the node to be cut

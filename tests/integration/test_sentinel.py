@@ -26,7 +26,7 @@ import unittest
 from duet_harness import Closed, DuetTestCase, eventually, run_duetd
 from redis_harness import Cluster, require_cluster_support
 from sentinel_harness import SentinelSet, require_sentinel
-from test_cluster import COMMON_ARGS, RECV, ClusterCase, ice
+from test_cluster import COMMON_ARGS, RECV, ClusterCalls, ice
 from test_metrics import healthz
 
 # The issue's bound after the sentinels named the new master is 2 s; on a
@@ -118,7 +118,7 @@ class Traffic:
         return sent_at[back] - t_cut
 
 
-class SentinelCase(DuetTestCase):
+class SentinelCase(ClusterCalls, DuetTestCase):
     """A fresh Sentinel set-up and two nodes per test (the test moves the master)."""
 
     def current_server(self):
@@ -126,7 +126,7 @@ class SentinelCase(DuetTestCase):
 
     @property
     def redis(self):
-        """The master now, for ClusterCase.registered."""
+        """The master now, for ClusterCalls.registered."""
         return self.sentinels.master()
 
     async def asyncSetUp(self):
@@ -143,18 +143,9 @@ class SentinelCase(DuetTestCase):
     async def asyncTearDown(self):
         try:
             await super().asyncTearDown()
-            self.cluster.assert_alive()
-            self.cluster.__exit__(None, None, None)
+            self.cluster.close()
         finally:
-            for node in self.cluster.nodes:
-                node.cleanup()
             self.sentinels.cleanup()
-
-    node = ClusterCase.node
-    open_on = ClusterCase.open_on
-    cross_pair = ClusterCase.cross_pair
-    registered = ClusterCase.registered
-    assert_relays = ClusterCase.assert_relays
 
     def statuses(self):
         return [healthz(n)['status'] for n in self.cluster.nodes]
