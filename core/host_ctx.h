@@ -24,6 +24,7 @@ struct duet_host_ctx {
   duet_log_limit_t log_limit;
   duet_log_limit_t error_limit; /* errors are not crowded out by a flood of info lines */
   int degraded;                 /* set_health */
+  unsigned exit_holds;          /* hold_exit */
   char health_reason[128];
 };
 

@@ -310,7 +310,7 @@ static int host_fd_watch_stop(duet_host_ctx_t *ctx, int64_t id) {
   return 0;
 }
 
-/* ---- health, the listener (1.4) and the node (1.5) ---- */
+/* ---- health, the listener (1.4), the node (1.5) and the exit (1.6) ---- */
 
 static int host_set_health(duet_host_ctx_t *ctx, int degraded, const char *reason) {
   ctx->degraded = degraded != 0;
@@ -336,6 +336,21 @@ static int host_node_info(duet_host_ctx_t *ctx, duet_node_info_t *info) {
     snprintf(info->state_dir, sizeof info->state_dir, "%s", opt->state_dir);
   else
     duet__paths_default_state_dir(info->state_dir, sizeof info->state_dir);
+  return 0;
+}
+
+static int host_hold_exit(duet_host_ctx_t *ctx, int delta) {
+  if ((delta != 1 && delta != -1) || (delta == -1 && ctx->exit_holds == 0))
+    return DUET_EINVAL;
+  duet_host_state_t *host = ctx->host;
+  if (delta == 1) {
+    ctx->exit_holds++;
+    host->exit_holds++;
+    return 0;
+  }
+  ctx->exit_holds--;
+  if (--host->exit_holds == 0 && host->env.exit_released)
+    host->env.exit_released(host->env.exit_data);
   return 0;
 }
 
@@ -365,6 +380,7 @@ const duet_host_t duet__host_table = {
     .set_health = host_set_health,
     .listen_port = host_listen_port,
     .node_info = host_node_info,
+    .hold_exit = host_hold_exit,
 };
 
 void duet__host_init(duet_host_state_t *host, const duet_host_env_t *env) {

@@ -26,6 +26,9 @@ typedef struct duet_host_env {
   struct duet_metrics *metrics;
   const duet_options_t *opt;
   const int *listen_port; /* the main listener's port once bound, else 0 */
+  /* Called when the last hold on the exit (hold_exit) is let go. */
+  void (*exit_released)(void *data);
+  void *exit_data;
 } duet_host_env_t;
 
 /* While set, events a plugin emits whose name starts "admin." go to it
@@ -41,6 +44,7 @@ typedef struct duet_host_state {
   int64_t next_timer_id;
   struct host_fd_watch *fd_watches;
   int64_t next_fd_watch_id;
+  size_t exit_holds; /* every plugin's hold_exit, together */
 } duet_host_state_t;
 
 /* The table handed to every plugin's init, with a ctx naming the plugin. */

@@ -201,7 +201,8 @@ static void log_listening(const duet_server_t *server, int port) {
 static int start_plugins(duet_server_t *server, int *listed) {
   const duet_options_t *opt = server->opt;
   char err[1024] = "";
-  duet_host_env_t env = {&server->loop, &server->sessions.conns, &server->metrics, opt, &server->port};
+  duet_host_env_t env = {
+      &server->loop, &server->sessions.conns, &server->metrics, opt, &server->port, duet__server_exit_released, server};
   duet__host_init(&server->host, &env);
   int r = duet__plugins_load(&server->plugins, &duet__host_table, &server->host, opt, err, sizeof err);
   if (r != 0) {

@@ -65,5 +65,7 @@ void duet__server_begin_drain(duet_server_t *server, const char *why);
 void duet__server_admin_drain(void *server);
 /* The sessions' callback once the last connection has closed. */
 void duet__server_drained(void *server);
+/* The host's callback once no plugin holds the exit (hold_exit). */
+void duet__server_exit_released(void *server);
 
 #endif

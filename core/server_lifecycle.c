@@ -11,13 +11,33 @@
 #include "log.h"
 #include "server.h"
 
-/* Grace period for clients to receive their close frames at shutdown. */
+/* Grace period at shutdown for clients to receive their close frames, and
+ * for plugins to finish what the closes started (hold_exit). */
 #define SHUTDOWN_GRACE_MS 2000
 
 static void grace_over(uv_timer_t *timer) {
   duet_server_t *server = timer->data;
-  DUET_WARN("%zu connection(s) did not close in time; dropping them", server->sessions.conns.live);
+  if (server->sessions.conns.live > 0)
+    DUET_WARN("%zu connection(s) did not close in time; dropping them", server->sessions.conns.live);
+  if (server->host.exit_holds > 0)
+    DUET_WARN("plugins still had work under way (%zu hold(s) on the exit) after %d ms; exiting anyway",
+              server->host.exit_holds, SHUTDOWN_GRACE_MS);
   uv_stop(&server->loop);
+}
+
+/* After a shutdown began: stops once every connection has closed and no
+ * plugin holds the exit (a cluster's last decisions are on their way to
+ * Redis: without them the others would believe the connections are still
+ * here until this node's key expires). */
+static void stop_when_done(duet_server_t *server) {
+  if (server->sessions.conns.live == 0 && server->host.exit_holds == 0)
+    uv_stop(&server->loop);
+}
+
+void duet__server_exit_released(void *data) {
+  duet_server_t *server = data;
+  if (server->shutting_down)
+    stop_when_done(server);
 }
 
 static void begin_shutdown(duet_server_t *server, const char *why);
@@ -35,7 +55,7 @@ static void drain_over(uv_timer_t *timer) {
 void duet__server_drained(void *data) {
   duet_server_t *server = data;
   if (server->shutting_down)
-    uv_stop(&server->loop);
+    stop_when_done(server);
   else if (server->draining)
     uv_timer_start(&server->drain_timer, drain_over, 0, 0);
 }
@@ -69,7 +89,7 @@ static void begin_shutdown(duet_server_t *server, const char *why) {
   duet__listener_close(&server->admin_listener);
   duet__listener_close(&server->redirect_listener);
   DUET_INFO("%s: shutting down, closing %zu connection(s)", why, server->sessions.conns.live);
-  if (duet__sessions_close_all(&server->sessions) == 0)
+  if (duet__sessions_close_all(&server->sessions) == 0 && server->host.exit_holds == 0)
     uv_stop(&server->loop);
   else
     uv_timer_start(&server->shutdown_timer, grace_over, SHUTDOWN_GRACE_MS, 0);

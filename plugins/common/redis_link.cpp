@@ -425,10 +425,23 @@ bool RedisLink::send(const std::vector<std::string_view> &args, Reply *owned,
   return true;
 }
 
+// Until each answer comes, duetd's exit waits (hold_exit): what the last
+// closes of a shutdown or a drain decided must reach Redis, or the other
+// nodes would believe those connections are still here.
 bool RedisLink::command(const std::vector<std::string_view> &args, Reply reply) {
   if (!ready_)
     return false;
-  return send(args, new Reply(std::move(reply)), on_reply);
+  auto *counted = new Reply([this, reply = std::move(reply)](const redisReply *r) {
+    if (reply)
+      reply(r);  // first: what it sends next keeps the exit held
+    if (--awaiting_ == 0)
+      host_.hold_exit(false);
+  });
+  if (!send(args, counted, on_reply))
+    return false;
+  if (awaiting_++ == 0)
+    host_.hold_exit(true);
+  return true;
 }
 
 bool RedisLink::command(std::string_view verb, const std::vector<std::string> &args, Reply reply) {

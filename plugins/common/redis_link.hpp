@@ -3,6 +3,7 @@
 // plugin ABI), connected again with back-off whenever it drops.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -126,6 +127,7 @@ private:
   std::chrono::steady_clock::time_point connect_started_, ping_sent_;
   bool ping_out_ = false;
   std::uint64_t rtt_us_ = 0, reconnects_ = 0;
+  std::size_t awaiting_ = 0;  // commands sent whose answer has not come
   bool was_up_ = false;
 };
 

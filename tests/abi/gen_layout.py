@@ -2,8 +2,8 @@
 """Writes the frozen layout table of the plugin ABI (layout_table.h) for
 x86_64, aarch64 and armhf, by compiling a probe with each compiler and
 reading the constants it emits: the rows of ABI 1.3 from the frozen 1.3
-header (tests/abi/v1.3), then, under #if DUET_ABI_MINOR >= 5, what 1.4 and
-1.5 appended, from the live header. Run it when a minor version appends
+header (tests/abi/v1.3), then, under #if DUET_ABI_MINOR >= 5, what 1.4,
+1.5 and 1.6 appended, from the live header. Run it when a minor version appends
 fields (add them to APPENDED first) and commit the table. Needs gcc,
 aarch64-linux-gnu-gcc and arm-linux-gnueabihf-gcc (tools/cross/build
 installs the cross compilers).
@@ -38,7 +38,8 @@ ENUMS = ['duet_log_level_t', 'duet_verdict_t', 'duet_close_reason_t', 'duet_metr
 # new in its minor lists all its fields. Its size row is the live one.
 APPENDED = [
     ('duet_host_t', True, ['fd_watch', 'fd_watch_set', 'fd_watch_stop', 'set_health', 'listen_port',  # 1.4
-                           'node_info']),  # 1.5
+                           'node_info',  # 1.5
+                           'hold_exit']),  # 1.6
     ('duet_plugin_t', True, ['stage']),  # 1.5
     ('duet_node_info_t', True, ['struct_size', 'worker_index', 'worker_count', 'node_id']),  # 1.5
 ]
@@ -95,7 +96,7 @@ def main():
            ' * struct, as (x86_64, aarch64, armhf). Never edit a row: a change here is',
            ' * an ABI break. */']
     out += rows_of(frozen, STRUCTS, ENUMS)
-    out += ['', '/* Appended by ABI 1.4 and 1.5 (a size row here is the live size). */',
+    out += ['', '/* Appended by ABI 1.4, 1.5 and 1.6 (a size row here is the live size). */',
             '#if DUET_ABI_MINOR >= %d' % APPENDED_SINCE]
     out += rows_of(live, APPENDED, APPENDED_ENUMS)
     out += ['#endif']

@@ -76,15 +76,16 @@ DUET_SIZE_FIXED(duet_verdict_t, 4, 4, 4)
 DUET_SIZE_FIXED(duet_close_reason_t, 4, 4, 4)
 DUET_SIZE_FIXED(duet_metric_type_t, 4, 4, 4)
 
-/* Appended by ABI 1.4 and 1.5 (a size row here is the live size). */
+/* Appended by ABI 1.4, 1.5 and 1.6 (a size row here is the live size). */
 #if DUET_ABI_MINOR >= 5
-DUET_SIZE(duet_host_t, 184, 184, 96)
+DUET_SIZE(duet_host_t, 192, 192, 100)
 DUET_FIELD(duet_host_t, fd_watch, 136, 136, 72)
 DUET_FIELD(duet_host_t, fd_watch_set, 144, 144, 76)
 DUET_FIELD(duet_host_t, fd_watch_stop, 152, 152, 80)
 DUET_FIELD(duet_host_t, set_health, 160, 160, 84)
 DUET_FIELD(duet_host_t, listen_port, 168, 168, 88)
 DUET_FIELD(duet_host_t, node_info, 176, 176, 92)
+DUET_FIELD(duet_host_t, hold_exit, 184, 184, 96)
 DUET_SIZE(duet_plugin_t, 112, 112, 60)
 DUET_FIELD(duet_plugin_t, stage, 104, 104, 56)
 DUET_SIZE(duet_node_info_t, 4364, 4364, 4364)

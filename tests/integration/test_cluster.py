@@ -12,6 +12,8 @@ redis_harness.py). Run:
 """
 
 import asyncio
+import itertools
+import json
 import os
 import re
 import shutil
@@ -571,6 +573,58 @@ class DrainTest(FreshClusterCase):
         await tutorial.close()
         self.assertEqual(self.node(0).wait(timeout=RECV), 0, self.node(0).log())
         cluster.killed.add(0)
+
+    async def test_a_drained_node_writes_its_last_decision_before_it_exits(self):
+        """The drain's last connection goes, and the node exits at once:
+        the place of that connection must reach Redis first. Otherwise Redis
+        says it is still connected on the node that left, and its partner
+        elsewhere hears cluster-unavailable for every message until the
+        node's key expires (what tests/browser/drain.test.js caught, now and
+        then, during the resume's ICE restart)."""
+        cluster = self.start_cluster(2, ['--plugin-opt', 'pairing.resume-grace=10',
+                                         '--plugin-opt', 'pairing.drain-delay=0', '--drain-timeout', '60'])
+        alice_id, bob_id = unique_id('alice'), unique_id('bob')
+        bob = await self.open_on(0, bob_id, alice_id, resume='')
+        await self.registered(bob_id)
+        await bob.expect_nothing(SETTLE)
+        alice = await self.open_on(1, alice_id, bob_id)
+        token = (await bob.recv_json(RECV))['resume']
+        self.assertEqual(await alice.recv_json(RECV), {'start': 'offer'})
+
+        heard = []  # what alice hears while bob moves
+
+        async def listen():
+            while True:
+                heard.append(json.loads(await alice.recv_text(timeout=60)))
+
+        async def talk():
+            for seq in itertools.count():
+                await alice.send_text(ice(alice_id, bob_id, seq))
+                await asyncio.sleep(0.01)
+
+        listener, talker = asyncio.ensure_future(listen()), asyncio.ensure_future(talk())
+        try:
+            os.kill(self.node(0).pid, signal.SIGUSR1)
+            await bob.expect_close(1012, timeout=RECV)
+            # bob was node 0's last connection: the node exits by itself.
+            self.assertEqual(self.node(0).wait(timeout=RECV), 0, self.node(0).log())
+            cluster.killed.add(0)
+            await asyncio.sleep(1.0)  # alice keeps talking to a partner who is away
+            back = await self.open_on(1, bob_id, alice_id, resume=token)
+            self.assertIn('resumed', await back.recv_json(RECV))
+            # What alice sends from now on reaches bob (some sent before his
+            # resume may too: he takes the first one that comes).
+            first = json.loads(await back.recv_text(RECV))['ice']['seq']
+            second = json.loads(await back.recv_text(RECV))['ice']['seq']
+            self.assertEqual(second, first + 1, 'in order, none lost')
+        finally:
+            talker.cancel()
+            listener.cancel()
+            await asyncio.gather(talker, listener, return_exceptions=True)
+        errors = [m['error']['code'] for m in heard if 'error' in m]
+        self.assertTrue(errors, 'alice was told her partner is away while he moved: %r' % heard[:5])
+        self.assertEqual(set(errors), {'partner-away'}, 'only partner-away while bob moved: %r' % errors)
+        self.assertIn({'resumed': 'offer'}, heard)
 
 
 class NodeKilledTest(FreshClusterCase):

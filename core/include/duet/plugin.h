@@ -46,7 +46,7 @@ extern "C" {
  *   host node_info; duet_node_info_t (node, worker, state folder).
  */
 #define DUET_ABI_MAJOR 1
-#define DUET_ABI_MINOR 5
+#define DUET_ABI_MINOR 6
 
 /* Error codes returned by host functions. Values match negative errno. */
 #define DUET_EINVAL (-22)   /* an argument is invalid */
@@ -351,6 +351,15 @@ typedef struct duet_host {
    * this plugin runs in, and the state folder. Returns 0, or DUET_EINVAL if
    * info is NULL or its struct_size does not reach state_dir. */
   int (*node_info)(duet_host_ctx_t *ctx, duet_node_info_t *info);
+
+  /* Since 1.6. Holds duetd's exit (delta +1) or lets it go (delta -1), for
+   * work under way that must end before the process does: a decision on
+   * its way to a store other processes share (the cluster's Redis), which
+   * the connections' last closes started. Once its connections are closed
+   * (at shutdown, or when a drain's last connection has gone) duetd waits
+   * until no plugin holds it, for at most 2 s. Returns 0, or DUET_EINVAL for
+   * another delta or one that would take this plugin's holds below 0. */
+  int (*hold_exit)(duet_host_ctx_t *ctx, int delta);
 } duet_host_t;
 
 /*

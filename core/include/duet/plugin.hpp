@@ -164,6 +164,14 @@ public:
     return info;
   }
 
+  // Since ABI 1.6: hold duetd's exit while work the closes started is under
+  // way (plugin.h says when duetd waits, and how long); an older duetd's
+  // table lacks it, and exits without waiting.
+  bool provides_1_6() const {
+    return table_->struct_size >= offsetof(duet_host_t, hold_exit) + sizeof(duet_host_t::hold_exit);
+  }
+  int hold_exit(bool hold) const { return provides_1_6() ? table_->hold_exit(ctx_, hold ? 1 : -1) : DUET_ENOENT; }
+
   const duet_host_t *table() const { return table_; }
   const char *plugin_name() const { return name_; }
 
