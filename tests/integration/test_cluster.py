@@ -627,6 +627,42 @@ class DrainTest(FreshClusterCase):
         self.assertIn({'resumed': 'offer'}, heard)
 
 
+def places_held(srv):
+    """duet_cluster_places_held: the places (ids) in a node's copy."""
+    return scrape(srv).samples.get(('duet_cluster_places_held', ()), None)
+
+
+class CopyTest(FreshClusterCase):
+    """A node's copy of the places holds its connections' and their
+    partners', and lets the rest go: a partner's place kept after the call
+    would never be told of again (no U frame names this node any more), and
+    one per id ever met would pile up (what the soak's RSS slope showed)."""
+
+    async def test_the_copies_let_go_of_every_place_once_the_calls_have_ended(self):
+        self.start_cluster(2)
+        calls = []
+        for _ in range(10):
+            calls.append(await self.cross_pair(0, 1))
+        for a, b in calls:
+            await self.assert_relays(a, b)
+        await self.copies_hold(20, 'each node holding its 10 places and their 10 partners\'')
+        # Each side hangs up, one node at a time: every place changes, and
+        # the other node hears of each change while it still names it.
+        for a, b in calls:
+            await a.close()
+        for a, b in calls:
+            await b.close()
+        await self.copies_hold(0, 'both copies empty after every call ended')
+
+    async def copies_hold(self, n, what):
+        try:
+            await eventually(lambda: places_held(self.node(0)) == n and places_held(self.node(1)) == n,
+                             what=what, timeout=15)
+        except AssertionError as e:
+            raise AssertionError('%s; the copies hold %r and %r places'
+                                 % (e, places_held(self.node(0)), places_held(self.node(1)))) from None
+
+
 class NodeKilledTest(FreshClusterCase):
 
     async def test_a_node_killed_with_sigkill_its_partners_elsewhere_hear_close_within_10_s(self):

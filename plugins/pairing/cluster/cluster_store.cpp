@@ -13,6 +13,8 @@ ClusterStore::Meters ClusterStore::register_meters(const duet::Host &host) {
   m.sent = host.metric("cluster_messages_sent_total", "Messages sent to other nodes.", DUET_METRIC_COUNTER);
   m.received =
       host.metric("cluster_messages_received_total", "Messages received from other nodes.", DUET_METRIC_COUNTER);
+  m.places = host.metric("cluster_places_held",
+                         "Places (ids) in this node's copy: its connections' and their partners'.", DUET_METRIC_GAUGE);
   m.links.reconnects =
       host.metric("cluster_redis_reconnects_total", "Links to Redis made again after a loss.", DUET_METRIC_COUNTER);
   m.links.rtt =
@@ -136,10 +138,13 @@ void ClusterStore::rejoin() {
 // Which nodes do our calls touch? Those found dead: a decision on each of
 // their ids, which healing closes.
 void ClusterStore::beat() {
+  forget_unrelated_places();
   txns_.forget_old_versions();
   std::map<std::uint32_t, std::set<std::string>> ids_by_node;
   std::set<ConnId> known;
+  std::int64_t places = 0;
   state_.for_each_place([&](const std::string &id, ConnId conn, const PairingState::Entry &e, ConnId waiting) {
+    places++;
     for (ConnId c : {conn, e.partner, waiting}) {
       known.insert(c);
       if (c && !map_.is_here(c))
@@ -147,6 +152,7 @@ void ClusterStore::beat() {
     }
   });
   map_.forget_unused(known, state_);
+  host_.metric_set(meters_.places, places);
   if (ids_by_node.empty())
     return;
   std::set<std::uint32_t> nodes;
@@ -156,6 +162,23 @@ void ClusterStore::beat() {
     for (const auto &id : ids_by_node.at(n))
       txns_.run({id}, [](PairingState &) {});
   });
+}
+
+// A place in the copy that names no connection here (a partner's, kept
+// after the call ended) gets no more U frames: it would only go stale and
+// stay, one per id this node ever shared a call with. While Redis is up
+// every decision loads its places from there, so the copy can let it go.
+void ClusterStore::forget_unrelated_places() {
+  if (!membership_.healthy() || membership_.settling() || !txns_.idle())
+    return;
+  auto here = [this](ConnId c) { return c && map_.is_here(c); };
+  std::vector<std::string> unrelated;
+  state_.for_each_place([&](const std::string &id, ConnId conn, const PairingState::Entry &e, ConnId waiting) {
+    if (!here(conn) && !here(e.partner) && !here(waiting))
+      unrelated.push_back(id);
+  });
+  for (const auto &id : unrelated)
+    state_.put_record(id, std::nullopt);
 }
 
 void ClusterStore::on_frame(std::string_view text) {

@@ -45,7 +45,7 @@ public:
 
 private:
   struct Meters {
-    std::int64_t sent, received;
+    std::int64_t sent, received, places;
     Membership::Meters links;
     Transactions::Meters decisions;
   };
@@ -54,6 +54,7 @@ private:
   void links_changed(bool up);
   void rejoin();
   void beat();
+  void forget_unrelated_places();
   void on_frame(std::string_view text);
   void update_from(std::string_view id, std::string_view record);
   void grace_over(const std::string &id, const std::string &token);

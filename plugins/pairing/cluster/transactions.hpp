@@ -49,6 +49,8 @@ public:
   void pump();
   // Queued decisions are dropped; replies arriving from now on change nothing.
   void stop();
+  // No decision runs or waits.
+  bool idle() const { return !busy_ && ops_.empty(); }
 
   // The version of id's place this node last saw.
   std::uint64_t version(const std::string &id) const {
