@@ -611,12 +611,16 @@ class DrainTest(FreshClusterCase):
             cluster.killed.add(0)
             await asyncio.sleep(1.0)  # alice keeps talking to a partner who is away
             back = await self.open_on(1, bob_id, alice_id, resume=token)
-            self.assertIn('resumed', await back.recv_json(RECV))
-            # What alice sends from now on reaches bob (some sent before his
-            # resume may too: he takes the first one that comes).
-            first = json.loads(await back.recv_text(RECV))['ice']['seq']
-            second = json.loads(await back.recv_text(RECV))['ice']['seq']
-            self.assertEqual(second, first + 1, 'in order, none lost')
+            # What alice sends from now on reaches bob, in order. One sent
+            # while the resume's decision was landing in Redis can come just
+            # before his "resumed": node 1's copy already names him as her
+            # partner then (noticed, left: see plugins/pairing/cluster/README.md).
+            got = []
+            while len([m for m in got if 'ice' in m]) < 3 or not any('resumed' in m for m in got):
+                got.append(await back.recv_json(RECV))
+            seqs = [m['ice']['seq'] for m in got if 'ice' in m]
+            self.assertEqual(seqs, list(range(seqs[0], seqs[0] + len(seqs))), 'in order, none lost: %r' % got)
+            self.assertEqual([m for m in got if 'ice' not in m and 'resumed' not in m], [], 'only ICE and resumed')
         finally:
             talker.cancel()
             listener.cancel()
