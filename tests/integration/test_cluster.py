@@ -84,6 +84,17 @@ class ClusterCalls:
         self.assertEqual(await b.recv_json(RECV), {'start': 'offer'}, 'the newcomer (node %d)' % nb)
         return a, b
 
+    async def resumable_pair(self, na, nb, a_id, b_id):
+        """a (who can resume) waits on node na, b (a tutorial client)
+        arrives on node nb; returns (a, b, a's resume token)."""
+        a = await self.open_on(na, a_id, b_id, resume='')
+        await self.registered(a_id)
+        await a.expect_nothing(SETTLE)
+        b = await self.open_on(nb, b_id, a_id)
+        token = (await a.recv_json(RECV))['resume']
+        self.assertEqual(await b.recv_json(RECV), {'start': 'offer'})
+        return a, b, token
+
     async def assert_relays(self, a, b, tag='ok'):
         """One message each way, exact bytes."""
         m1 = ice(a.name, b.name, 1, len(tag))
@@ -348,12 +359,7 @@ class CrossNodeTest(ClusterCase):
 
     async def test_the_token_holder_back_on_another_node_before_its_link_is_seen_dead(self):
         alice_id, bob_id = unique_id('alice'), unique_id('bob')
-        alice = await self.open_on(1, alice_id, bob_id, resume='')
-        await self.registered(alice_id)
-        await alice.expect_nothing(SETTLE)
-        bob = await self.open_on(0, bob_id, alice_id)
-        token = (await alice.recv_json(RECV))['resume']
-        self.assertEqual(await bob.recv_json(RECV), {'start': 'offer'})
+        alice, bob, token = await self.resumable_pair(1, 0, alice_id, bob_id)
         back = await self.open_on(2, alice_id, bob_id, resume=token)
         self.assertEqual((await back.recv_json(RECV))['resumed'], 'answer')
         self.assertEqual(await bob.recv_json(RECV), {'resumed': 'offer'})
@@ -584,12 +590,7 @@ class DrainTest(FreshClusterCase):
         cluster = self.start_cluster(2, ['--plugin-opt', 'pairing.resume-grace=10',
                                          '--plugin-opt', 'pairing.drain-delay=0', '--drain-timeout', '60'])
         alice_id, bob_id = unique_id('alice'), unique_id('bob')
-        bob = await self.open_on(0, bob_id, alice_id, resume='')
-        await self.registered(bob_id)
-        await bob.expect_nothing(SETTLE)
-        alice = await self.open_on(1, alice_id, bob_id)
-        token = (await bob.recv_json(RECV))['resume']
-        self.assertEqual(await alice.recv_json(RECV), {'start': 'offer'})
+        bob, alice, token = await self.resumable_pair(0, 1, bob_id, alice_id)
 
         heard = []  # what alice hears while bob moves
 
